@@ -1,0 +1,63 @@
+//! The `origin-sim` binary: parse the command line, print the listening line, serve.
+
+use anyhow::Context;
+use clap::{CommandFactory, FromArgMatches, Parser};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// A deterministic simulated origin server for proxylab: the same bytes every run,
+/// offline, on loopback, with faults on demand.
+///
+/// Every response carries X-Origin-Hits (requests this path and query have received) and
+/// X-Origin-Conn (which TCP connection served it, counting from 1).
+#[derive(Debug, Parser)]
+#[command(name = "origin-sim", version, about, long_about)]
+struct Cli {
+    /// Address for the HTTP listener; port 0 picks a free port (printed on start).
+    #[arg(long, default_value = "127.0.0.1:9000", value_name = "IP:PORT")]
+    http: SocketAddr,
+
+    /// Seed for every generated body and chunk size.
+    #[arg(long, default_value_t = origin_sim::DEFAULT_SEED)]
+    seed: u64,
+
+    /// Log filter (error, warn, info, debug, trace); RUST_LOG wins.
+    #[arg(long, default_value = "info", value_name = "FILTER")]
+    log: String,
+}
+
+fn routes_help() -> String {
+    let mut text = String::from("Routes (GET unless said otherwise; HEAD works on all):\n");
+    for (route, what) in origin_sim::ROUTES {
+        text.push_str(&format!("  {route:<24} {what}\n"));
+    }
+    text.push_str("\nExample:\n  origin-sim --http 127.0.0.1:0\n  curl http://127.0.0.1:PORT/bytes/100 | xxd | head");
+    text
+}
+
+fn main() -> anyhow::Result<()> {
+    let matches = Cli::command().after_help(routes_help()).get_matches();
+    let cli = Cli::from_arg_matches(&matches)?;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&cli.log))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(cli.http)
+            .await
+            .with_context(|| format!("cannot listen on {}", cli.http))?;
+        println!("origin-sim http listening on http://{}", listener.local_addr()?);
+        let origin = Arc::new(origin_sim::Origin::new(cli.seed));
+        origin_sim::serve_http(listener, origin, proxy::server::shutdown_signal()).await?;
+        Ok(())
+    })
+}

@@ -1,0 +1,390 @@
+//! The routes: one function decides what each request gets.
+
+use crate::{After, Origin, SeededBytes};
+use proxy::wire::{self, copy_body, Framing, Reader, RequestHead, ResponseHead};
+use std::io;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+/// Every route, with what it does: shown by `origin-sim --help`, `GET /`, and the README.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("/", "this index"),
+    ("/bytes/{n}", "n seeded bytes with Content-Length"),
+    ("/chunked/{n}?chunk=k", "n seeded bytes, chunked (seeded chunk sizes, or k each)"),
+    ("/close/{n}", "n seeded bytes, no length: the body ends when the connection closes"),
+    ("/delay/{ms}", "a short body after waiting ms milliseconds (at most 60000)"),
+    ("/drip/{n}?ms=m", "n seeded bytes with Content-Length, one byte every m ms (default 100)"),
+    ("/status/{code}", "that status code (200-599) with a one-line body"),
+    ("/headers", "JSON of the request as received: method, target, version, headers in order"),
+    ("/echo", "any method: the request body back, with its Content-Type (streamed)"),
+    ("/redirect/{n}", "302 to /redirect/{n-1}; /redirect/0 answers 200"),
+    ("/reset", "promises 1000000 bytes, sends 1000, then resets the connection (RST)"),
+    ("/hang", "reads the request and never answers (until the client closes)"),
+    ("/truncate/{n}", "promises n bytes, sends half, closes"),
+    ("/malformed", "answers with an invalid status line, then closes"),
+];
+
+/// One request, with what the origin knows about it.
+pub(crate) struct Exchange<'a> {
+    pub origin: &'a Origin,
+    pub head: RequestHead,
+    pub hits: u64,
+    pub conn_id: u64,
+}
+
+/// A client connection, split so /echo can stream the body back while reading it.
+pub(crate) struct Conn {
+    pub reader: Reader<OwnedReadHalf>,
+    pub writer: OwnedWriteHalf,
+}
+
+pub(crate) async fn respond(ex: Exchange<'_>, conn: &mut Conn) -> io::Result<After> {
+    let framing = match wire::request_framing(&ex.head) {
+        Ok(f) => f,
+        Err(why) => return simple(&ex, conn, 400, why.as_bytes(), false).await,
+    };
+    if framing != Framing::Empty && ex.head.headers.has_token("expect", "100-continue") {
+        conn.writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
+    }
+    let (path, query) = ex
+        .head
+        .target
+        .split_once('?')
+        .unwrap_or((ex.head.target.as_str(), ""));
+    let path = path.to_string();
+    let query = query.to_string();
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let number = |i: usize| segments.get(i).and_then(|s| s.parse::<u64>().ok());
+
+    if segments.first() == Some(&"echo") && segments.len() == 1 {
+        return echo(&ex, conn, framing).await;
+    }
+    // Every other route ignores the request body; read it so the connection stays usable.
+    let drained = copy_body(&mut conn.reader, framing, &mut tokio::io::sink(), Framing::Close, Vec::new(), None)
+        .await
+        .is_ok();
+    if !drained {
+        return Ok(After::Close);
+    }
+    let seed = ex.origin.seed;
+    match (segments.as_slice(), number(1)) {
+        ([""], _) => {
+            let mut page = String::from("origin-sim: a deterministic origin for proxylab.\n\n");
+            for (route, what) in ROUTES {
+                page.push_str(&format!("  {route:<24} {what}\n"));
+            }
+            simple(&ex, conn, 200, page.as_bytes(), true).await
+        }
+        (["bytes", _], Some(n)) => {
+            let mut head = base(&ex, 200);
+            head.headers.push("Content-Type", "application/octet-stream");
+            head.headers.push("Content-Length", n.to_string());
+            send_seeded(&ex, conn, head, seed, n, BodyStyle::Plain).await
+        }
+        (["chunked", _], Some(n)) => {
+            let fixed = query_value(&query, "chunk").and_then(|v| v.parse().ok()).filter(|&k| k > 0);
+            let mut head = base(&ex, 200);
+            head.headers.push("Content-Type", "application/octet-stream");
+            head.headers.push("Transfer-Encoding", "chunked");
+            send_seeded(&ex, conn, head, seed, n, BodyStyle::Chunked(fixed)).await
+        }
+        (["close", _], Some(n)) => {
+            let mut head = base(&ex, 200);
+            head.headers.push("Content-Type", "application/octet-stream");
+            head.headers.push("Connection", "close");
+            send_seeded(&ex, conn, head, seed, n, BodyStyle::Plain).await?;
+            Ok(After::Close)
+        }
+        (["delay", _], Some(ms)) => {
+            let ms = ms.min(60_000);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            simple(&ex, conn, 200, format!("delayed {ms} ms\n").as_bytes(), true).await
+        }
+        (["drip", _], Some(n)) => {
+            let ms = query_value(&query, "ms").and_then(|v| v.parse().ok()).unwrap_or(100);
+            let mut head = base(&ex, 200);
+            head.headers.push("Content-Type", "application/octet-stream");
+            head.headers.push("Content-Length", n.to_string());
+            send_seeded(&ex, conn, head, seed, n, BodyStyle::Drip(Duration::from_millis(ms))).await
+        }
+        (["status", _], Some(code)) if (200..=599).contains(&code) => {
+            status(&ex, conn, code as u16).await
+        }
+        (["headers"], _) => {
+            let json = headers_json(&ex.head);
+            let mut head = base(&ex, 200);
+            head.headers.push("Content-Type", "application/json");
+            send(&ex, conn, head, json.as_bytes(), true).await
+        }
+        (["redirect", _], Some(0)) => simple(&ex, conn, 200, b"redirect chain done\n", true).await,
+        (["redirect", _], Some(n)) => {
+            let mut head = base(&ex, 302);
+            head.headers.push("Location", format!("/redirect/{}", n - 1));
+            let body = format!("redirecting to /redirect/{}\n", n - 1);
+            head.headers.push("Content-Length", body.len().to_string());
+            send(&ex, conn, head, body.as_bytes(), true).await
+        }
+        (["reset"], _) => {
+            let mut head = base(&ex, 200);
+            head.headers.push("Content-Length", "1000000");
+            let mut out = Vec::new();
+            head.write_to(&mut out);
+            out.extend(crate::seeded_body(seed, 1000));
+            conn.writer.write_all(&out).await?;
+            Ok(After::Reset)
+        }
+        (["hang"], _) => {
+            let mut scratch = [0u8; 1024];
+            while conn.reader.get_mut().read(&mut scratch).await? > 0 {}
+            Ok(After::Close)
+        }
+        (["truncate", _], Some(n)) => {
+            let mut head = base(&ex, 200);
+            head.headers.push("Content-Length", n.to_string());
+            let mut out = Vec::new();
+            head.write_to(&mut out);
+            out.extend(crate::seeded_body(seed, n / 2));
+            conn.writer.write_all(&out).await?;
+            Ok(After::Close)
+        }
+        (["malformed"], _) => {
+            conn.writer
+                .write_all(b"HTTP/1.1 OK 200 Broken\r\nthis is not a header\r\n\r\n")
+                .await?;
+            Ok(After::Close)
+        }
+        _ => simple(&ex, conn, 404, b"no such route (GET / lists them)", true).await,
+    }
+}
+
+/// A response head with origin-sim's counters.
+fn base(ex: &Exchange<'_>, status: u16) -> ResponseHead {
+    let mut head = ResponseHead::new(status, reason(status));
+    head.headers.push("Server", "origin-sim");
+    head.headers.push("X-Origin-Hits", ex.hits.to_string());
+    head.headers.push("X-Origin-Conn", ex.conn_id.to_string());
+    head
+}
+
+fn keep_alive(ex: &Exchange<'_>) -> After {
+    if ex.head.wants_keep_alive() {
+        After::KeepAlive
+    } else {
+        After::Close
+    }
+}
+
+fn is_head(ex: &Exchange<'_>) -> bool {
+    ex.head.method.eq_ignore_ascii_case("HEAD")
+}
+
+/// A short text response; `ok` false means the connection then closes.
+async fn simple(
+    ex: &Exchange<'_>,
+    conn: &mut Conn,
+    status: u16,
+    text: &[u8],
+    ok: bool,
+) -> io::Result<After> {
+    let mut body = text.to_vec();
+    if !body.ends_with(b"\n") {
+        body.push(b'\n');
+    }
+    let mut head = base(ex, status);
+    head.headers.push("Content-Type", "text/plain; charset=utf-8");
+    head.headers.push("Content-Length", body.len().to_string());
+    if !ok {
+        head.headers.push("Connection", "close");
+    }
+    let after = send(ex, conn, head, &body, ok).await?;
+    Ok(if ok { after } else { After::Close })
+}
+
+/// Writes `head` (with `Content-Length` already set) and `body` in one write.
+async fn send(
+    ex: &Exchange<'_>,
+    conn: &mut Conn,
+    mut head: ResponseHead,
+    body: &[u8],
+    _ok: bool,
+) -> io::Result<After> {
+    if !head.headers.contains("content-length") {
+        head.headers.push("Content-Length", body.len().to_string());
+    }
+    let mut out = Vec::with_capacity(256 + body.len());
+    head.write_to(&mut out);
+    if !is_head(ex) {
+        out.extend_from_slice(body);
+    }
+    conn.writer.write_all(&out).await?;
+    Ok(keep_alive(ex))
+}
+
+async fn status(ex: &Exchange<'_>, conn: &mut Conn, code: u16) -> io::Result<After> {
+    let mut head = base(ex, code);
+    if matches!(code, 301 | 302 | 303 | 307 | 308) {
+        head.headers.push("Location", "/");
+    }
+    if code == 204 || code == 304 {
+        let mut out = Vec::new();
+        head.write_to(&mut out);
+        conn.writer.write_all(&out).await?;
+        return Ok(keep_alive(ex));
+    }
+    let body = format!("{code} {}\n", reason(code));
+    head.headers.push("Content-Type", "text/plain; charset=utf-8");
+    send(ex, conn, head, body.as_bytes(), true).await
+}
+
+enum BodyStyle {
+    Plain,
+    Chunked(Option<u64>),
+    Drip(Duration),
+}
+
+/// Streams `n` seeded bytes after `head`, without holding them all.
+async fn send_seeded(
+    ex: &Exchange<'_>,
+    conn: &mut Conn,
+    head: ResponseHead,
+    seed: u64,
+    n: u64,
+    style: BodyStyle,
+) -> io::Result<After> {
+    let mut out = Vec::with_capacity(64 * 1024 + 256);
+    head.write_to(&mut out);
+    let stream = &mut conn.writer;
+    if is_head(ex) {
+        stream.write_all(&out).await?;
+        return Ok(keep_alive(ex));
+    }
+    let mut bytes = SeededBytes::new(seed, n);
+    // Chunk sizes come from their own seeded stream, so they do not disturb the body bytes.
+    let mut sizes = SeededBytes::new(seed.rotate_left(17), n);
+    let mut left = n;
+    while left > 0 {
+        let step = match style {
+            BodyStyle::Plain => left.min(64 * 1024),
+            BodyStyle::Chunked(Some(k)) => left.min(k).min(1 << 20),
+            BodyStyle::Chunked(None) => left.min(1 + sizes.next_u64() % 8192),
+            BodyStyle::Drip(_) => 1,
+        } as usize;
+        if matches!(style, BodyStyle::Chunked(_)) {
+            out.extend_from_slice(format!("{step:x}\r\n").as_bytes());
+        }
+        let at = out.len();
+        out.resize(at + step, 0);
+        bytes.fill(&mut out[at..]);
+        if matches!(style, BodyStyle::Chunked(_)) {
+            out.extend_from_slice(b"\r\n");
+        }
+        left -= step as u64;
+        if out.len() >= 64 * 1024 || matches!(style, BodyStyle::Drip(_)) {
+            stream.write_all(&out).await?;
+            out.clear();
+        }
+        if let BodyStyle::Drip(pause) = style {
+            if left > 0 {
+                tokio::time::sleep(pause).await;
+            }
+        }
+    }
+    if matches!(style, BodyStyle::Chunked(_)) {
+        out.extend_from_slice(b"0\r\n\r\n");
+    }
+    stream.write_all(&out).await?;
+    Ok(keep_alive(ex))
+}
+
+/// `/echo`: the request body streams straight back, framed as it came.
+async fn echo(ex: &Exchange<'_>, conn: &mut Conn, framing: Framing) -> io::Result<After> {
+    let mut head = base(ex, 200);
+    let content_type = ex
+        .head
+        .headers
+        .get("content-type")
+        .map(<[u8]>::to_vec)
+        .unwrap_or_else(|| b"application/octet-stream".to_vec());
+    head.headers.push("Content-Type", content_type);
+    let to = match framing {
+        Framing::Length(n) => {
+            head.headers.push("Content-Length", n.to_string());
+            Framing::Length(n)
+        }
+        Framing::Chunked => {
+            head.headers.push("Transfer-Encoding", "chunked");
+            Framing::Chunked
+        }
+        _ => {
+            head.headers.push("Content-Length", "0");
+            Framing::Empty
+        }
+    };
+    let mut out = Vec::new();
+    head.write_to(&mut out);
+    if is_head(ex) {
+        conn.writer.write_all(&out).await?;
+        return Ok(keep_alive(ex));
+    }
+    let Conn { reader, writer } = conn;
+    match copy_body(reader, framing, writer, to, out, None).await {
+        Ok(_) => Ok(keep_alive(ex)),
+        Err(e) => {
+            tracing::debug!("echo: {e}");
+            Ok(After::Close)
+        }
+    }
+}
+
+fn headers_json(head: &RequestHead) -> String {
+    let headers: Vec<serde_json::Value> = head
+        .headers
+        .0
+        .iter()
+        .map(|h| serde_json::json!([h.name, String::from_utf8_lossy(&h.value)]))
+        .collect();
+    let json = serde_json::json!({
+        "method": head.method,
+        "target": head.target,
+        "version": head.version.as_str(),
+        "headers": headers,
+    });
+    format!("{json}\n")
+}
+
+fn query_value<'a>(query: &'a str, key: &str) -> Option<&'a str> {
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v)
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        206 => "Partial Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        418 => "I'm a teapot",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Status",
+    }
+}

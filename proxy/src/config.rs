@@ -1,0 +1,164 @@
+//! Configuration: every knob of the proxy, with its default and its `--help` text.
+//!
+//! Takes: command-line arguments (or `Config::default()` in tests). Returns: one `Config`
+//! shared read-only by every connection.
+
+use clap::{Parser, ValueEnum};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+/// A fast, honest HTTP forward proxy for teaching and testing.
+///
+/// Point a client at it (`curl -x http://127.0.0.1:8080 http://…`) and it forwards each
+/// absolute-form request to the origin, keeping connections alive on both sides. It prints
+/// `proxy listening on http://IP:PORT` once bound, and one line per client connection.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "proxy", version, about, long_about)]
+#[command(after_help = AFTER_HELP)]
+pub struct Config {
+    /// Address to listen on; port 0 picks a free port (the `listening on` line tells which).
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "IP:PORT")]
+    pub listen: SocketAddr,
+
+    /// Runtime worker threads [default: the number of CPU cores].
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+
+    /// Client connections served at once; further connections wait to be accepted.
+    #[arg(long, default_value_t = 1024, value_name = "N")]
+    pub max_clients: usize,
+
+    /// Teaching mode: serve one client connection at a time (as --max-clients 1).
+    #[arg(long)]
+    pub sequential: bool,
+
+    /// The name this proxy gives itself in Via headers (and recognises in loops).
+    #[arg(long, default_value = "proxylab", value_name = "NAME")]
+    pub via_name: String,
+
+    /// Do not add Via headers (as Squid's `via off`); loops are then not detected.
+    #[arg(long)]
+    pub no_via: bool,
+
+    /// What to do with X-Forwarded-For: append the client's address, strip the header,
+    /// or leave it as it came.
+    #[arg(long, value_enum, default_value_t = ForwardedFor::Append, value_name = "MODE")]
+    pub forwarded_for: ForwardedFor,
+
+    /// Resolve NAME to IP without asking DNS (repeatable), like curl's --resolve.
+    #[arg(long, value_name = "NAME=IP", value_parser = parse_resolve)]
+    pub resolve: Vec<(String, IpAddr)>,
+
+    /// How long a client may take to send a request's header section (then 408).
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    pub header_timeout: Duration,
+
+    /// How long an idle keep-alive client connection is kept open.
+    #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+    pub idle_timeout: Duration,
+
+    /// How long connecting to an upstream server may take (then 504).
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    pub connect_timeout: Duration,
+
+    /// How long an upstream server may take to start its response, or pause in its body
+    /// (then 504, or the response is cut off).
+    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub upstream_timeout: Duration,
+
+    /// Idle upstream connections kept per server for reuse; 0 turns pooling off.
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    pub pool_max_idle: usize,
+
+    /// How long an idle pooled upstream connection is kept.
+    #[arg(long, default_value = "90s", value_parser = parse_duration, value_name = "DURATION")]
+    pub pool_idle_timeout: Duration,
+
+    /// On Ctrl-C or SIGTERM, how long in-flight requests may take to finish.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    pub grace: Duration,
+
+    /// Log filter (error, warn, info, debug, trace, or tracing directives); RUST_LOG wins.
+    #[arg(long, default_value = "info", value_name = "FILTER")]
+    pub log: String,
+}
+
+const AFTER_HELP: &str = "\
+Errors the proxy answers itself, each with a one-sentence plain-text body:
+  400 malformed request     408 header section too slow   414 request-target > 8 KiB
+  431 header section > 64 KiB   501 unsupported (e.g. CONNECT, https:// targets)
+  502 upstream unreachable, unresolvable or invalid   504 upstream too slow   508 Via loop
+
+Examples:
+  proxy --listen 127.0.0.1:0
+  curl -x http://127.0.0.1:8080 http://127.0.0.1:9000/bytes/100
+  proxy --resolve example.test=127.0.0.1 --workers 2 --max-clients 64";
+
+/// What to do with `X-Forwarded-For`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ForwardedFor {
+    /// Add the client's address to the list.
+    Append,
+    /// Remove the header entirely.
+    Strip,
+    /// Forward whatever the client sent, unchanged.
+    Off,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::parse_from(["proxy"])
+    }
+}
+
+impl Config {
+    /// A configuration for tests: listen on 127.0.0.1:0, everything else default.
+    pub fn for_tests() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            ..Config::default()
+        }
+    }
+
+    /// How many connections are served at once.
+    pub fn concurrency(&self) -> usize {
+        if self.sequential {
+            1
+        } else {
+            self.max_clients.max(1)
+        }
+    }
+
+    /// The Via entry this proxy adds, e.g. `1.1 proxylab`; `None` with `--no-via`.
+    pub fn via_entry(&self, version: crate::wire::Version) -> Option<String> {
+        (!self.no_via).then(|| format!("{} {}", version.number(), self.via_name))
+    }
+
+    /// The `--resolve` overrides as a map from lower-cased name to address.
+    pub fn resolve_map(&self) -> HashMap<String, IpAddr> {
+        self.resolve
+            .iter()
+            .map(|(name, ip)| (name.to_ascii_lowercase(), *ip))
+            .collect()
+    }
+}
+
+/// Parses durations such as `10s`, `250ms`, `2m`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 10s, 250ms, 2m)"))
+}
+
+fn parse_resolve(s: &str) -> Result<(String, IpAddr), String> {
+    let (name, ip) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=IP, got {s:?}"))?;
+    if name.is_empty() {
+        return Err("the name in NAME=IP is empty".into());
+    }
+    let ip = ip
+        .trim_matches(|c| c == '[' || c == ']')
+        .parse()
+        .map_err(|_| format!("{ip:?} is not an IP address"))?;
+    Ok((name.to_string(), ip))
+}

@@ -1,0 +1,163 @@
+//! What a proxy changes in the header section it forwards (RFC 9110 §7.6).
+//!
+//! Takes: a header section as received. Returns: the same section fit to forward:
+//! hop-by-hop fields removed, `Via` added, `X-Forwarded-For` handled, `Host` set from the
+//! target. Everything else keeps its order and letter case. Lab 2 checks each rule.
+
+use crate::config::ForwardedFor;
+use crate::wire::Headers;
+use std::net::IpAddr;
+
+/// Fields that describe one connection, never the message: a proxy must not forward them.
+pub const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authorization",
+    "proxy-authenticate",
+];
+
+/// Removes the hop-by-hop fields, including every field the `Connection` header names.
+pub fn strip_hop_by_hop(headers: &mut Headers) {
+    let named: Vec<String> = headers
+        .tokens("connection")
+        .chain(headers.tokens("proxy-connection"))
+        .map(str::to_ascii_lowercase)
+        .collect();
+    headers.0.retain(|h| {
+        let name = h.name.to_ascii_lowercase();
+        !HOP_BY_HOP.contains(&name.as_str()) && !named.contains(&name)
+    });
+}
+
+/// Whether a `Via` header already names this proxy: the request has looped back to us.
+pub fn via_names(headers: &Headers, name: &str) -> bool {
+    // Each Via element is `protocol received-by [comment]`.
+    headers.tokens("via").any(|element| {
+        element
+            .split_whitespace()
+            .nth(1)
+            .is_some_and(|by| by.eq_ignore_ascii_case(name))
+    })
+}
+
+/// Appends this proxy's entry to `Via`, keeping earlier entries first.
+pub fn add_via(headers: &mut Headers, entry: &str) {
+    let existing: Vec<&str> = headers.tokens("via").collect();
+    if existing.is_empty() {
+        headers.push("Via", entry);
+    } else {
+        let joined = format!("{}, {entry}", existing.join(", "));
+        // Keep the position (and spelling) of the first Via field.
+        let pos = headers
+            .0
+            .iter()
+            .position(|h| h.name.eq_ignore_ascii_case("via"))
+            .unwrap_or(0);
+        let name = headers.0[pos].name.clone();
+        headers.remove("via");
+        headers.0.insert(pos.min(headers.0.len()), crate::wire::Header::new(name, joined));
+    }
+}
+
+/// Applies the `--forwarded-for` policy.
+pub fn forwarded_for(headers: &mut Headers, mode: ForwardedFor, client: IpAddr) {
+    match mode {
+        ForwardedFor::Off => {}
+        ForwardedFor::Strip => headers.remove("x-forwarded-for"),
+        ForwardedFor::Append => {
+            let mut list: Vec<String> = headers.tokens("x-forwarded-for").map(String::from).collect();
+            list.push(client.to_string());
+            headers.set("X-Forwarded-For", list.join(", "));
+        }
+    }
+}
+
+/// Sets `Host` from the target, replacing whatever the client sent (RFC 9112 §3.2.2:
+/// a proxy must use the authority of an absolute-form target).
+pub fn set_host(headers: &mut Headers, host: &str) {
+    match headers.0.iter_mut().find(|h| h.name.eq_ignore_ascii_case("host")) {
+        Some(h) => h.value = host.as_bytes().to_vec(),
+        None => headers.0.insert(0, crate::wire::Header::new("Host", host)),
+    }
+    // A second Host field would make the request ambiguous.
+    let mut seen = false;
+    headers.0.retain(|h| {
+        if !h.name.eq_ignore_ascii_case("host") {
+            return true;
+        }
+        !std::mem::replace(&mut seen, true)
+    });
+}
+
+/// Reads `Max-Forwards` (RFC 9110 §7.6.2) for OPTIONS and TRACE: `Some(0)` means the
+/// proxy must answer itself; otherwise the value is decremented in place.
+pub fn max_forwards(headers: &mut Headers) -> Option<u64> {
+    let value = std::str::from_utf8(headers.get("max-forwards")?).ok()?;
+    let n: u64 = value.trim().parse().ok()?;
+    if n > 0 {
+        headers.set("Max-Forwards", (n - 1).to_string());
+    }
+    Some(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> Headers {
+        let mut h = Headers::default();
+        for (n, v) in pairs {
+            h.push(*n, *v);
+        }
+        h
+    }
+
+    #[test]
+    fn strips_listed_and_standard_hop_by_hop() {
+        let mut h = headers(&[
+            ("Host", "a"),
+            ("Connection", "close, X-Secret"),
+            ("X-Secret", "1"),
+            ("Keep-Alive", "timeout=5"),
+            ("TE", "trailers"),
+            ("Proxy-Authorization", "Basic x"),
+            ("X-Kept", "yes"),
+        ]);
+        strip_hop_by_hop(&mut h);
+        let names: Vec<_> = h.0.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(names, ["Host", "X-Kept"]);
+    }
+
+    #[test]
+    fn via_is_appended_and_loops_are_seen() {
+        let mut h = headers(&[("Via", "1.0 squid, 1.1 other (comment)")]);
+        assert!(!via_names(&h, "proxylab"));
+        add_via(&mut h, "1.1 proxylab");
+        assert_eq!(h.get("via").unwrap(), b"1.0 squid, 1.1 other (comment), 1.1 proxylab");
+        assert!(via_names(&h, "ProxyLab"));
+    }
+
+    #[test]
+    fn forwarded_for_modes() {
+        let ip: IpAddr = "10.1.2.3".parse().unwrap();
+        let mut h = headers(&[("X-Forwarded-For", "1.1.1.1")]);
+        forwarded_for(&mut h, ForwardedFor::Append, ip);
+        assert_eq!(h.get("x-forwarded-for").unwrap(), b"1.1.1.1, 10.1.2.3");
+        forwarded_for(&mut h, ForwardedFor::Strip, ip);
+        assert!(!h.contains("x-forwarded-for"));
+    }
+
+    #[test]
+    fn max_forwards_decrements() {
+        let mut h = headers(&[("Max-Forwards", "2")]);
+        assert_eq!(max_forwards(&mut h), Some(2));
+        assert_eq!(h.get("max-forwards").unwrap(), b"1");
+        let mut zero = headers(&[("Max-Forwards", "0")]);
+        assert_eq!(max_forwards(&mut zero), Some(0));
+    }
+}

@@ -1,0 +1,49 @@
+//! proxylab's forward proxy, as a library.
+//!
+//! One request goes through these modules, in this order (the order itself is written
+//! once, in [`pipeline`]):
+//!
+//! ```text
+//!  client ──TCP──▶ server     accept, cap concurrent clients, one task per connection
+//!                   │
+//!                   ▼
+//!                 wire        read the request head (limits: 8 KiB target, 64 KiB head)
+//!                   │
+//!                   ▼
+//!                 pipeline ─▶ target    absolute-form? origin-form (status page)? CONNECT?
+//!                   │      ─▶ forward   strip hop-by-hop, Host, Via, X-Forwarded-For, loops
+//!                   │      ─▶ upstream  resolve (or --resolve), dial, or reuse from the pool
+//!                   │      ─▶ wire      body up, response head and body down, re-framed
+//!                   ▼
+//!                 error      anything that failed becomes one status and one sentence
+//!                   │
+//!                   ▼
+//!                 log line (RequestContext), then the next request on the same connection
+//! ```
+//!
+//! - [`config`]: every command-line option, with defaults and help text.
+//! - [`wire`]: HTTP/1.x heads and bodies on a byte stream; shared with origin-sim and labs.
+//! - [`target`]: what the request-target names (absolute-form, origin-form, authority-form).
+//! - [`forward`]: the header rules a proxy must follow (RFC 9110 §7.6).
+//! - [`upstream`]: name resolution, dialing and the keep-alive pool.
+//! - [`pipeline`]: one request from head to log line.
+//! - [`server`]: the accept loop, per-connection loop, and graceful shutdown.
+//! - [`error`]: the one error type, tagged by side, and the error pages.
+//!
+//! Where this simplifies: it speaks HTTP/1.x only (no HTTP/2), and it never retries a
+//! request that carried a body. A production proxy would add both.
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod error;
+pub mod forward;
+pub mod pipeline;
+pub mod server;
+pub mod target;
+pub mod upstream;
+pub mod wire;
+
+pub use config::Config;
+pub use error::ProxyError;
+pub use server::{run, start, Handle};

@@ -1,0 +1,51 @@
+//! The `proxy` binary: parse the command line, set up logging, run the library.
+
+use anyhow::Context;
+use clap::Parser;
+use proxy::pipeline::Shared;
+use proxy::Config;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+fn main() -> anyhow::Result<()> {
+    let config = Config::parse();
+    init_logging(&config.log);
+    let workers = config
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let next_thread = AtomicUsize::new(1);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .thread_name_fn(move || format!("worker-{}", next_thread.fetch_add(1, Ordering::Relaxed)))
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        println!("proxy listening on http://{addr}");
+        tracing::info!(
+            "{workers} worker thread(s), up to {} client(s) at once{}",
+            config.concurrency(),
+            if config.sequential { " (sequential mode)" } else { "" }
+        );
+        proxy::run(listener, Arc::new(Shared::new(config)), proxy::server::shutdown_signal()).await?;
+        tracing::info!("proxy stopped");
+        Ok(())
+    })
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(filter))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+}

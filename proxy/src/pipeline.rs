@@ -1,0 +1,566 @@
+//! The request pipeline: the one place where the order of the stages is written.
+//!
+//! Takes: a request head read from a client connection. Returns: whether that connection
+//! can carry another request. On the way it parses the target, checks for loops, rewrites
+//! the header section, borrows an upstream connection from the pool, streams the body up
+//! and the response down, and records what happened in a [`RequestContext`] that ends as
+//! one log line (the access log of issue 5 prints the same context).
+//!
+//! ```text
+//! parse target ─▶ loop / Max-Forwards ─▶ rewrite request headers ─▶ upstream (pooled)
+//!      │ (origin-form: status page)                                        │
+//!      ▼                                                                   ▼
+//!  error page ◀──────────── any stage fails ◀──── response: strip hop-by-hop, Via, frame
+//!                                   └──────────▶ log line (always)
+//! ```
+
+use crate::config::Config;
+use crate::error::{error_page, ProxyError};
+use crate::forward;
+use crate::target::{self, Authority, Target};
+use crate::upstream::{UpstreamConn, Upstreams};
+use crate::wire::{
+    self, copy_body, BodyError, Framing, HeadError, Limits, Reader, RequestHead, ResponseHead,
+    Version,
+};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+/// What every connection shares: configuration and the upstream pool.
+#[derive(Debug)]
+pub struct Shared {
+    pub config: Config,
+    pub upstreams: Upstreams,
+    pub limits: Limits,
+    /// Set on shutdown: responses then close their connections.
+    pub draining: AtomicBool,
+    next_request: AtomicU64,
+}
+
+impl Shared {
+    pub fn new(config: Config) -> Self {
+        Shared {
+            upstreams: Upstreams::new(&config),
+            limits: Limits::default(),
+            draining: AtomicBool::new(false),
+            config,
+            next_request: AtomicU64::new(1),
+        }
+    }
+}
+
+/// One client connection, split so the request body can flow up while the response
+/// flows down.
+#[derive(Debug)]
+pub struct ClientConn {
+    pub reader: Reader<OwnedReadHalf>,
+    pub writer: OwnedWriteHalf,
+    pub peer: SocketAddr,
+}
+
+/// Whether the client connection may carry another request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    KeepAlive,
+    Close,
+}
+
+/// Everything known about one request, from arrival to the log line.
+#[derive(Debug)]
+pub struct RequestContext {
+    pub id: u64,
+    pub peer: SocketAddr,
+    pub started: Instant,
+    pub method: String,
+    pub target: String,
+    pub status: u16,
+    /// Request body bytes sent upstream.
+    pub bytes_up: u64,
+    /// Response body bytes sent to the client.
+    pub bytes_down: u64,
+    /// The upstream server, once one was chosen.
+    pub upstream: Option<Authority>,
+    pub upstream_reused: bool,
+    pub error: Option<String>,
+}
+
+/// Handles one request whose head has been read, writes its response, and logs it.
+pub async fn handle(shared: &Shared, conn: &mut ClientConn, head: RequestHead) -> Next {
+    let mut ctx = RequestContext {
+        id: shared.next_request.fetch_add(1, Ordering::Relaxed),
+        peer: conn.peer,
+        started: Instant::now(),
+        method: head.method.clone(),
+        target: head.target.clone(),
+        status: 0,
+        bytes_up: 0,
+        bytes_down: 0,
+        upstream: None,
+        upstream_reused: false,
+        error: None,
+    };
+    let client_version = head.version;
+    let next = match route(shared, conn, head, &mut ctx).await {
+        Ok(next) => next,
+        Err(Failure::Answer(e)) => {
+            ctx.status = e.status();
+            ctx.error = Some(e.to_string());
+            let via = shared.config.via_entry(Version::Http11);
+            let (head, body) = e.response(via.as_deref());
+            let _ = respond(conn, client_version, head, &body, Next::Close).await;
+            Next::Close
+        }
+        Err(Failure::Abort(why)) => {
+            ctx.error = Some(why);
+            Next::Close
+        }
+    };
+    log(&ctx);
+    next
+}
+
+/// How a request failed: with an answer the client can still be sent, or after the
+/// response head was already on its way (then the connection can only be cut).
+enum Failure {
+    Answer(ProxyError),
+    Abort(String),
+}
+
+impl From<ProxyError> for Failure {
+    fn from(e: ProxyError) -> Self {
+        Failure::Answer(e)
+    }
+}
+
+/// Decides what kind of request this is and sends it down the right path.
+async fn route(
+    shared: &Shared,
+    conn: &mut ClientConn,
+    head: RequestHead,
+    ctx: &mut RequestContext,
+) -> Result<Next, Failure> {
+    let target = target::parse(&head.method, &head.target).map_err(ProxyError::BadRequest)?;
+    let framing = wire::request_framing(&head).map_err(|e| ProxyError::BadRequest(e.into()))?;
+    match target {
+        Target::Absolute { authority, path } => {
+            forward(shared, conn, head, authority, path, framing, ctx).await
+        }
+        Target::Origin(path) => own_page(conn, &head, &path, framing, ctx).await,
+        Target::Asterisk => {
+            let mut res = ResponseHead::new(200, "OK");
+            res.headers.push("Allow", ALLOWED);
+            res.headers.push("Content-Length", "0");
+            ctx.status = 200;
+            finish_own(conn, &head, framing, res, b"").await
+        }
+        Target::AbsoluteHttps => Err(ProxyError::NotImplemented(
+            "https:// request-targets (send CONNECT host:443 and speak TLS through the tunnel)"
+                .into(),
+        )
+        .into()),
+        Target::Authority(_) => {
+            Err(ProxyError::NotImplemented("CONNECT tunnels yet".into()).into())
+        }
+    }
+}
+
+const ALLOWED: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE";
+
+/// Forwards an absolute-form request to its origin and relays the response.
+async fn forward(
+    shared: &Shared,
+    conn: &mut ClientConn,
+    mut head: RequestHead,
+    authority: Authority,
+    path: String,
+    framing: Framing,
+    ctx: &mut RequestContext,
+) -> Result<Next, Failure> {
+    let config = &shared.config;
+    if !config.no_via && forward::via_names(&head.headers, &config.via_name) {
+        return Err(ProxyError::Loop(config.via_name.clone()).into());
+    }
+    if head.method == "OPTIONS" || head.method == "TRACE" {
+        if let Some(0) = forward::max_forwards(&mut head.headers) {
+            return answer_max_forwards(conn, head, framing, ctx).await;
+        }
+    }
+    ctx.upstream = Some(authority.clone());
+    let client = ClientWants {
+        version: head.version,
+        keep_alive: head.wants_keep_alive(),
+        method: head.method.clone(),
+    };
+
+    // The request as it goes upstream: origin-form, HTTP/1.1, connection fields removed.
+    let mut up = RequestHead {
+        method: head.method,
+        target: path,
+        version: Version::Http11,
+        headers: head.headers,
+    };
+    forward::strip_hop_by_hop(&mut up.headers);
+    forward::set_host(&mut up.headers, &authority.host_header());
+    if let Some(via) = config.via_entry(client.version) {
+        forward::add_via(&mut up.headers, &via);
+    }
+    forward::forwarded_for(&mut up.headers, config.forwarded_for, conn.peer.ip());
+    if framing == Framing::Chunked {
+        up.headers.push("Transfer-Encoding", "chunked");
+    }
+    let mut wire_head = Vec::with_capacity(512);
+    up.write_to(&mut wire_head);
+
+    let mut upstream = shared.upstreams.checkout(&authority).await?;
+    ctx.upstream_reused = upstream.reused;
+
+    if framing == Framing::Empty {
+        let mut relayed = exchange_without_body(shared, conn, &mut upstream, &wire_head, &client, ctx).await;
+        if matches!(&relayed, Err(e) if e.retryable && upstream.reused) {
+            // The pooled connection had been closed by the server meanwhile (nothing was
+            // answered on it): send the request once more, on a fresh connection.
+            upstream = shared.upstreams.connect(&authority).await?;
+            ctx.upstream_reused = false;
+            relayed = exchange_without_body(shared, conn, &mut upstream, &wire_head, &client, ctx).await;
+        }
+        let relayed = relayed.map_err(|e| e.failure)?;
+        if relayed.upstream_reusable {
+            shared.upstreams.checkin(upstream);
+        }
+        return Ok(relayed.next);
+    }
+
+    // With a body: send it up while the response comes down. Both at once, so that
+    // `100 Continue` reaches a client that waits for it, an early answer (say, 413) is
+    // not stuck behind a body the server will not read, and a server that streams its
+    // response while it reads (origin-sim's /echo) does not deadlock against us.
+    let (relayed, sent, bytes_up) = {
+        let ClientConn { reader: client_rd, writer: client_wr, .. } = conn;
+        let UpstreamConn { reader: up_rd, writer: up_wr, authority: up_authority, .. } = &mut upstream;
+        let send = copy_body(client_rd, framing, up_wr, framing, wire_head, Some(config.idle_timeout));
+        let relay = relay_response(shared, up_rd, client_wr, up_authority, &client, ctx);
+        tokio::pin!(send, relay);
+        // `None` while the body is still going up; `Some(true)` once it all went; `Some(false)`
+        // when the server stopped reading it (it may still answer).
+        let mut sent: Option<bool> = None;
+        let mut bytes_up = 0;
+        let relayed = loop {
+            tokio::select! {
+                // Look at the body first: a response that arrives just as the last body bytes
+                // leave must not be taken for an early one.
+                biased;
+                r = &mut send, if sent.is_none() => match r {
+                    Ok(c) => { sent = Some(true); bytes_up = c.bytes; }
+                    Err(BodyError::Write(_)) => sent = Some(false),
+                    Err(e) => return Err(Failure::Abort(format!("request body failed: {e}"))),
+                },
+                r = &mut relay => break r.map_err(|e| e.failure)?,
+            }
+        };
+        (relayed, sent, bytes_up)
+    };
+    ctx.bytes_up = bytes_up;
+    // A response that ended before its request body did leaves both connections unusable.
+    if sent == Some(true) && relayed.upstream_reusable {
+        shared.upstreams.checkin(upstream);
+    }
+    Ok(if sent == Some(true) { relayed.next } else { Next::Close })
+}
+
+/// What the client's request said about the response it can take.
+struct ClientWants {
+    version: Version,
+    keep_alive: bool,
+    method: String,
+}
+
+/// How a relayed response ended.
+struct Relayed {
+    next: Next,
+    upstream_reusable: bool,
+}
+
+/// An upstream failure, and whether the request may be sent again on a fresh connection
+/// (only when the server closed before answering anything).
+struct RelayError {
+    failure: Failure,
+    retryable: bool,
+}
+
+impl From<Failure> for RelayError {
+    fn from(failure: Failure) -> Self {
+        RelayError { failure, retryable: false }
+    }
+}
+
+async fn exchange_without_body(
+    shared: &Shared,
+    conn: &mut ClientConn,
+    upstream: &mut UpstreamConn,
+    wire_head: &[u8],
+    client: &ClientWants,
+    ctx: &mut RequestContext,
+) -> Result<Relayed, RelayError> {
+    if let Err(e) = upstream.writer.write_all(wire_head).await {
+        return Err(upstream_head_error(&upstream.authority, HeadError::Io(e)));
+    }
+    relay_response(shared, &mut upstream.reader, &mut conn.writer, &upstream.authority, client, ctx).await
+}
+
+/// Reads the upstream's response and writes it to the client: interim 1xx responses as
+/// they come, then the final one with its header section rewritten and its body re-framed
+/// for what the client understands.
+async fn relay_response(
+    shared: &Shared,
+    up_rd: &mut Reader<OwnedReadHalf>,
+    client_wr: &mut OwnedWriteHalf,
+    authority: &Authority,
+    client: &ClientWants,
+    ctx: &mut RequestContext,
+) -> Result<Relayed, RelayError> {
+    let config = &shared.config;
+    let deadline = tokio::time::Instant::now() + config.upstream_timeout;
+    let mut res = loop {
+        let res = up_rd
+            .read_response_head(shared.limits, Some(deadline))
+            .await
+            .map_err(|e| upstream_head_error(authority, e))?;
+        if res.status == 101 || !(100..=999).contains(&res.status) {
+            return Err(Failure::Answer(ProxyError::BadUpstream {
+                host: authority.to_string(),
+                reason: format!("unexpected status {} (the proxy asked for no upgrade)", res.status),
+            })
+            .into());
+        }
+        if res.status >= 200 {
+            break res;
+        }
+        // An interim response (RFC 9110 §15.2): HTTP/1.0 clients do not understand them.
+        if client.version == Version::Http11 {
+            let mut interim = res;
+            forward::strip_hop_by_hop(&mut interim.headers);
+            interim.version = Version::Http11;
+            let mut out = Vec::new();
+            interim.write_to(&mut out);
+            client_wr
+                .write_all(&out)
+                .await
+                .map_err(|e| Failure::Abort(format!("client went away: {e}")))?;
+        }
+    };
+    let from = wire::response_framing(&client.method, &res).map_err(|e| {
+        Failure::Answer(ProxyError::BadUpstream {
+            host: authority.to_string(),
+            reason: e.into(),
+        })
+    })?;
+    ctx.status = res.status;
+    let upstream_keeps = res.keeps_alive() && from != Framing::Close;
+
+    forward::strip_hop_by_hop(&mut res.headers);
+    if let Some(via) = config.via_entry(res.version) {
+        forward::add_via(&mut res.headers, &via);
+    }
+    // Chunked and close-delimited bodies go to HTTP/1.1 clients chunked (so the client's
+    // connection can stay open), to HTTP/1.0 clients close-delimited.
+    let to = match from {
+        Framing::Chunked | Framing::Close if client.version == Version::Http11 => {
+            res.headers.remove("content-length");
+            res.headers.push("Transfer-Encoding", "chunked");
+            Framing::Chunked
+        }
+        Framing::Chunked | Framing::Close => {
+            res.headers.remove("content-length");
+            Framing::Close
+        }
+        other => other,
+    };
+    let keep_alive =
+        client.keep_alive && to != Framing::Close && !shared.draining.load(Ordering::Relaxed);
+    let next = if keep_alive { Next::KeepAlive } else { Next::Close };
+    set_connection(&mut res.headers, client.version, next);
+    res.version = Version::Http11;
+
+    let mut out = Vec::with_capacity(512);
+    res.write_to(&mut out);
+    let copied = copy_body(up_rd, from, client_wr, to, out, Some(config.upstream_timeout)).await;
+    match copied {
+        Ok(c) => {
+            ctx.bytes_down = c.bytes;
+            Ok(Relayed {
+                next,
+                upstream_reusable: upstream_keeps,
+            })
+        }
+        Err(e) => Err(Failure::Abort(format!("response body cut off: {e}")).into()),
+    }
+}
+
+fn upstream_head_error(authority: &Authority, e: HeadError) -> RelayError {
+    let host = authority.to_string();
+    let (err, retryable) = match e {
+        HeadError::Timeout { .. } => (ProxyError::UpstreamTimeout(host), false),
+        HeadError::Closed => (
+            ProxyError::BadUpstream {
+                host,
+                reason: "it closed the connection without answering".into(),
+            },
+            true,
+        ),
+        HeadError::Io(io) => (
+            ProxyError::BadUpstream {
+                host,
+                reason: format!("the connection failed ({io})"),
+            },
+            true,
+        ),
+        other => (
+            ProxyError::BadUpstream {
+                host,
+                reason: other.to_string(),
+            },
+            false,
+        ),
+    };
+    RelayError {
+        failure: Failure::Answer(err),
+        retryable,
+    }
+}
+
+/// Answers OPTIONS or TRACE whose Max-Forwards reached 0: the proxy is the final recipient.
+async fn answer_max_forwards(
+    conn: &mut ClientConn,
+    head: RequestHead,
+    framing: Framing,
+    ctx: &mut RequestContext,
+) -> Result<Next, Failure> {
+    ctx.status = 200;
+    if head.method == "OPTIONS" {
+        let mut res = ResponseHead::new(200, "OK");
+        res.headers.push("Allow", ALLOWED);
+        res.headers.push("Content-Length", "0");
+        return finish_own(conn, &head, framing, res, b"").await;
+    }
+    // TRACE reflects the request as received, minus credentials (RFC 9110 §9.3.8).
+    let mut reflected = head.clone();
+    for secret in ["authorization", "proxy-authorization", "cookie"] {
+        reflected.headers.remove(secret);
+    }
+    let mut body = Vec::new();
+    reflected.write_to(&mut body);
+    let mut res = ResponseHead::new(200, "OK");
+    res.headers.push("Content-Type", "message/http");
+    res.headers.push("Content-Length", body.len().to_string());
+    finish_own(conn, &head, framing, res, &body).await
+}
+
+/// The page the proxy serves about itself for origin-form requests.
+async fn own_page(
+    conn: &mut ClientConn,
+    head: &RequestHead,
+    path: &str,
+    framing: Framing,
+    ctx: &mut RequestContext,
+) -> Result<Next, Failure> {
+    let (status, body) = if path == "/" || path.starts_with("/?") {
+        (200, STATUS_PAGE.to_string())
+    } else {
+        (
+            404,
+            format!(
+                "404 Not Found: this is a proxy; it serves only / itself. \
+                 Ask for an absolute URL instead (GET http://host{path} HTTP/1.1).\n"
+            ),
+        )
+    };
+    let (mut res, _) = error_page(status, "", None);
+    res.headers.set("Content-Length", body.len().to_string());
+    res.headers.remove("cache-control");
+    ctx.status = status;
+    finish_own(conn, head, framing, res, body.as_bytes()).await
+}
+
+const STATUS_PAGE: &str = "\
+proxylab proxy: a forward HTTP proxy.
+
+Use it by pointing a client at it, for example:
+  curl -x http://THIS-ADDRESS http://127.0.0.1:9000/bytes/100
+  export http_proxy=http://THIS-ADDRESS
+
+It forwards absolute-form requests (GET http://host/path HTTP/1.1) for every method,
+keeps connections alive on both sides, and answers errors with a one-line reason.
+";
+
+/// Writes a response the proxy made itself, after reading (and dropping) any request body.
+async fn finish_own(
+    conn: &mut ClientConn,
+    head: &RequestHead,
+    framing: Framing,
+    res: ResponseHead,
+    body: &[u8],
+) -> Result<Next, Failure> {
+    let mut sink = tokio::io::sink();
+    let drained = copy_body(&mut conn.reader, framing, &mut sink, Framing::Close, Vec::new(), None)
+        .await
+        .is_ok();
+    let next = if drained && head.wants_keep_alive() {
+        Next::KeepAlive
+    } else {
+        Next::Close
+    };
+    let body = if head.method == "HEAD" { &b""[..] } else { body };
+    respond(conn, head.version, res, body, next)
+        .await
+        .map_err(|e| Failure::Abort(format!("writing the response failed: {e}")))?;
+    Ok(next)
+}
+
+/// Writes a complete response the proxy made itself.
+pub async fn respond(
+    conn: &mut ClientConn,
+    client_version: Version,
+    mut res: ResponseHead,
+    body: &[u8],
+    next: Next,
+) -> std::io::Result<()> {
+    set_connection(&mut res.headers, client_version, next);
+    let mut out = Vec::with_capacity(256 + body.len());
+    res.write_to(&mut out);
+    out.extend_from_slice(body);
+    conn.writer.write_all(&out).await
+}
+
+/// `Connection: close` when the connection ends; `keep-alive` for HTTP/1.0 clients that stay.
+fn set_connection(headers: &mut wire::Headers, client_version: Version, next: Next) {
+    match (next, client_version) {
+        (Next::Close, _) => headers.set("Connection", "close"),
+        (Next::KeepAlive, Version::Http10) => headers.set("Connection", "keep-alive"),
+        (Next::KeepAlive, Version::Http11) => {}
+    }
+}
+
+fn log(ctx: &RequestContext) {
+    let elapsed = ctx.started.elapsed();
+    match &ctx.error {
+        None => tracing::debug!(
+            id = ctx.id,
+            client = %ctx.peer,
+            reused = ctx.upstream_reused,
+            "{} {} -> {} ({} B up, {} B down, {:.1?})",
+            ctx.method, ctx.target, ctx.status, ctx.bytes_up, ctx.bytes_down, elapsed
+        ),
+        Some(err) => tracing::warn!(
+            id = ctx.id,
+            client = %ctx.peer,
+            "{} {} -> {}: {err} ({:.1?})",
+            ctx.method,
+            ctx.target,
+            if ctx.status == 0 { "aborted".to_string() } else { ctx.status.to_string() },
+            elapsed
+        ),
+    }
+}

@@ -1,0 +1,195 @@
+//! Parsing the request-target (RFC 9112 §3.2): where does the client want to go?
+//!
+//! Takes: the method and the target string of a request line. Returns: a [`Target`].
+//! A forward proxy receives absolute-form (`GET http://host:port/path HTTP/1.1`) for
+//! ordinary requests and authority-form (`CONNECT host:443`) for tunnels; origin-form
+//! (`GET /path`) means the client is talking to the proxy itself. Student proxies that
+//! split the line on spaces and `/` get IPv6 literals, ports and userinfo wrong: lab 2.
+
+use std::fmt;
+
+/// A host and port, as named by the client (before any name resolution).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Authority {
+    /// Lower-cased host name or IP literal, without IPv6 brackets.
+    pub host: String,
+    pub port: u16,
+}
+
+impl Authority {
+    /// The value for a `Host` header: the port is left out when it is the default 80.
+    pub fn host_header(&self) -> String {
+        let host = self.host_for_url();
+        if self.port == 80 {
+            host
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+
+    fn host_for_url(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        }
+    }
+}
+
+impl fmt::Display for Authority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.host_for_url(), self.port)
+    }
+}
+
+/// The four forms of request-target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// `http://host[:port]/path?query`: forward it. `path` is in origin-form (starts with `/`).
+    Absolute { authority: Authority, path: String },
+    /// `https://…` in absolute-form: would need TLS to the origin.
+    AbsoluteHttps,
+    /// `/path?query`: addressed to the proxy itself.
+    Origin(String),
+    /// `host:port` (CONNECT only).
+    Authority(Authority),
+    /// `*` (server-wide OPTIONS).
+    Asterisk,
+}
+
+/// Parses a request-target; the error says what is wrong with it in a few words.
+pub fn parse(method: &str, target: &str) -> Result<Target, String> {
+    if method.eq_ignore_ascii_case("CONNECT") {
+        return parse_authority(target, None).map(Target::Authority);
+    }
+    if target == "*" {
+        return Ok(Target::Asterisk);
+    }
+    if target.starts_with('/') {
+        return Ok(Target::Origin(target.to_string()));
+    }
+    let Some((scheme, rest)) = target.split_once("://") else {
+        return Err(format!("{target:?} is not an absolute URL, a path or host:port"));
+    };
+    if scheme.eq_ignore_ascii_case("https") {
+        return Ok(Target::AbsoluteHttps);
+    }
+    if !scheme.eq_ignore_ascii_case("http") {
+        return Err(format!("the scheme {scheme:?} is not http"));
+    }
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    let authority = parse_authority(authority, Some(80))?;
+    let path = path.split('#').next().unwrap_or_default();
+    let path = match path.strip_prefix('?') {
+        Some(_) => format!("/{path}"),
+        None if path.is_empty() => "/".to_string(),
+        None => path.to_string(),
+    };
+    Ok(Target::Absolute { authority, path })
+}
+
+/// Parses `host[:port]`, `[v6]:port`; `default_port` applies when the port is absent
+/// (CONNECT requires one).
+pub fn parse_authority(s: &str, default_port: Option<u16>) -> Result<Authority, String> {
+    if s.contains('@') {
+        return Err("user information (user@host) is not allowed in the target".into());
+    }
+    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("{s:?} has an unclosed IPv6 bracket"))?;
+        if host.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(format!("{host:?} is not an IPv6 address"));
+        }
+        match after {
+            "" => (host, None),
+            p => match p.strip_prefix(':') {
+                Some(p) => (host, Some(p)),
+                None => return Err(format!("{s:?} has junk after the IPv6 address")),
+            },
+        }
+    } else {
+        match s.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (s, None),
+        }
+    };
+    if host.is_empty() {
+        return Err("the target has no host".into());
+    }
+    if !host
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':'))
+    {
+        return Err(format!("{host:?} is not a valid host name"));
+    }
+    let port = match port {
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|&p| p != 0)
+            .ok_or_else(|| format!("{p:?} is not a valid port"))?,
+        None => default_port.ok_or_else(|| format!("{s:?} has no port (host:port expected)"))?,
+    };
+    Ok(Authority {
+        host: host.to_ascii_lowercase(),
+        port,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn abs(host: &str, port: u16, path: &str) -> Target {
+        Target::Absolute {
+            authority: Authority {
+                host: host.into(),
+                port,
+            },
+            path: path.into(),
+        }
+    }
+
+    #[test]
+    fn absolute_forms() {
+        assert_eq!(parse("GET", "http://Example.COM").unwrap(), abs("example.com", 80, "/"));
+        assert_eq!(
+            parse("GET", "http://127.0.0.1:8081/a/b?c=d#frag").unwrap(),
+            abs("127.0.0.1", 8081, "/a/b?c=d")
+        );
+        assert_eq!(parse("GET", "http://h?q=1").unwrap(), abs("h", 80, "/?q=1"));
+        assert_eq!(parse("GET", "HTTP://[::1]:9/x").unwrap(), abs("::1", 9, "/x"));
+    }
+
+    #[test]
+    fn other_forms() {
+        assert_eq!(parse("GET", "/").unwrap(), Target::Origin("/".into()));
+        assert_eq!(parse("OPTIONS", "*").unwrap(), Target::Asterisk);
+        assert_eq!(parse("GET", "https://h/").unwrap(), Target::AbsoluteHttps);
+        assert_eq!(
+            parse("CONNECT", "[::1]:443").unwrap(),
+            Target::Authority(Authority {
+                host: "::1".into(),
+                port: 443
+            })
+        );
+    }
+
+    #[test]
+    fn bad_targets_say_why() {
+        for bad in ["ftp://h/", "http://user@h/", "http://h:0/", "http://h:99999/", "http:///x", "h"] {
+            assert!(parse("GET", bad).is_err(), "{bad} should be refused");
+        }
+        assert!(parse("CONNECT", "host").is_err());
+    }
+
+    #[test]
+    fn host_header_leaves_out_default_port() {
+        let a = parse_authority("h:80", None).unwrap();
+        assert_eq!(a.host_header(), "h");
+        let b = parse_authority("[::1]:81", None).unwrap();
+        assert_eq!(b.host_header(), "[::1]:81");
+    }
+}
