@@ -39,7 +39,7 @@ use tokio::sync::{oneshot, watch};
 pub use routes::ROUTES;
 
 /// The seed bodies come from when none is given.
-pub const DEFAULT_SEED: u64 = 0x5EED_0F_0121;
+pub const DEFAULT_SEED: u64 = 0x5EED;
 
 /// origin-sim's settings.
 #[derive(Debug, Clone)]

@@ -55,7 +55,10 @@ fn main() -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(cli.http)
             .await
             .with_context(|| format!("cannot listen on {}", cli.http))?;
-        println!("origin-sim http listening on http://{}", listener.local_addr()?);
+        println!(
+            "origin-sim http listening on http://{}",
+            listener.local_addr()?
+        );
         let origin = Arc::new(origin_sim::Origin::new(cli.seed));
         origin_sim::serve_http(listener, origin, proxy::server::shutdown_signal()).await?;
         Ok(())

@@ -10,19 +10,52 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 /// Every route, with what it does: shown by `origin-sim --help`, `GET /`, and the README.
 pub const ROUTES: &[(&str, &str)] = &[
     ("/", "this index"),
-    ("/bytes/{n}", "n seeded bytes with Content-Length"),
-    ("/chunked/{n}?chunk=k", "n seeded bytes, chunked (seeded chunk sizes, or k each)"),
-    ("/close/{n}", "n seeded bytes, no length: the body ends when the connection closes"),
-    ("/delay/{ms}", "a short body after waiting ms milliseconds (at most 60000)"),
-    ("/drip/{n}?ms=m", "n seeded bytes with Content-Length, one byte every m ms (default 100)"),
-    ("/status/{code}", "that status code (200-599) with a one-line body"),
-    ("/headers", "JSON of the request as received: method, target, version, headers in order"),
-    ("/echo", "any method: the request body back, with its Content-Type (streamed)"),
-    ("/redirect/{n}", "302 to /redirect/{n-1}; /redirect/0 answers 200"),
-    ("/reset", "promises 1000000 bytes, sends 1000, then resets the connection (RST)"),
-    ("/hang", "reads the request and never answers (until the client closes)"),
-    ("/truncate/{n}", "promises n bytes, sends half, closes"),
-    ("/malformed", "answers with an invalid status line, then closes"),
+    ("/bytes/N", "N seeded bytes with Content-Length"),
+    (
+        "/chunked/N?chunk=K",
+        "N seeded bytes, chunked (seeded chunk sizes, or K each)",
+    ),
+    (
+        "/close/N",
+        "N seeded bytes, no length: the body ends when the connection closes",
+    ),
+    (
+        "/delay/MS",
+        "a short body after waiting MS milliseconds (at most 60000)",
+    ),
+    (
+        "/drip/N?ms=M",
+        "N seeded bytes with Content-Length, one byte every M ms (default 100)",
+    ),
+    (
+        "/status/CODE",
+        "that status code (200-599) with a one-line body",
+    ),
+    (
+        "/headers",
+        "JSON of the request as received: method, target, version, headers in order",
+    ),
+    (
+        "/echo",
+        "any method: the request body back, with its Content-Type (streamed)",
+    ),
+    (
+        "/redirect/N",
+        "302 to /redirect/N-1; /redirect/0 answers 200",
+    ),
+    (
+        "/reset",
+        "promises 1000000 bytes, sends 1000, then resets the connection (RST)",
+    ),
+    (
+        "/hang",
+        "reads the request and never answers (until the client closes)",
+    ),
+    ("/truncate/N", "promises N bytes, sends half, closes"),
+    (
+        "/malformed",
+        "answers with an invalid status line, then closes",
+    ),
 ];
 
 /// One request, with what the origin knows about it.
@@ -45,7 +78,9 @@ pub(crate) async fn respond(ex: Exchange<'_>, conn: &mut Conn) -> io::Result<Aft
         Err(why) => return simple(&ex, conn, 400, why.as_bytes(), false).await,
     };
     if framing != Framing::Empty && ex.head.headers.has_token("expect", "100-continue") {
-        conn.writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
+        conn.writer
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .await?;
     }
     let (path, query) = ex
         .head
@@ -61,9 +96,16 @@ pub(crate) async fn respond(ex: Exchange<'_>, conn: &mut Conn) -> io::Result<Aft
         return echo(&ex, conn, framing).await;
     }
     // Every other route ignores the request body; read it so the connection stays usable.
-    let drained = copy_body(&mut conn.reader, framing, &mut tokio::io::sink(), Framing::Close, Vec::new(), None)
-        .await
-        .is_ok();
+    let drained = copy_body(
+        &mut conn.reader,
+        framing,
+        &mut tokio::io::sink(),
+        Framing::Close,
+        Vec::new(),
+        None,
+    )
+    .await
+    .is_ok();
     if !drained {
         return Ok(After::Close);
     }
@@ -78,20 +120,25 @@ pub(crate) async fn respond(ex: Exchange<'_>, conn: &mut Conn) -> io::Result<Aft
         }
         (["bytes", _], Some(n)) => {
             let mut head = base(&ex, 200);
-            head.headers.push("Content-Type", "application/octet-stream");
+            head.headers
+                .push("Content-Type", "application/octet-stream");
             head.headers.push("Content-Length", n.to_string());
             send_seeded(&ex, conn, head, seed, n, BodyStyle::Plain).await
         }
         (["chunked", _], Some(n)) => {
-            let fixed = query_value(&query, "chunk").and_then(|v| v.parse().ok()).filter(|&k| k > 0);
+            let fixed = query_value(&query, "chunk")
+                .and_then(|v| v.parse().ok())
+                .filter(|&k| k > 0);
             let mut head = base(&ex, 200);
-            head.headers.push("Content-Type", "application/octet-stream");
+            head.headers
+                .push("Content-Type", "application/octet-stream");
             head.headers.push("Transfer-Encoding", "chunked");
             send_seeded(&ex, conn, head, seed, n, BodyStyle::Chunked(fixed)).await
         }
         (["close", _], Some(n)) => {
             let mut head = base(&ex, 200);
-            head.headers.push("Content-Type", "application/octet-stream");
+            head.headers
+                .push("Content-Type", "application/octet-stream");
             head.headers.push("Connection", "close");
             send_seeded(&ex, conn, head, seed, n, BodyStyle::Plain).await?;
             Ok(After::Close)
@@ -99,14 +146,32 @@ pub(crate) async fn respond(ex: Exchange<'_>, conn: &mut Conn) -> io::Result<Aft
         (["delay", _], Some(ms)) => {
             let ms = ms.min(60_000);
             tokio::time::sleep(Duration::from_millis(ms)).await;
-            simple(&ex, conn, 200, format!("delayed {ms} ms\n").as_bytes(), true).await
+            simple(
+                &ex,
+                conn,
+                200,
+                format!("delayed {ms} ms\n").as_bytes(),
+                true,
+            )
+            .await
         }
         (["drip", _], Some(n)) => {
-            let ms = query_value(&query, "ms").and_then(|v| v.parse().ok()).unwrap_or(100);
+            let ms = query_value(&query, "ms")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(100);
             let mut head = base(&ex, 200);
-            head.headers.push("Content-Type", "application/octet-stream");
+            head.headers
+                .push("Content-Type", "application/octet-stream");
             head.headers.push("Content-Length", n.to_string());
-            send_seeded(&ex, conn, head, seed, n, BodyStyle::Drip(Duration::from_millis(ms))).await
+            send_seeded(
+                &ex,
+                conn,
+                head,
+                seed,
+                n,
+                BodyStyle::Drip(Duration::from_millis(ms)),
+            )
+            .await
         }
         (["status", _], Some(code)) if (200..=599).contains(&code) => {
             status(&ex, conn, code as u16).await
@@ -120,7 +185,8 @@ pub(crate) async fn respond(ex: Exchange<'_>, conn: &mut Conn) -> io::Result<Aft
         (["redirect", _], Some(0)) => simple(&ex, conn, 200, b"redirect chain done\n", true).await,
         (["redirect", _], Some(n)) => {
             let mut head = base(&ex, 302);
-            head.headers.push("Location", format!("/redirect/{}", n - 1));
+            head.headers
+                .push("Location", format!("/redirect/{}", n - 1));
             let body = format!("redirecting to /redirect/{}\n", n - 1);
             head.headers.push("Content-Length", body.len().to_string());
             send(&ex, conn, head, body.as_bytes(), true).await
@@ -192,7 +258,8 @@ async fn simple(
         body.push(b'\n');
     }
     let mut head = base(ex, status);
-    head.headers.push("Content-Type", "text/plain; charset=utf-8");
+    head.headers
+        .push("Content-Type", "text/plain; charset=utf-8");
     head.headers.push("Content-Length", body.len().to_string());
     if !ok {
         head.headers.push("Connection", "close");
@@ -233,7 +300,8 @@ async fn status(ex: &Exchange<'_>, conn: &mut Conn, code: u16) -> io::Result<Aft
         return Ok(keep_alive(ex));
     }
     let body = format!("{code} {}\n", reason(code));
-    head.headers.push("Content-Type", "text/plain; charset=utf-8");
+    head.headers
+        .push("Content-Type", "text/plain; charset=utf-8");
     send(ex, conn, head, body.as_bytes(), true).await
 }
 

@@ -50,6 +50,11 @@ pub struct Config {
     #[arg(long, value_name = "NAME=IP", value_parser = parse_resolve)]
     pub resolve: Vec<(String, IpAddr)>,
 
+    /// Never ask DNS: only IP literals, `localhost` and --resolve names can be reached
+    /// (others answer 502). For offline labs and tests.
+    #[arg(long)]
+    pub offline: bool,
+
     /// How long a client may take to send a request's header section (then 408).
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     pub header_timeout: Duration,

@@ -30,7 +30,9 @@ pub enum ProxyError {
     HeadersTooLarge(usize),
     #[error("the proxy does not support {0}")]
     NotImplemented(String),
-    #[error("this request has already passed through this proxy (Via shows {0}): a forwarding loop")]
+    #[error(
+        "this request has already passed through this proxy (Via shows {0}): a forwarding loop"
+    )]
     Loop(String),
     #[error("could not resolve the host name {0}")]
     Unresolvable(String),
@@ -38,8 +40,8 @@ pub enum ProxyError {
     Connect { addr: String, reason: String },
     #[error("connecting to {0} took too long")]
     ConnectTimeout(String),
-    #[error("{0} did not answer in time")]
-    UpstreamTimeout(String),
+    #[error("{0} did not answer within {1:?}")]
+    UpstreamTimeout(String, std::time::Duration),
     #[error("{host} sent an invalid response: {reason}")]
     BadUpstream { host: String, reason: String },
 }
@@ -57,7 +59,7 @@ impl ProxyError {
             ProxyError::Unresolvable(_)
             | ProxyError::Connect { .. }
             | ProxyError::BadUpstream { .. } => 502,
-            ProxyError::ConnectTimeout(_) | ProxyError::UpstreamTimeout(_) => 504,
+            ProxyError::ConnectTimeout(_) | ProxyError::UpstreamTimeout(..) => 504,
         }
     }
 
@@ -104,7 +106,8 @@ pub fn error_page(status: u16, sentence: &str, via: Option<&str>) -> (ResponseHe
     let body = format!("{status} {}: {sentence}.\n", reason(status)).into_bytes();
     let mut head = ResponseHead::new(status, reason(status));
     head.headers = Headers::default();
-    head.headers.push("Content-Type", "text/plain; charset=utf-8");
+    head.headers
+        .push("Content-Type", "text/plain; charset=utf-8");
     head.headers.push("Content-Length", body.len().to_string());
     head.headers.push("Cache-Control", "no-store");
     if let Some(via) = via {

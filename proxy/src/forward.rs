@@ -60,7 +60,10 @@ pub fn add_via(headers: &mut Headers, entry: &str) {
             .unwrap_or(0);
         let name = headers.0[pos].name.clone();
         headers.remove("via");
-        headers.0.insert(pos.min(headers.0.len()), crate::wire::Header::new(name, joined));
+        headers.0.insert(
+            pos.min(headers.0.len()),
+            crate::wire::Header::new(name, joined),
+        );
     }
 }
 
@@ -70,7 +73,10 @@ pub fn forwarded_for(headers: &mut Headers, mode: ForwardedFor, client: IpAddr) 
         ForwardedFor::Off => {}
         ForwardedFor::Strip => headers.remove("x-forwarded-for"),
         ForwardedFor::Append => {
-            let mut list: Vec<String> = headers.tokens("x-forwarded-for").map(String::from).collect();
+            let mut list: Vec<String> = headers
+                .tokens("x-forwarded-for")
+                .map(String::from)
+                .collect();
             list.push(client.to_string());
             headers.set("X-Forwarded-For", list.join(", "));
         }
@@ -80,7 +86,11 @@ pub fn forwarded_for(headers: &mut Headers, mode: ForwardedFor, client: IpAddr) 
 /// Sets `Host` from the target, replacing whatever the client sent (RFC 9112 §3.2.2:
 /// a proxy must use the authority of an absolute-form target).
 pub fn set_host(headers: &mut Headers, host: &str) {
-    match headers.0.iter_mut().find(|h| h.name.eq_ignore_ascii_case("host")) {
+    match headers
+        .0
+        .iter_mut()
+        .find(|h| h.name.eq_ignore_ascii_case("host"))
+    {
         Some(h) => h.value = host.as_bytes().to_vec(),
         None => headers.0.insert(0, crate::wire::Header::new("Host", host)),
     }
@@ -138,7 +148,10 @@ mod tests {
         let mut h = headers(&[("Via", "1.0 squid, 1.1 other (comment)")]);
         assert!(!via_names(&h, "proxylab"));
         add_via(&mut h, "1.1 proxylab");
-        assert_eq!(h.get("via").unwrap(), b"1.0 squid, 1.1 other (comment), 1.1 proxylab");
+        assert_eq!(
+            h.get("via").unwrap(),
+            b"1.0 squid, 1.1 other (comment), 1.1 proxylab"
+        );
         assert!(via_names(&h, "ProxyLab"));
     }
 

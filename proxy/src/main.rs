@@ -30,9 +30,18 @@ fn main() -> anyhow::Result<()> {
         tracing::info!(
             "{workers} worker thread(s), up to {} client(s) at once{}",
             config.concurrency(),
-            if config.sequential { " (sequential mode)" } else { "" }
+            if config.sequential {
+                " (sequential mode)"
+            } else {
+                ""
+            }
         );
-        proxy::run(listener, Arc::new(Shared::new(config)), proxy::server::shutdown_signal()).await?;
+        proxy::run(
+            listener,
+            Arc::new(Shared::new(config)),
+            proxy::server::shutdown_signal(),
+        )
+        .await?;
         tracing::info!("proxy stopped");
         Ok(())
     })

@@ -25,7 +25,7 @@ use crate::wire::{
 };
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
@@ -218,13 +218,15 @@ async fn forward(
     ctx.upstream_reused = upstream.reused;
 
     if framing == Framing::Empty {
-        let mut relayed = exchange_without_body(shared, conn, &mut upstream, &wire_head, &client, ctx).await;
+        let mut relayed =
+            exchange_without_body(shared, conn, &mut upstream, &wire_head, &client, ctx).await;
         if matches!(&relayed, Err(e) if e.retryable && upstream.reused) {
             // The pooled connection had been closed by the server meanwhile (nothing was
             // answered on it): send the request once more, on a fresh connection.
             upstream = shared.upstreams.connect(&authority).await?;
             ctx.upstream_reused = false;
-            relayed = exchange_without_body(shared, conn, &mut upstream, &wire_head, &client, ctx).await;
+            relayed =
+                exchange_without_body(shared, conn, &mut upstream, &wire_head, &client, ctx).await;
         }
         let relayed = relayed.map_err(|e| e.failure)?;
         if relayed.upstream_reusable {
@@ -238,9 +240,25 @@ async fn forward(
     // not stuck behind a body the server will not read, and a server that streams its
     // response while it reads (origin-sim's /echo) does not deadlock against us.
     let (relayed, sent, bytes_up) = {
-        let ClientConn { reader: client_rd, writer: client_wr, .. } = conn;
-        let UpstreamConn { reader: up_rd, writer: up_wr, authority: up_authority, .. } = &mut upstream;
-        let send = copy_body(client_rd, framing, up_wr, framing, wire_head, Some(config.idle_timeout));
+        let ClientConn {
+            reader: client_rd,
+            writer: client_wr,
+            ..
+        } = conn;
+        let UpstreamConn {
+            reader: up_rd,
+            writer: up_wr,
+            authority: up_authority,
+            ..
+        } = &mut upstream;
+        let send = copy_body(
+            client_rd,
+            framing,
+            up_wr,
+            framing,
+            wire_head,
+            Some(config.idle_timeout),
+        );
         let relay = relay_response(shared, up_rd, client_wr, up_authority, &client, ctx);
         tokio::pin!(send, relay);
         // `None` while the body is still going up; `Some(true)` once it all went; `Some(false)`
@@ -267,7 +285,11 @@ async fn forward(
     if sent == Some(true) && relayed.upstream_reusable {
         shared.upstreams.checkin(upstream);
     }
-    Ok(if sent == Some(true) { relayed.next } else { Next::Close })
+    Ok(if sent == Some(true) {
+        relayed.next
+    } else {
+        Next::Close
+    })
 }
 
 /// What the client's request said about the response it can take.
@@ -292,7 +314,10 @@ struct RelayError {
 
 impl From<Failure> for RelayError {
     fn from(failure: Failure) -> Self {
-        RelayError { failure, retryable: false }
+        RelayError {
+            failure,
+            retryable: false,
+        }
     }
 }
 
@@ -305,9 +330,21 @@ async fn exchange_without_body(
     ctx: &mut RequestContext,
 ) -> Result<Relayed, RelayError> {
     if let Err(e) = upstream.writer.write_all(wire_head).await {
-        return Err(upstream_head_error(&upstream.authority, HeadError::Io(e)));
+        return Err(upstream_head_error(
+            &upstream.authority,
+            HeadError::Io(e),
+            Duration::ZERO,
+        ));
     }
-    relay_response(shared, &mut upstream.reader, &mut conn.writer, &upstream.authority, client, ctx).await
+    relay_response(
+        shared,
+        &mut upstream.reader,
+        &mut conn.writer,
+        &upstream.authority,
+        client,
+        ctx,
+    )
+    .await
 }
 
 /// Reads the upstream's response and writes it to the client: interim 1xx responses as
@@ -327,11 +364,14 @@ async fn relay_response(
         let res = up_rd
             .read_response_head(shared.limits, Some(deadline))
             .await
-            .map_err(|e| upstream_head_error(authority, e))?;
+            .map_err(|e| upstream_head_error(authority, e, config.upstream_timeout))?;
         if res.status == 101 || !(100..=999).contains(&res.status) {
             return Err(Failure::Answer(ProxyError::BadUpstream {
                 host: authority.to_string(),
-                reason: format!("unexpected status {} (the proxy asked for no upgrade)", res.status),
+                reason: format!(
+                    "unexpected status {} (the proxy asked for no upgrade)",
+                    res.status
+                ),
             })
             .into());
         }
@@ -380,13 +420,25 @@ async fn relay_response(
     };
     let keep_alive =
         client.keep_alive && to != Framing::Close && !shared.draining.load(Ordering::Relaxed);
-    let next = if keep_alive { Next::KeepAlive } else { Next::Close };
+    let next = if keep_alive {
+        Next::KeepAlive
+    } else {
+        Next::Close
+    };
     set_connection(&mut res.headers, client.version, next);
     res.version = Version::Http11;
 
     let mut out = Vec::with_capacity(512);
     res.write_to(&mut out);
-    let copied = copy_body(up_rd, from, client_wr, to, out, Some(config.upstream_timeout)).await;
+    let copied = copy_body(
+        up_rd,
+        from,
+        client_wr,
+        to,
+        out,
+        Some(config.upstream_timeout),
+    )
+    .await;
     match copied {
         Ok(c) => {
             ctx.bytes_down = c.bytes;
@@ -399,10 +451,10 @@ async fn relay_response(
     }
 }
 
-fn upstream_head_error(authority: &Authority, e: HeadError) -> RelayError {
+fn upstream_head_error(authority: &Authority, e: HeadError, waited: Duration) -> RelayError {
     let host = authority.to_string();
     let (err, retryable) = match e {
-        HeadError::Timeout { .. } => (ProxyError::UpstreamTimeout(host), false),
+        HeadError::Timeout { .. } => (ProxyError::UpstreamTimeout(host, waited), false),
         HeadError::Closed => (
             ProxyError::BadUpstream {
                 host,
@@ -504,15 +556,26 @@ async fn finish_own(
     body: &[u8],
 ) -> Result<Next, Failure> {
     let mut sink = tokio::io::sink();
-    let drained = copy_body(&mut conn.reader, framing, &mut sink, Framing::Close, Vec::new(), None)
-        .await
-        .is_ok();
+    let drained = copy_body(
+        &mut conn.reader,
+        framing,
+        &mut sink,
+        Framing::Close,
+        Vec::new(),
+        None,
+    )
+    .await
+    .is_ok();
     let next = if drained && head.wants_keep_alive() {
         Next::KeepAlive
     } else {
         Next::Close
     };
-    let body = if head.method == "HEAD" { &b""[..] } else { body };
+    let body = if head.method == "HEAD" {
+        &b""[..]
+    } else {
+        body
+    };
     respond(conn, head.version, res, body, next)
         .await
         .map_err(|e| Failure::Abort(format!("writing the response failed: {e}")))?;

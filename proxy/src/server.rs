@@ -82,15 +82,26 @@ pub async fn run(
     }
 
     drop(listener);
-    shared.draining.store(true, std::sync::atomic::Ordering::Relaxed);
+    shared
+        .draining
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = stop_tx.send(true);
     drop(done_tx);
     let in_flight = active.load(Ordering::Relaxed);
     if in_flight > 0 {
-        tracing::info!("shutting down: waiting up to {:?} for {in_flight} connection(s)", shared.config.grace);
+        tracing::info!(
+            "shutting down: waiting up to {:?} for {in_flight} connection(s)",
+            shared.config.grace
+        );
     }
-    if tokio::time::timeout(shared.config.grace, done_rx.recv()).await.is_err() {
-        tracing::warn!("grace period over; {} connection(s) cut off", active.load(Ordering::Relaxed));
+    if tokio::time::timeout(shared.config.grace, done_rx.recv())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "grace period over; {} connection(s) cut off",
+            active.load(Ordering::Relaxed)
+        );
     }
     Ok(())
 }
@@ -116,7 +127,11 @@ async fn serve(
         // Wait for the next request's first byte without holding a read buffer: an idle
         // keep-alive connection costs little more than its socket.
         conn.reader.shrink_if_empty();
-        let wait = if served == 0 { config.header_timeout } else { config.idle_timeout };
+        let wait = if served == 0 {
+            config.header_timeout
+        } else {
+            config.idle_timeout
+        };
         let ready = tokio::select! {
             r = tokio::time::timeout(wait, conn.reader.wait_readable()) => r,
             _ = stop.changed() => break,
@@ -132,7 +147,11 @@ async fn serve(
             Err(_) => break,
         }
         let deadline = tokio::time::Instant::now() + config.header_timeout;
-        let head = match conn.reader.read_request_head(shared.limits, Some(deadline)).await {
+        let head = match conn
+            .reader
+            .read_request_head(shared.limits, Some(deadline))
+            .await
+        {
             Ok(head) => head,
             Err(HeadError::Closed) => break,
             Err(HeadError::Io(e)) => {
@@ -163,7 +182,9 @@ async fn answer_error(shared: &Shared, conn: &mut ClientConn, err: ProxyError) {
 
 /// Closes our side, then reads and drops what the client still sends for a short while.
 async fn lingering_close(conn: ClientConn) {
-    let ClientConn { reader, mut writer, .. } = conn;
+    let ClientConn {
+        reader, mut writer, ..
+    } = conn;
     let _ = writer.shutdown().await;
     let (mut read, _) = reader.into_parts();
     let mut scratch = [0u8; 4096];

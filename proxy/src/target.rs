@@ -69,7 +69,9 @@ pub fn parse(method: &str, target: &str) -> Result<Target, String> {
         return Ok(Target::Origin(target.to_string()));
     }
     let Some((scheme, rest)) = target.split_once("://") else {
-        return Err(format!("{target:?} is not an absolute URL, a path or host:port"));
+        return Err(format!(
+            "{target:?} is not an absolute URL, a path or host:port"
+        ));
     };
     if scheme.eq_ignore_ascii_case("https") {
         return Ok(Target::AbsoluteHttps);
@@ -154,13 +156,19 @@ mod tests {
 
     #[test]
     fn absolute_forms() {
-        assert_eq!(parse("GET", "http://Example.COM").unwrap(), abs("example.com", 80, "/"));
+        assert_eq!(
+            parse("GET", "http://Example.COM").unwrap(),
+            abs("example.com", 80, "/")
+        );
         assert_eq!(
             parse("GET", "http://127.0.0.1:8081/a/b?c=d#frag").unwrap(),
             abs("127.0.0.1", 8081, "/a/b?c=d")
         );
         assert_eq!(parse("GET", "http://h?q=1").unwrap(), abs("h", 80, "/?q=1"));
-        assert_eq!(parse("GET", "HTTP://[::1]:9/x").unwrap(), abs("::1", 9, "/x"));
+        assert_eq!(
+            parse("GET", "HTTP://[::1]:9/x").unwrap(),
+            abs("::1", 9, "/x")
+        );
     }
 
     #[test]
@@ -179,7 +187,14 @@ mod tests {
 
     #[test]
     fn bad_targets_say_why() {
-        for bad in ["ftp://h/", "http://user@h/", "http://h:0/", "http://h:99999/", "http:///x", "h"] {
+        for bad in [
+            "ftp://h/",
+            "http://user@h/",
+            "http://h:0/",
+            "http://h:99999/",
+            "http:///x",
+            "h",
+        ] {
             assert!(parse("GET", bad).is_err(), "{bad} should be refused");
         }
         assert!(parse("CONNECT", "host").is_err());

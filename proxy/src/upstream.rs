@@ -50,6 +50,7 @@ pub struct PoolStats {
 #[derive(Debug)]
 pub struct Upstreams {
     resolve: HashMap<String, IpAddr>,
+    offline: bool,
     connect_timeout: Duration,
     max_idle: usize,
     idle_timeout: Duration,
@@ -61,6 +62,7 @@ impl Upstreams {
     pub fn new(config: &Config) -> Self {
         Upstreams {
             resolve: config.resolve_map(),
+            offline: config.offline,
             connect_timeout: config.connect_timeout,
             max_idle: config.pool_max_idle,
             idle_timeout: config.pool_idle_timeout,
@@ -160,6 +162,15 @@ impl Upstreams {
         }
         if let Some(ip) = self.resolve.get(&authority.host) {
             return Ok(vec![SocketAddr::new(*ip, authority.port)]);
+        }
+        // `localhost` is loopback by definition (RFC 6761): no resolver needed.
+        if authority.host == "localhost" || authority.host.ends_with(".localhost") {
+            let v4 = SocketAddr::new(IpAddr::from([127, 0, 0, 1]), authority.port);
+            let v6 = SocketAddr::new(IpAddr::from(std::net::Ipv6Addr::LOCALHOST), authority.port);
+            return Ok(vec![v4, v6]);
+        }
+        if self.offline {
+            return Err(ProxyError::Unresolvable(authority.host.clone()));
         }
         let lookup = tokio::net::lookup_host((authority.host.as_str(), authority.port));
         match tokio::time::timeout(self.connect_timeout, lookup).await {

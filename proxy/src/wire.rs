@@ -609,7 +609,9 @@ where
             Ok(0) if from == Framing::Close => decoder.finish_close(),
             Ok(0) => return Err(BodyError::Truncated),
             Ok(_) => {}
-            Err(HeadError::Timeout { .. }) => return Err(BodyError::Idle(idle.unwrap_or_default())),
+            Err(HeadError::Timeout { .. }) => {
+                return Err(BodyError::Idle(idle.unwrap_or_default()))
+            }
             Err(HeadError::Io(e)) => return Err(BodyError::Read(e)),
             Err(_) => return Err(BodyError::Truncated),
         }
@@ -635,7 +637,10 @@ pub async fn read_body<R: AsyncRead + Unpin>(
             return Err(BodyError::BadChunk("body is larger than allowed"));
         }
     }
-    let mut sink = LimitedVec { data: Vec::new(), limit };
+    let mut sink = LimitedVec {
+        data: Vec::new(),
+        limit,
+    };
     copy_body(src, from, &mut sink, Framing::Close, Vec::new(), None).await?;
     Ok(sink.data)
 }
@@ -676,11 +681,17 @@ impl AsyncWrite for LimitedVec {
 #[derive(Debug)]
 enum Decoder {
     Empty,
-    Length { left: u64 },
-    Close { done: bool },
+    Length {
+        left: u64,
+    },
+    Close {
+        done: bool,
+    },
     /// Chunked: reading a chunk-size line, inside a chunk, after a chunk's data, or trailers.
     ChunkSize,
-    ChunkData { left: u64 },
+    ChunkData {
+        left: u64,
+    },
     ChunkEnd,
     Trailers,
     Done,
@@ -805,7 +816,9 @@ fn parse_chunk_size(line: &[u8]) -> Result<u64, BodyError> {
     let size = line.split(|&b| b == b';').next().unwrap_or_default();
     let size = size.trim_ascii();
     if size.is_empty() || size.len() > 15 || !size.iter().all(u8::is_ascii_hexdigit) {
-        return Err(BodyError::BadChunk("chunk size is not a hexadecimal number"));
+        return Err(BodyError::BadChunk(
+            "chunk size is not a hexadecimal number",
+        ));
     }
     let text = std::str::from_utf8(size).map_err(|_| BodyError::BadChunk("chunk size"))?;
     u64::from_str_radix(text, 16).map_err(|_| BodyError::BadChunk("chunk size is too large"))
@@ -825,14 +838,18 @@ mod tests {
     #[tokio::test]
     async fn chunked_decodes_across_extensions_and_trailers() {
         let wire = b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\nNEXT";
-        let body = decode_all(wire, Framing::Chunked, Framing::Close).await.unwrap();
+        let body = decode_all(wire, Framing::Chunked, Framing::Close)
+            .await
+            .unwrap();
         assert_eq!(body, b"hello world");
     }
 
     #[tokio::test]
     async fn chunked_reencodes_to_chunked() {
         let wire = b"3\r\nabc\r\n0\r\n\r\n";
-        let body = decode_all(wire, Framing::Chunked, Framing::Chunked).await.unwrap();
+        let body = decode_all(wire, Framing::Chunked, Framing::Chunked)
+            .await
+            .unwrap();
         assert_eq!(body, b"3\r\nabc\r\n0\r\n\r\n");
     }
 
@@ -850,10 +867,17 @@ mod tests {
 
     #[tokio::test]
     async fn pipelined_requests_keep_their_bytes() {
-        let wire: &[u8] = b"GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\nGET http://b/ HTTP/1.1\r\nHost: b\r\n\r\n";
+        let wire: &[u8] =
+            b"GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\nGET http://b/ HTTP/1.1\r\nHost: b\r\n\r\n";
         let mut reader = Reader::new(wire);
-        let first = reader.read_request_head(Limits::default(), None).await.unwrap();
-        let second = reader.read_request_head(Limits::default(), None).await.unwrap();
+        let first = reader
+            .read_request_head(Limits::default(), None)
+            .await
+            .unwrap();
+        let second = reader
+            .read_request_head(Limits::default(), None)
+            .await
+            .unwrap();
         assert_eq!(first.target, "http://a/");
         assert_eq!(second.target, "http://b/");
         assert!(matches!(

@@ -1,0 +1,181 @@
+//! Helpers every test module uses.
+
+use proxy::wire::{self, Framing, Limits, Reader, ResponseHead};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+/// An origin-sim and a proxy, both in this process, on free loopback ports.
+pub struct Bench {
+    pub origin: origin_sim::Handle,
+    pub proxy: proxy::Handle,
+}
+
+impl Bench {
+    pub async fn start() -> Bench {
+        Bench::with(|_| {}).await
+    }
+
+    /// Starts with a proxy configuration changed by `tweak`.
+    pub async fn with(tweak: impl FnOnce(&mut proxy::Config)) -> Bench {
+        let origin = origin_sim::start(origin_sim::Config::default())
+            .await
+            .expect("origin");
+        let mut config = proxy::Config::for_tests();
+        tweak(&mut config);
+        let proxy = proxy::start(config).await.expect("proxy");
+        Bench { origin, proxy }
+    }
+
+    /// An absolute URL on the origin, e.g. `url("/bytes/10")`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.origin.url())
+    }
+
+    pub fn hits(&self, path: &str) -> u64 {
+        self.origin.origin().hits(path)
+    }
+
+    pub async fn connect(&self) -> Client {
+        Client::connect(self.proxy.addr()).await
+    }
+
+    pub async fn stop(self) {
+        self.proxy.shutdown().await.expect("proxy shutdown");
+        self.origin.shutdown().await;
+    }
+}
+
+/// A raw HTTP/1 client connection: writes exactly the bytes a test gives it and parses
+/// what comes back, so tests can send what no well-behaved client library would.
+pub struct Client {
+    pub reader: Reader<TcpStream>,
+}
+
+/// A response as a client saw it.
+#[derive(Debug)]
+pub struct Response {
+    pub head: ResponseHead,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.head
+            .headers
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The response as text with the given header values replaced, for snapshots.
+    pub fn redacted(&self, redact: &[&str]) -> String {
+        let mut out = format!(
+            "{} {} {}\n",
+            self.head.version.as_str(),
+            self.head.status,
+            self.head.reason
+        );
+        for h in &self.head.headers.0 {
+            let value = if redact.iter().any(|r| h.name.eq_ignore_ascii_case(r)) {
+                "[redacted]".to_string()
+            } else {
+                String::from_utf8_lossy(&h.value).into_owned()
+            };
+            out.push_str(&format!("{}: {value}\n", h.name));
+        }
+        out.push('\n');
+        out.push_str(&self.text());
+        out
+    }
+}
+
+/// How long any single exchange in a test may take before the test fails (not a sleep:
+/// a bound on waiting, so a broken proxy fails the test instead of hanging it).
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+impl Client {
+    pub async fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).await.expect("connect to proxy");
+        stream.set_nodelay(true).expect("nodelay");
+        Client {
+            reader: Reader::new(stream),
+        }
+    }
+
+    pub async fn send(&mut self, bytes: impl AsRef<[u8]>) {
+        self.reader
+            .get_mut()
+            .write_all(bytes.as_ref())
+            .await
+            .expect("write request");
+    }
+
+    /// Reads one response to a request with `method` (HEAD responses have no body).
+    pub async fn read(&mut self, method: &str) -> Response {
+        tokio::time::timeout(DEADLINE, self.try_read(method))
+            .await
+            .expect("response within the deadline")
+            .expect("a complete response")
+    }
+
+    pub async fn try_read(&mut self, method: &str) -> Result<Response, String> {
+        let head = self
+            .reader
+            .read_response_head(Limits::default(), None)
+            .await
+            .map_err(|e| e.to_string())?;
+        let framing = wire::response_framing(method, &head)?;
+        let mut body = Vec::new();
+        wire::copy_body(
+            &mut self.reader,
+            framing,
+            &mut body,
+            Framing::Close,
+            Vec::new(),
+            None,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        Ok(Response { head, body })
+    }
+
+    /// Sends `GET url` (absolute-form) and reads the response.
+    pub async fn get(&mut self, url: &str) -> Response {
+        self.send(format!("GET {url} HTTP/1.1\r\nHost: ignored\r\n\r\n"))
+            .await;
+        self.read("GET").await
+    }
+
+    /// Whether the proxy has closed this connection (reads to end, within the deadline).
+    pub async fn closed(&mut self) -> bool {
+        use tokio::io::AsyncReadExt;
+        let mut rest = Vec::new();
+        matches!(
+            tokio::time::timeout(DEADLINE, self.reader.get_mut().read_to_end(&mut rest)).await,
+            Ok(Ok(_)) | Ok(Err(_))
+        )
+    }
+}
+
+/// One request through the proxy on a fresh connection.
+pub async fn get(proxy: &proxy::Handle, url: &str) -> Response {
+    Client::connect(proxy.addr()).await.get(url).await
+}
+
+/// Waits until `check` holds, polling with a deadline (never a fixed sleep).
+pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !check() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
