@@ -1,1 +1,296 @@
-fn main() {}
+//! Forwarding benchmark: N keep-alive clients through the proxy to origin-sim, 100-byte
+//! bodies, N in {1, 16, 64, 256}.
+//!
+//! The proxy runs as its own process (the release binary, built by `make bench`), so its
+//! CPU time (from /proc/PID/stat) and memory (VmRSS) are its own; origin-sim and the
+//! clients run in this process. Criterion reports requests/s; after each N this prints the
+//! proxy's CPU time per request and how many upstream connections were opened after
+//! warm-up. At the end it measures the memory of 10,000 idle keep-alive client connections.
+//!
+//! Run: `make bench` (or `cargo build --release -p proxy && cargo bench --bench forward`).
+//! `PROXY_BIN=path` benchmarks another build of the proxy; `PROXY_ARGS="--workers 1"` adds
+//! options to its command line.
+
+use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
+use proxy::wire::{self, Framing, Limits, Reader};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+/// The proxy under test, as a child process.
+struct ProxyProcess {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl ProxyProcess {
+    fn spawn(extra: &[&str]) -> ProxyProcess {
+        let bin = proxy_binary();
+        let mut child = Command::new(&bin)
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--log",
+                "warn",
+                "--max-clients",
+                "20000",
+            ])
+            .args(extra)
+            .args(
+                std::env::var("PROXY_ARGS")
+                    .unwrap_or_default()
+                    .split_whitespace(),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e} (run `make bench`)", bin.display()));
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("stdout");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("listening line");
+        let addr = line
+            .trim()
+            .strip_prefix("proxy listening on http://")
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected first line from proxy: {line:?}"));
+        ProxyProcess { child, addr }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// User plus system CPU time consumed so far.
+    fn cpu(&self) -> Duration {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        // Fields after the command name (which is in parentheses): utime is the 12th, stime the 13th.
+        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+            + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+        Duration::from_millis(ticks * 10) // USER_HZ is 100 on Linux
+    }
+
+    /// Resident memory, in bytes.
+    fn rss(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kib| kib * 1024)
+    }
+}
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn proxy_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("PROXY_BIN") {
+        return path.into();
+    }
+    // target/release/deps/forward-HASH -> target/release/proxy
+    let exe = std::env::current_exe().expect("current exe");
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir")
+        .join("proxy")
+}
+
+/// One keep-alive client connection through the proxy.
+struct LoadClient {
+    reader: Reader<TcpStream>,
+    request: Vec<u8>,
+}
+
+impl LoadClient {
+    async fn connect(proxy: SocketAddr, url: &str) -> LoadClient {
+        let stream = TcpStream::connect(proxy).await.expect("connect to proxy");
+        stream.set_nodelay(true).expect("nodelay");
+        LoadClient {
+            reader: Reader::new(stream),
+            request: format!("GET {url} HTTP/1.1\r\nHost: bench\r\n\r\n").into_bytes(),
+        }
+    }
+
+    async fn request(&mut self) {
+        self.reader
+            .get_mut()
+            .write_all(&self.request)
+            .await
+            .expect("send");
+        let head = self
+            .reader
+            .read_response_head(Limits::default(), None)
+            .await
+            .expect("response");
+        assert_eq!(head.status, 200);
+        let framing = wire::response_framing("GET", &head).expect("framing");
+        let mut sink = tokio::io::sink();
+        wire::copy_body(
+            &mut self.reader,
+            framing,
+            &mut sink,
+            Framing::Close,
+            Vec::new(),
+            None,
+        )
+        .await
+        .expect("body");
+    }
+}
+
+/// Runs `total` requests spread over `clients`, each client sequential on its connection.
+async fn run(clients: Vec<LoadClient>, total: u64) -> (Vec<LoadClient>, Duration) {
+    let n = clients.len() as u64;
+    let start = Instant::now();
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut client)| {
+            let share = total / n + u64::from((i as u64) < total % n);
+            tokio::spawn(async move {
+                for _ in 0..share {
+                    client.request().await;
+                }
+                client
+            })
+        })
+        .collect();
+    let mut back = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        back.push(t.await.expect("client task"));
+    }
+    (back, start.elapsed())
+}
+
+fn forward(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let origin = rt
+        .block_on(origin_sim::start(origin_sim::Config::default()))
+        .expect("origin");
+    let proxy = ProxyProcess::spawn(&[]);
+    let url = format!("{}/bytes/100", origin.url());
+    let requests = AtomicU64::new(0);
+
+    let mut group = c.benchmark_group("forward_100B");
+    group.throughput(Throughput::Elements(1));
+    group.sample_size(10);
+    group.warm_up_time(Duration::from_secs(1));
+    group.measurement_time(Duration::from_secs(4));
+    for n in [1usize, 16, 64, 256] {
+        // Warm-up: every client opens its connection, then all run at full load for a while,
+        // so the upstream pool grows to the concurrency the measurement will see.
+        let clients = rt.block_on(async {
+            let mut clients = Vec::with_capacity(n);
+            for _ in 0..n {
+                clients.push(LoadClient::connect(proxy.addr, &url).await);
+            }
+            run(clients, 20_000.max(n as u64 * 50)).await.0
+        });
+        let mut clients = Some(clients);
+        let upstream_before = origin.origin().connections();
+        let cpu_before = proxy.cpu();
+        requests.store(0, Ordering::Relaxed);
+        group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
+            b.iter_custom(|iters| {
+                let (back, elapsed) = rt.block_on(run(clients.take().expect("clients"), iters));
+                clients = Some(back);
+                requests.fetch_add(iters, Ordering::Relaxed);
+                elapsed
+            })
+        });
+        let done = requests.load(Ordering::Relaxed).max(1);
+        let cpu = proxy.cpu().saturating_sub(cpu_before);
+        println!(
+            "forward_100B/{n}: proxy CPU {:.1} µs per request over {done} requests; \
+             {} new upstream connection(s) after warm-up",
+            cpu.as_secs_f64() * 1e6 / done as f64,
+            origin.origin().connections() - upstream_before
+        );
+    }
+    group.finish();
+    drop(proxy);
+    rt.block_on(origin.shutdown());
+}
+
+/// Memory per idle keep-alive client connection: RSS of a proxy holding 10,000 of them
+/// (each served one request), minus its RSS before they came.
+fn idle_memory() {
+    const IDLE: usize = 10_000;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let origin = rt
+        .block_on(origin_sim::start(origin_sim::Config::default()))
+        .expect("origin");
+    let proxy = ProxyProcess::spawn(&["--idle-timeout", "300s"]);
+    let url = format!("{}/bytes/100", origin.url());
+    let held = rt.block_on(async {
+        // One connection and request first, so the pool and runtime are warm.
+        let mut first = LoadClient::connect(proxy.addr, &url).await;
+        first.request().await;
+        let before = proxy.rss();
+        let mut held = vec![first];
+        while held.len() < IDLE {
+            let batch: Vec<_> = (0..100)
+                .map(|_| {
+                    let url = url.clone();
+                    let addr = proxy.addr;
+                    tokio::spawn(async move {
+                        let mut c = LoadClient::connect(addr, &url).await;
+                        c.request().await;
+                        // Keep only the socket: the bench's own buffers are not the proxy's.
+                        c.reader.into_parts().0
+                    })
+                })
+                .collect();
+            for t in batch {
+                held.push(LoadClient {
+                    reader: Reader::new(t.await.expect("client")),
+                    request: Vec::new(),
+                });
+            }
+        }
+        let after = proxy.rss();
+        println!(
+            "idle keep-alive clients: {IDLE} held; proxy RSS {:.1} MiB -> {:.1} MiB = {:.1} KiB per idle connection",
+            before as f64 / 1048576.0,
+            after as f64 / 1048576.0,
+            after.saturating_sub(before) as f64 / 1024.0 / (IDLE - 1) as f64
+        );
+        held
+    });
+    drop(held);
+    drop(proxy);
+    rt.block_on(origin.shutdown());
+}
+
+criterion_group!(benches, forward);
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    if std::env::args().any(|a| a == "--bench") {
+        idle_memory();
+    }
+}

@@ -23,14 +23,18 @@ pub const HOP_BY_HOP: &[&str] = &[
 
 /// Removes the hop-by-hop fields, including every field the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut Headers) {
+    // Collected first (names are borrowed from `headers`, which `retain` then mutates).
     let named: Vec<String> = headers
         .tokens("connection")
         .chain(headers.tokens("proxy-connection"))
-        .map(str::to_ascii_lowercase)
+        .map(str::to_string)
         .collect();
     headers.0.retain(|h| {
-        let name = h.name.to_ascii_lowercase();
-        !HOP_BY_HOP.contains(&name.as_str()) && !named.contains(&name)
+        let listed = |name: &String| name.eq_ignore_ascii_case(&h.name);
+        !HOP_BY_HOP
+            .iter()
+            .any(|hop| hop.eq_ignore_ascii_case(&h.name))
+            && !named.iter().any(listed)
     });
 }
 

@@ -223,6 +223,9 @@ async fn forward(
         if matches!(&relayed, Err(e) if e.retryable && upstream.reused) {
             // The pooled connection had been closed by the server meanwhile (nothing was
             // answered on it): send the request once more, on a fresh connection.
+            tracing::debug!(
+                "pooled connection to {authority} failed before answering; retrying on a new one"
+            );
             upstream = shared.upstreams.connect(&authority).await?;
             ctx.upstream_reused = false;
             relayed =
@@ -232,7 +235,7 @@ async fn forward(
         if relayed.upstream_reusable {
             shared.upstreams.checkin(upstream);
         }
-        return Ok(relayed.next);
+        return relayed.finish(&mut conn.writer).await;
     }
 
     // With a body: send it up while the response comes down. Both at once, so that
@@ -285,8 +288,9 @@ async fn forward(
     if sent == Some(true) && relayed.upstream_reusable {
         shared.upstreams.checkin(upstream);
     }
+    let next = relayed.finish(&mut conn.writer).await?;
     Ok(if sent == Some(true) {
-        relayed.next
+        next
     } else {
         Next::Close
     })
@@ -303,6 +307,21 @@ struct ClientWants {
 struct Relayed {
     next: Next,
     upstream_reusable: bool,
+    /// The response's last bytes, written to the client only after the upstream
+    /// connection is back in the pool (see [`wire::copy_body_but_last_write`]).
+    last: Vec<u8>,
+}
+
+impl Relayed {
+    async fn finish(self, client: &mut OwnedWriteHalf) -> Result<Next, Failure> {
+        if !self.last.is_empty() {
+            client
+                .write_all(&self.last)
+                .await
+                .map_err(|e| Failure::Abort(format!("client went away: {e}")))?;
+        }
+        Ok(self.next)
+    }
 }
 
 /// An upstream failure, and whether the request may be sent again on a fresh connection
@@ -430,7 +449,7 @@ async fn relay_response(
 
     let mut out = Vec::with_capacity(512);
     res.write_to(&mut out);
-    let copied = copy_body(
+    let copied = wire::copy_body_but_last_write(
         up_rd,
         from,
         client_wr,
@@ -440,11 +459,12 @@ async fn relay_response(
     )
     .await;
     match copied {
-        Ok(c) => {
+        Ok((c, last)) => {
             ctx.bytes_down = c.bytes;
             Ok(Relayed {
                 next,
                 upstream_reusable: upstream_keeps,
+                last,
             })
         }
         Err(e) => Err(Failure::Abort(format!("response body cut off: {e}")).into()),

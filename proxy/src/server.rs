@@ -164,7 +164,10 @@ async fn serve(
             }
         };
         served += 1;
-        if pipeline::handle(shared, &mut conn, head).await == Next::Close || *stop.borrow() {
+        // Boxed: the pipeline's state lives on the heap only while a request is in flight,
+        // so an idle keep-alive connection's task stays small.
+        let next = Box::pin(pipeline::handle(shared, &mut conn, head)).await;
+        if next == Next::Close || *stop.borrow() {
             break;
         }
     }

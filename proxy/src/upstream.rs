@@ -78,7 +78,9 @@ impl Upstreams {
                 self.stats.reused.fetch_add(1, Ordering::Relaxed);
                 return Ok(conn);
             }
+            tracing::debug!("pooled connection to {authority} was closed by the server; dropped");
         }
+        tracing::debug!("no idle connection to {authority}; opening one");
         self.connect(authority).await
     }
 
@@ -124,7 +126,8 @@ impl Upstreams {
             return;
         }
         conn.reused = true;
-        conn.reader.shrink_if_empty();
+        // A pooled connection keeps a small read buffer: no allocation per request.
+        conn.reader.shrink_if_large();
         let Ok(mut idle) = self.idle.lock() else {
             return;
         };

@@ -21,8 +21,11 @@ use tokio::time::Instant;
 
 /// How many header fields one head may carry before it is "too large".
 const MAX_HEADERS: usize = 256;
-/// How much one read asks for.
-const READ_SIZE: usize = 64 * 1024;
+/// How much one read asks for while reading a head: most heads are far smaller, and a
+/// buffer this size is cheap to allocate per request.
+const HEAD_READ: usize = 8 * 1024;
+/// How much one read asks for while moving a body: larger reads, fewer system calls.
+const BODY_READ: usize = 64 * 1024;
 
 /// Size limits on a message head.
 #[derive(Debug, Clone, Copy)]
@@ -373,10 +376,18 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         }
     }
 
+    /// Frees the read buffer only if it is empty and has grown past the size a head needs
+    /// (after a large body), keeping a small one for the next message.
+    pub fn shrink_if_large(&mut self) {
+        if self.buf.is_empty() && self.buf.capacity() > HEAD_READ {
+            self.buf = BytesMut::new();
+        }
+    }
+
     /// Reads more bytes into the buffer; `Ok(0)` at end of stream.
-    async fn fill(&mut self, deadline: Option<Instant>) -> Result<usize, HeadError> {
-        if self.buf.capacity() - self.buf.len() < 4096 {
-            self.buf.reserve(READ_SIZE.max(self.buf.len()));
+    async fn fill(&mut self, want: usize, deadline: Option<Instant>) -> Result<usize, HeadError> {
+        if self.buf.capacity() - self.buf.len() < want / 2 {
+            self.buf.reserve(want.max(self.buf.len()));
         }
         let read = self.io.read_buf(&mut self.buf);
         match deadline {
@@ -403,7 +414,7 @@ impl<R: AsyncRead + Unpin> Reader<R> {
             if let Some(head) = self.try_parse_request(limits)? {
                 return Ok(head);
             }
-            if self.fill(deadline).await? == 0 {
+            if self.fill(HEAD_READ, deadline).await? == 0 {
                 return Err(if self.buf.is_empty() {
                     HeadError::Closed
                 } else {
@@ -487,7 +498,7 @@ impl<R: AsyncRead + Unpin> Reader<R> {
                 }
                 Err(e) => return Err(HeadError::Malformed(describe(e).into())),
             }
-            if self.fill(deadline).await? == 0 {
+            if self.fill(HEAD_READ, deadline).await? == 0 {
                 return Err(if self.buf.is_empty() {
                     HeadError::Closed
                 } else {
@@ -592,6 +603,30 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    let (copied, last) = copy_body_but_last_write(src, from, dst, to, prefix, idle).await?;
+    if !last.is_empty() {
+        dst.write_all(&last).await.map_err(BodyError::Write)?;
+    }
+    dst.flush().await.map_err(BodyError::Write)?;
+    Ok(copied)
+}
+
+/// [`copy_body`] up to its last write, whose bytes it returns instead: once the body has
+/// been read whole, the caller can release the source (the proxy returns the upstream
+/// connection to its pool) before the client, receiving those last bytes, can send its
+/// next request and ask the pool for a connection.
+pub async fn copy_body_but_last_write<R, W>(
+    src: &mut Reader<R>,
+    from: Framing,
+    dst: &mut W,
+    to: Framing,
+    prefix: Vec<u8>,
+    idle: Option<Duration>,
+) -> Result<(Copied, Vec<u8>), BodyError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let mut out = prefix;
     let mut copied = Copied::default();
     let mut decoder = Decoder::new(from);
@@ -604,7 +639,7 @@ where
             dst.write_all(&out).await.map_err(BodyError::Write)?;
             out.clear();
         }
-        let read = src.fill(idle.map(|d| Instant::now() + d));
+        let read = src.fill(BODY_READ, idle.map(|d| Instant::now() + d));
         match read.await {
             Ok(0) if from == Framing::Close => decoder.finish_close(),
             Ok(0) => return Err(BodyError::Truncated),
@@ -619,11 +654,7 @@ where
     if to == Framing::Chunked {
         out.extend_from_slice(b"0\r\n\r\n");
     }
-    if !out.is_empty() {
-        dst.write_all(&out).await.map_err(BodyError::Write)?;
-    }
-    dst.flush().await.map_err(BodyError::Write)?;
-    Ok(copied)
+    Ok((copied, out))
 }
 
 /// Reads a whole body into memory (for small bodies whose size the caller bounds).
