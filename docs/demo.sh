@@ -13,14 +13,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Starts a server in the background and waits (up to 10 s) for its `listening on` line.
+# Starts a server in the background, waits (up to 10 s) for its `listening on` line, and
+# sets URL to the address it printed. Its log lines are shown, prefixed with its name.
 start() {
   local name=$1; shift
-  "$@" >"$work/$name.out" 2> >(sed "s/^/  [$name] /" >&2) &
+  "$@" >"$work/$name.out" 2> >(sed -u "s/^/  [$name] /" >&2) &
   pids+=($!)
   for _ in $(seq 1 200); do
     if grep -q "listening on" "$work/$name.out"; then
-      sed 's/.* listening on //' "$work/$name.out" | head -n1
+      URL=$(sed 's/.* listening on //' "$work/$name.out" | head -n1)
       return
     fi
     sleep 0.05
@@ -32,19 +33,22 @@ start() {
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 step "Starting origin-sim and the proxy on free ports"
-origin=$(start origin-sim "$bin/origin-sim" --http 127.0.0.1:0)
-proxy=$(start proxy "$bin/proxy" --listen 127.0.0.1:0 --workers 2)
+start origin-sim "$bin/origin-sim" --http 127.0.0.1:0
+origin=$URL
+start proxy "$bin/proxy" --listen 127.0.0.1:0 --workers 2
+proxy=$URL
+proxy_pid=${pids[1]}
 echo "origin-sim: $origin    proxy: $proxy"
 proxy_addr=${proxy#http://}
 
 step "One request through the proxy: what the origin received (note Via and X-Forwarded-For)"
 "$bin/client" get --proxy "$proxy_addr" "$origin/headers"
 
-step "Three requests on one keep-alive connection (curl): one upstream connection serves all"
+step "Three requests on one keep-alive connection (curl): X-Origin-Conn shows the upstream connection reused"
 if command -v curl >/dev/null; then
   curl -s -x "$proxy" -o /dev/null -o /dev/null -o /dev/null \
-    -w '  %{url_effective} -> %{http_code}, %{size_download} bytes\n' \
-    "$origin/bytes/100" "$origin/chunked/5000" "$origin/close/300"
+    -w '  %{url_effective} -> %{http_code}, %{size_download} bytes, upstream connection %header{x-origin-conn}\n' \
+    "$origin/bytes/100" "$origin/chunked/5000" "$origin/bytes/300"
 else
   echo "  (curl is not installed; skipping)"
 fi
@@ -55,6 +59,7 @@ for i in 1 2 3 4 5; do
   pids+=($!)
 done
 wait "${pids[@]:2}"
+pids=("${pids[@]:0:2}")
 for i in 1 2 3 4 5; do echo "  client $i: $(tail -n1 "$work/c$i.err")"; done
 
 step "Errors come with a reason"
@@ -63,6 +68,7 @@ echo
 "$bin/client" get --proxy "$proxy_addr" "http://127.0.0.1:1/" || true
 
 step "Stopping (SIGTERM): the proxy finishes in-flight requests, then exits"
-kill -TERM "${pids[1]}"; wait "${pids[1]}" 2>/dev/null || true
+kill -TERM "$proxy_pid"; wait "$proxy_pid" 2>/dev/null || true
+sleep 0.2 # let the last log lines through the prefixing pipe
 echo "Done. Run it yourself: make origin (one terminal), make run (another), then"
 echo "  curl -x http://127.0.0.1:8080 http://127.0.0.1:9000/bytes/100"
