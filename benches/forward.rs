@@ -5,7 +5,8 @@
 //! CPU time (from /proc/PID/stat) and memory (VmRSS) are its own; origin-sim and the
 //! clients run in this process. Criterion reports requests/s; after each N this prints the
 //! proxy's CPU time per request and how many upstream connections were opened after
-//! warm-up. At the end it measures the memory of 10,000 idle keep-alive client connections.
+//! warm-up. At the end it measures the memory of 10,000 idle keep-alive client connections,
+//! and the proxy's peak memory while a 2 GiB body goes up and comes back.
 //!
 //! Run: `make bench` (or `cargo build --release -p proxy && cargo bench --bench forward`).
 //! `PROXY_BIN=path` benchmarks another build of the proxy; `PROXY_ARGS="--workers 1"` adds
@@ -81,11 +82,20 @@ impl ProxyProcess {
 
     /// Resident memory, in bytes.
     fn rss(&self) -> u64 {
+        self.status_kib("VmRSS:")
+    }
+
+    /// The most resident memory it ever had, in bytes.
+    fn peak_rss(&self) -> u64 {
+        self.status_kib("VmHWM:")
+    }
+
+    fn status_kib(&self, field: &str) -> u64 {
         let status =
             std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
             .map_or(0, |kib| kib * 1024)
     }
@@ -285,6 +295,73 @@ fn idle_memory() {
     rt.block_on(origin.shutdown());
 }
 
+/// A 2 GiB body each way at once (uploaded to origin-sim's /echo, which streams it back)
+/// through a fresh proxy: its peak memory must stay flat.
+fn large_body() {
+    const SIZE: u64 = 2 << 30;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let origin = rt
+        .block_on(origin_sim::start(origin_sim::Config::default()))
+        .expect("origin");
+    let proxy = ProxyProcess::spawn(&[]);
+    let url = format!("{}/echo", origin.url());
+    let (peak_before, elapsed, echoed) = rt.block_on(async {
+        let mut warm =
+            LoadClient::connect(proxy.addr, &format!("{}/bytes/100", origin.url())).await;
+        warm.request().await;
+        let peak_before = proxy.peak_rss();
+        let stream = TcpStream::connect(proxy.addr).await.expect("connect");
+        let (read, mut write) = stream.into_split();
+        let head = format!("POST {url} HTTP/1.1\r\nHost: bench\r\nContent-Length: {SIZE}\r\n\r\n");
+        let start = Instant::now();
+        let upload = tokio::spawn(async move {
+            write.write_all(head.as_bytes()).await.expect("head");
+            let block = vec![0x5a_u8; 256 * 1024];
+            let mut left = SIZE;
+            while left > 0 {
+                let n = left.min(block.len() as u64) as usize;
+                write.write_all(&block[..n]).await.expect("upload");
+                left -= n as u64;
+            }
+            write
+        });
+        let mut reader = Reader::new(read);
+        let head = reader
+            .read_response_head(Limits::default(), None)
+            .await
+            .expect("response");
+        let framing = wire::response_framing("POST", &head).expect("framing");
+        let mut sink = tokio::io::sink();
+        let copied = wire::copy_body(
+            &mut reader,
+            framing,
+            &mut sink,
+            Framing::Close,
+            Vec::new(),
+            None,
+        )
+        .await
+        .expect("echoed body");
+        drop(upload.await.expect("upload task"));
+        (peak_before, start.elapsed(), copied.bytes)
+    });
+    assert_eq!(echoed, SIZE);
+    println!(
+        "large body: 2 GiB up and 2 GiB back through the proxy in {:.1?} ({:.0} MiB/s each way); \
+         proxy peak RSS {:.1} MiB before, {:.1} MiB after",
+        elapsed,
+        SIZE as f64 / 1048576.0 / elapsed.as_secs_f64(),
+        peak_before as f64 / 1048576.0,
+        proxy.peak_rss() as f64 / 1048576.0
+    );
+    drop(proxy);
+    rt.block_on(origin.shutdown());
+}
+
 criterion_group!(benches, forward);
 
 fn main() {
@@ -292,5 +369,6 @@ fn main() {
     Criterion::default().configure_from_args().final_summary();
     if std::env::args().any(|a| a == "--bench") {
         idle_memory();
+        large_body();
     }
 }

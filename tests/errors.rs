@@ -238,3 +238,31 @@ async fn bad_client_does_not_disturb_others() {
     assert_eq!(res.body.len(), 5);
     bench.stop().await;
 }
+
+/// A server that never completes the TCP handshake makes the proxy give up after
+/// --connect-timeout with 504. The "server" is a listener whose accept queue is full
+/// (backlog 0, filled by connections nobody accepts), so the kernel drops further SYNs.
+#[tokio::test]
+async fn connect_timeout_is_504() {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let full = socket.listen(0).unwrap();
+    let addr = full.local_addr().unwrap();
+    // Fill the accept queue: these connects complete (or hang) and are never accepted.
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        let attempt = tokio::time::timeout(
+            Duration::from_millis(200),
+            tokio::net::TcpStream::connect(addr),
+        );
+        if let Ok(Ok(stream)) = attempt.await {
+            fillers.push(stream);
+        }
+    }
+    let bench = Bench::with(|c| c.connect_timeout = Duration::from_millis(300)).await;
+    let (res, _) = raw(&bench, format!("GET http://{addr}/ HTTP/1.1\r\n\r\n")).await;
+    assert_eq!(res.head.status, 504, "{}", res.text());
+    assert!(res.text().contains("connecting to"), "{}", res.text());
+    drop(full);
+    bench.stop().await;
+}

@@ -340,6 +340,9 @@ fn content_length(headers: &Headers) -> Result<Option<u64>, &'static str> {
 pub struct Reader<R> {
     io: R,
     buf: BytesMut,
+    /// How far the buffer has been searched for the end of a head, so that a head arriving
+    /// a byte at a time costs one pass, not one full re-parse per byte.
+    scanned: usize,
 }
 
 impl<R: AsyncRead + Unpin> Reader<R> {
@@ -347,6 +350,7 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         Reader {
             io,
             buf: BytesMut::new(),
+            scanned: 0,
         }
     }
 
@@ -409,7 +413,7 @@ impl<R: AsyncRead + Unpin> Reader<R> {
     ) -> Result<RequestHead, HeadError> {
         loop {
             while self.buf.starts_with(b"\r\n") {
-                self.buf.advance(2);
+                self.consume_head(2);
             }
             if let Some(head) = self.try_parse_request(limits)? {
                 return Ok(head);
@@ -424,15 +428,41 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         }
     }
 
+    /// Whether the buffer holds a whole head: the blank line that ends one has arrived.
+    fn head_complete(&mut self) -> bool {
+        let from = self.scanned.saturating_sub(2);
+        let buf = &self.buf[..];
+        let found = (from..buf.len()).any(|i| {
+            buf[i] == b'\n'
+                && (buf.get(i + 1) == Some(&b'\n')
+                    || (buf.get(i + 1) == Some(&b'\r') && buf.get(i + 2) == Some(&b'\n')))
+        });
+        self.scanned = buf.len();
+        found
+    }
+
+    /// Consumes `n` bytes of head.
+    fn consume_head(&mut self, n: usize) {
+        self.buf.advance(n);
+        self.scanned = 0;
+    }
+
     fn try_parse_request(&mut self, limits: Limits) -> Result<Option<RequestHead>, HeadError> {
         // The request line alone can tell us the target is too long, before the rest arrives.
-        let line_end = self.buf.windows(2).position(|w| w == b"\r\n");
+        let window = &self.buf[..self.buf.len().min(limits.max_uri + 34)];
+        let line_end = window.windows(2).position(|w| w == b"\r\n");
         let line_len = line_end.unwrap_or(self.buf.len());
         if line_len > limits.max_uri + 32 {
             let target_len = request_target_len(&self.buf[..line_len]);
             if line_end.is_none() || target_len > limits.max_uri {
                 return Err(HeadError::UriTooLong(limits.max_uri));
             }
+        }
+        if !self.head_complete() {
+            if self.buf.len() > limits.max_head {
+                return Err(HeadError::TooLarge(limits.max_head));
+            }
+            return Ok(None);
         }
         let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut slots);
@@ -462,7 +492,7 @@ impl<R: AsyncRead + Unpin> Reader<R> {
             version: Version::from_minor(req.version.unwrap_or(1)),
             headers: collect_headers(req.headers)?,
         };
-        self.buf.advance(parsed);
+        self.consume_head(parsed);
         Ok(Some(head))
     }
 
@@ -473,6 +503,19 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         deadline: Option<Instant>,
     ) -> Result<ResponseHead, HeadError> {
         loop {
+            if !self.head_complete() {
+                if self.buf.len() > limits.max_head {
+                    return Err(HeadError::TooLarge(limits.max_head));
+                }
+                if self.fill(HEAD_READ, deadline).await? == 0 {
+                    return Err(if self.buf.is_empty() {
+                        HeadError::Closed
+                    } else {
+                        HeadError::Incomplete
+                    });
+                }
+                continue;
+            }
             let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
             let mut res = httparse::Response::new(&mut slots);
             match res.parse(&self.buf) {
@@ -486,7 +529,7 @@ impl<R: AsyncRead + Unpin> Reader<R> {
                         reason: res.reason.unwrap_or_default().to_string(),
                         headers: collect_headers(res.headers)?,
                     };
-                    self.buf.advance(n);
+                    self.consume_head(n);
                     return Ok(head);
                 }
                 Ok(httparse::Status::Partial) if self.buf.len() > limits.max_head => {
@@ -915,6 +958,26 @@ mod tests {
             reader.read_request_head(Limits::default(), None).await,
             Err(HeadError::Closed)
         ));
+    }
+
+    #[tokio::test]
+    async fn head_arriving_a_byte_at_a_time_is_parsed_once_complete() {
+        let wire = b"GET http://a/ HTTP/1.1\r\nHost: a\r\nX-Long: yes\r\n\r\n";
+        let (mut tx, rx) = tokio::io::duplex(64);
+        let writer = tokio::spawn(async move {
+            for b in wire {
+                tx.write_all(&[*b]).await.unwrap();
+                tokio::task::yield_now().await;
+            }
+            tx
+        });
+        let mut reader = Reader::new(rx);
+        let head = reader
+            .read_request_head(Limits::default(), None)
+            .await
+            .unwrap();
+        assert_eq!(head.headers.get("x-long"), Some(&b"yes"[..]));
+        drop(writer.await.unwrap());
     }
 
     #[tokio::test]
