@@ -10,7 +10,8 @@
 //!
 //! Run: `make bench` (or `cargo build --release -p proxy && cargo bench --bench forward`).
 //! `PROXY_BIN=path` benchmarks another build of the proxy; `PROXY_ARGS="--workers 1"` adds
-//! options to its command line.
+//! options to its command line; `PROXY_ADDR=IP:PORT PROXY_PIDS=PID,…` measures a proxy
+//! that is already running (Squid, Tinyproxy) in the same way.
 
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use proxy::wire::{self, Framing, Limits, Reader};
@@ -25,7 +26,10 @@ use tokio::net::TcpStream;
 
 /// The proxy under test, as a child process.
 struct ProxyProcess {
-    child: Child,
+    /// The proxy we started (None for one started elsewhere, see [`ProxyProcess::external`]).
+    child: Option<Child>,
+    /// Processes whose CPU time and memory count as the proxy's.
+    pids: Vec<u32>,
     addr: SocketAddr,
 }
 
@@ -61,22 +65,53 @@ impl ProxyProcess {
             .strip_prefix("proxy listening on http://")
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("unexpected first line from proxy: {line:?}"));
-        ProxyProcess { child, addr }
+        ProxyProcess {
+            pids: vec![child.id()],
+            child: Some(child),
+            addr,
+        }
+    }
+
+    /// Another proxy, already running (Squid, Tinyproxy, …), for comparison:
+    /// `PROXY_ADDR=127.0.0.1:3128 PROXY_PIDS=1234,1235`.
+    fn external() -> Option<ProxyProcess> {
+        let addr = std::env::var("PROXY_ADDR")
+            .ok()?
+            .parse()
+            .expect("PROXY_ADDR is IP:PORT");
+        let pids = std::env::var("PROXY_PIDS")
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(|p| p.trim().parse().ok())
+            .collect();
+        Some(ProxyProcess {
+            child: None,
+            pids,
+            addr,
+        })
     }
 
     fn pid(&self) -> u32 {
-        self.child.id()
+        self.pids.first().copied().unwrap_or(0)
     }
 
     /// User plus system CPU time consumed so far.
     fn cpu(&self) -> Duration {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
-        // Fields after the command name (which is in parentheses): utime is the 12th, stime the 13th.
-        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
-            + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+        let mut ticks = 0;
+        for pid in &self.pids {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // After the command name (in parentheses): utime is the 12th field, stime the 13th.
+            let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+            let fields: Vec<&str> = after.split_whitespace().collect();
+            ticks += fields
+                .get(11)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+                + fields
+                    .get(12)
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0);
+        }
         Duration::from_millis(ticks * 10) // USER_HZ is 100 on Linux
     }
 
@@ -103,8 +138,10 @@ impl ProxyProcess {
 
 impl Drop for ProxyProcess {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -196,7 +233,7 @@ fn forward(c: &mut Criterion) {
     let origin = rt
         .block_on(origin_sim::start(origin_sim::Config::default()))
         .expect("origin");
-    let proxy = ProxyProcess::spawn(&[]);
+    let proxy = ProxyProcess::external().unwrap_or_else(|| ProxyProcess::spawn(&[]));
     let url = format!("{}/bytes/100", origin.url());
     let requests = AtomicU64::new(0);
 
@@ -367,7 +404,7 @@ criterion_group!(benches, forward);
 fn main() {
     benches();
     Criterion::default().configure_from_args().final_summary();
-    if std::env::args().any(|a| a == "--bench") {
+    if std::env::args().any(|a| a == "--bench") && std::env::var_os("PROXY_ADDR").is_none() {
         idle_memory();
         large_body();
     }
