@@ -23,7 +23,10 @@
 
 #![forbid(unsafe_code)]
 
+pub mod chat;
+pub mod echo;
 mod routes;
+pub mod tls;
 
 use proxy::wire::{HeadError, Limits, Reader};
 use std::collections::HashMap;
@@ -34,18 +37,25 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 
 pub use routes::ROUTES;
+pub use tls::Tls;
 
 /// The seed bodies come from when none is given.
 pub const DEFAULT_SEED: u64 = 0x5EED;
 
-/// origin-sim's settings.
+/// origin-sim's settings: which listeners to start, and the seed.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Where the HTTP listener binds (port 0 picks one).
     pub http: SocketAddr,
+    /// Where the HTTPS listener binds, if any (same routes, certificate from a fresh CA).
+    pub tls: Option<SocketAddr>,
+    /// Where the TCP echo server binds, if any.
+    pub echo: Option<SocketAddr>,
+    /// Where the chat room binds, if any.
+    pub chat: Option<SocketAddr>,
     /// The seed for every generated body.
     pub seed: u64,
 }
@@ -54,7 +64,23 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             http: SocketAddr::from(([127, 0, 0, 1], 0)),
+            tls: None,
+            echo: None,
+            chat: None,
             seed: DEFAULT_SEED,
+        }
+    }
+}
+
+impl Config {
+    /// Every listener on 127.0.0.1 with a free port (for tests).
+    pub fn all_on_loopback() -> Self {
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        Config {
+            tls: Some(any),
+            echo: Some(any),
+            chat: Some(any),
+            ..Config::default()
         }
     }
 }
@@ -107,16 +133,17 @@ impl Origin {
     }
 }
 
-/// Serves HTTP on `listener` until `shutdown` completes.
+/// Serves HTTP on `listener` until `shutdown` completes; with `tls`, HTTPS.
 pub async fn serve_http(
     listener: TcpListener,
     origin: Arc<Origin>,
+    tls: Option<Tls>,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::pin!(shutdown);
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(c) => c,
                 Err(e) => {
@@ -130,13 +157,62 @@ pub async fn serve_http(
         let conn_id = origin.connections.fetch_add(1, Ordering::Relaxed) + 1;
         let origin = origin.clone();
         let stop = stop_rx.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            if let Err(e) = connection(origin, stream, conn_id, stop).await {
-                tracing::debug!("connection {conn_id}: {e}");
+            let result = match tls {
+                None => serve_plain(origin, stream, conn_id, stop).await,
+                Some(tls) => serve_tls(origin, stream, tls, conn_id, stop).await,
+            };
+            if let Err(e) = result {
+                tracing::debug!("connection {conn_id} from {peer}: {e}");
             }
         });
     }
     let _ = stop_tx.send(true);
+    Ok(())
+}
+
+async fn serve_plain(
+    origin: Arc<Origin>,
+    stream: TcpStream,
+    conn_id: u64,
+    stop: watch::Receiver<bool>,
+) -> io::Result<()> {
+    let _ = stream.set_nodelay(true);
+    let (read, writer) = stream.into_split();
+    let conn = routes::Conn {
+        reader: Reader::new(read),
+        writer,
+    };
+    if let Some(conn) = connection(origin, conn, conn_id, stop).await? {
+        let (read, _) = conn.reader.into_parts();
+        let stream = read.reunite(conn.writer).map_err(io::Error::other)?;
+        // Linger 0: closing now sends RST instead of FIN.
+        stream.set_zero_linger()?;
+    }
+    Ok(())
+}
+
+async fn serve_tls(
+    origin: Arc<Origin>,
+    stream: TcpStream,
+    tls: Tls,
+    conn_id: u64,
+    stop: watch::Receiver<bool>,
+) -> io::Result<()> {
+    let _ = stream.set_nodelay(true);
+    let stream = tls.acceptor.accept(stream).await?;
+    let (read, writer) = tokio::io::split(stream);
+    let conn = routes::Conn {
+        reader: Reader::new(read),
+        writer,
+    };
+    if let Some(conn) = connection(origin, conn, conn_id, stop).await? {
+        let (read, _) = conn.reader.into_parts();
+        let (tcp, _) = read.unsplit(conn.writer).into_inner();
+        // No TLS close_notify: reset the TCP connection under it.
+        tcp.set_zero_linger()?;
+    }
     Ok(())
 }
 
@@ -148,26 +224,21 @@ pub(crate) enum After {
     Reset,
 }
 
-async fn connection(
+/// Serves requests on one connection; returns it when the route asked for a reset.
+async fn connection<R: routes::Rd, W: routes::Wr>(
     origin: Arc<Origin>,
-    stream: TcpStream,
+    mut conn: routes::Conn<R, W>,
     conn_id: u64,
     mut stop: watch::Receiver<bool>,
-) -> io::Result<()> {
-    let _ = stream.set_nodelay(true);
-    let (read, writer) = stream.into_split();
-    let mut conn = routes::Conn {
-        reader: Reader::new(read),
-        writer,
-    };
+) -> io::Result<Option<routes::Conn<R, W>>> {
     loop {
         let head = tokio::select! {
             h = conn.reader.read_request_head(Limits::default(), None) => h,
-            _ = stop.changed() => return Ok(()),
+            _ = stop.changed() => return Ok(None),
         };
         let head = match head {
             Ok(h) => h,
-            Err(HeadError::Closed) => return Ok(()),
+            Err(HeadError::Closed) => return Ok(None),
             Err(HeadError::Io(e)) => return Err(e),
             Err(e) => {
                 let msg = format!("origin-sim: bad request: {e}\n");
@@ -176,7 +247,7 @@ async fn connection(
                     msg.len()
                 );
                 conn.writer.write_all(reply.as_bytes()).await?;
-                return Ok(());
+                return Ok(None);
             }
         };
         let hits = origin.count_hit(&head.target);
@@ -190,15 +261,9 @@ async fn connection(
             After::KeepAlive => continue,
             After::Close => {
                 let _ = conn.writer.shutdown().await;
-                return Ok(());
+                return Ok(None);
             }
-            After::Reset => {
-                let (read, _) = conn.reader.into_parts();
-                let stream = read.reunite(conn.writer).map_err(io::Error::other)?;
-                // Linger 0: closing now sends RST instead of FIN.
-                stream.set_zero_linger()?;
-                return Ok(());
-            }
+            After::Reset => return Ok(Some(conn)),
         }
     }
 }
@@ -207,12 +272,17 @@ async fn connection(
 #[derive(Debug)]
 pub struct Handle {
     addr: SocketAddr,
+    tls_addr: Option<SocketAddr>,
+    echo_addr: Option<SocketAddr>,
+    chat_addr: Option<SocketAddr>,
+    tls: Option<Tls>,
     origin: Arc<Origin>,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<io::Result<()>>,
+    stop: Option<watch::Sender<bool>>,
+    tasks: Vec<tokio::task::JoinHandle<io::Result<()>>>,
 }
 
 impl Handle {
+    /// The HTTP listener's address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
@@ -222,35 +292,165 @@ impl Handle {
         format!("http://{}", self.addr)
     }
 
+    /// The HTTPS listener's address, if started.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
+    }
+
+    /// The TCP echo server's address, if started.
+    pub fn echo_addr(&self) -> Option<SocketAddr> {
+        self.echo_addr
+    }
+
+    /// The chat room's address, if started.
+    pub fn chat_addr(&self) -> Option<SocketAddr> {
+        self.chat_addr
+    }
+
+    /// The CA certificate (PEM) that signed the HTTPS listener's certificate.
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.tls.as_ref().map(|t| t.ca_pem.as_str())
+    }
+
     /// The counters: hits per path, connections, requests.
     pub fn origin(&self) -> &Arc<Origin> {
         &self.origin
     }
 
-    /// Stops accepting and closes idle connections.
+    /// Stops accepting on every listener and closes idle connections.
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+            let _ = stop.send(true);
         }
-        let _ = (&mut self.task).await;
+        for task in self.tasks.drain(..) {
+            let _ = task.await;
+        }
     }
 }
 
-/// Binds `config.http` and serves on the current runtime.
-pub async fn start(config: Config) -> io::Result<Handle> {
-    let listener = TcpListener::bind(config.http).await?;
-    let addr = listener.local_addr()?;
-    let origin = Arc::new(Origin::new(config.seed));
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(serve_http(listener, origin.clone(), async {
-        let _ = stopped.await;
-    }));
-    Ok(Handle {
-        addr,
-        origin,
-        stop: Some(stop),
-        task,
-    })
+/// Why origin-sim could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: io::Error },
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// The bound listeners of a [`Config`], before serving (so a binary can print their
+/// addresses first).
+#[derive(Debug)]
+pub struct Listeners {
+    pub http: TcpListener,
+    pub tls: Option<(TcpListener, Tls)>,
+    pub echo: Option<TcpListener>,
+    pub chat: Option<TcpListener>,
+}
+
+impl Listeners {
+    pub async fn bind(config: &Config) -> Result<Listeners, StartError> {
+        async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind { addr, source })
+        }
+        let tls = match config.tls {
+            Some(addr) => Some((bind(addr).await?, Tls::generate()?)),
+            None => None,
+        };
+        Ok(Listeners {
+            http: bind(config.http).await?,
+            tls,
+            echo: match config.echo {
+                Some(a) => Some(bind(a).await?),
+                None => None,
+            },
+            chat: match config.chat {
+                Some(a) => Some(bind(a).await?),
+                None => None,
+            },
+        })
+    }
+
+    /// The `<name> listening on <url>` lines, one per listener.
+    pub fn describe(&self) -> Vec<String> {
+        let addr = |l: &TcpListener| {
+            l.local_addr()
+                .map_or_else(|e| e.to_string(), |a| a.to_string())
+        };
+        let mut lines = vec![format!(
+            "origin-sim http listening on http://{}",
+            addr(&self.http)
+        )];
+        if let Some((l, _)) = &self.tls {
+            lines.push(format!("origin-sim https listening on https://{}", addr(l)));
+        }
+        if let Some(l) = &self.echo {
+            lines.push(format!("origin-sim echo listening on tcp://{}", addr(l)));
+        }
+        if let Some(l) = &self.chat {
+            lines.push(format!("origin-sim chat listening on tcp://{}", addr(l)));
+        }
+        lines
+    }
+
+    /// Serves every listener on the current runtime until [`Handle::shutdown`].
+    pub fn spawn(self, seed: u64) -> io::Result<Handle> {
+        let origin = Arc::new(Origin::new(seed));
+        let (stop, stopped) = watch::channel(false);
+        let when_stopped = move || {
+            let mut rx = stopped.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        };
+        let addr = self.http.local_addr()?;
+        let mut tasks = vec![tokio::spawn(serve_http(
+            self.http,
+            origin.clone(),
+            None,
+            when_stopped(),
+        ))];
+        let (mut tls_addr, mut tls) = (None, None);
+        if let Some((listener, material)) = self.tls {
+            tls_addr = Some(listener.local_addr()?);
+            tls = Some(material.clone());
+            tasks.push(tokio::spawn(serve_http(
+                listener,
+                origin.clone(),
+                Some(material),
+                when_stopped(),
+            )));
+        }
+        let mut echo_addr = None;
+        if let Some(listener) = self.echo {
+            echo_addr = Some(listener.local_addr()?);
+            tasks.push(tokio::spawn(echo::serve(listener, when_stopped())));
+        }
+        let mut chat_addr = None;
+        if let Some(listener) = self.chat {
+            chat_addr = Some(listener.local_addr()?);
+            tasks.push(tokio::spawn(chat::serve(listener, when_stopped())));
+        }
+        Ok(Handle {
+            addr,
+            tls_addr,
+            echo_addr,
+            chat_addr,
+            tls,
+            origin,
+            stop: Some(stop),
+            tasks,
+        })
+    }
+}
+
+/// Binds every listener in `config` and serves on the current runtime.
+pub async fn start(config: Config) -> Result<Handle, StartError> {
+    let listeners = Listeners::bind(&config).await?;
+    Ok(listeners.spawn(config.seed)?)
 }
 
 /// A deterministic byte generator (SplitMix64): the same seed and length always give the

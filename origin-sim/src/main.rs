@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::{CommandFactory, FromArgMatches, Parser};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::path::PathBuf;
 
 /// A deterministic simulated origin server for proxylab: the same bytes every run,
 /// offline, on loopback, with faults on demand.
@@ -16,6 +16,28 @@ struct Cli {
     /// Address for the HTTP listener; port 0 picks a free port (printed on start).
     #[arg(long, default_value = "127.0.0.1:9000", value_name = "IP:PORT")]
     http: SocketAddr,
+
+    /// Also serve the same routes over HTTPS here, with a certificate for localhost,
+    /// 127.0.0.1 and ::1 from a CA generated at start (see --ca-out).
+    #[arg(long, value_name = "IP:PORT")]
+    tls: Option<SocketAddr>,
+
+    /// Where to write the generated CA certificate (PEM), for `curl --cacert FILE`.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls",
+        default_value = "origin-sim-ca.pem"
+    )]
+    ca_out: PathBuf,
+
+    /// Also run a TCP echo server here (bytes in, the same bytes out).
+    #[arg(long, value_name = "IP:PORT")]
+    echo: Option<SocketAddr>,
+
+    /// Also run the chat room here (line based; /name NAME, /who, !DISCONNECT or /quit).
+    #[arg(long, value_name = "IP:PORT")]
+    chat: Option<SocketAddr>,
 
     /// Seed for every generated body and chunk size.
     #[arg(long, default_value_t = origin_sim::DEFAULT_SEED)]
@@ -52,15 +74,32 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("starting the runtime")?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(cli.http)
-            .await
-            .with_context(|| format!("cannot listen on {}", cli.http))?;
-        println!(
-            "origin-sim http listening on http://{}",
-            listener.local_addr()?
-        );
-        let origin = Arc::new(origin_sim::Origin::new(cli.seed));
-        origin_sim::serve_http(listener, origin, proxy::server::shutdown_signal()).await?;
+        let config = origin_sim::Config {
+            http: cli.http,
+            tls: cli.tls,
+            echo: cli.echo,
+            chat: cli.chat,
+            seed: cli.seed,
+        };
+        let listeners = origin_sim::Listeners::bind(&config).await?;
+        if let Some((_, tls)) = &listeners.tls {
+            std::fs::write(&cli.ca_out, &tls.ca_pem).with_context(|| {
+                format!(
+                    "cannot write the CA certificate to {}",
+                    cli.ca_out.display()
+                )
+            })?;
+            tracing::info!(
+                "CA certificate written to {} (curl --cacert it)",
+                cli.ca_out.display()
+            );
+        }
+        for line in listeners.describe() {
+            println!("{line}");
+        }
+        let handle = listeners.spawn(cli.seed)?;
+        proxy::server::shutdown_signal().await;
+        handle.shutdown().await;
         Ok(())
     })
 }

@@ -4,8 +4,7 @@ use crate::{After, Origin, SeededBytes};
 use proxy::wire::{self, copy_body, Framing, Reader, RequestHead, ResponseHead};
 use std::io;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Every route, with what it does: shown by `origin-sim --help`, `GET /`, and the README.
 pub const ROUTES: &[(&str, &str)] = &[
@@ -66,13 +65,23 @@ pub(crate) struct Exchange<'a> {
     pub conn_id: u64,
 }
 
-/// A client connection, split so /echo can stream the body back while reading it.
-pub(crate) struct Conn {
-    pub reader: Reader<OwnedReadHalf>,
-    pub writer: OwnedWriteHalf,
+/// A client connection (plain TCP or TLS), split so /echo can stream the body back while
+/// reading it.
+pub(crate) struct Conn<R, W> {
+    pub reader: Reader<R>,
+    pub writer: W,
 }
 
-pub(crate) async fn respond(ex: Exchange<'_>, conn: &mut Conn) -> io::Result<After> {
+/// What a connection's halves must be able to do.
+pub(crate) trait Rd: AsyncRead + Unpin + Send {}
+impl<T: AsyncRead + Unpin + Send> Rd for T {}
+pub(crate) trait Wr: AsyncWrite + Unpin + Send {}
+impl<T: AsyncWrite + Unpin + Send> Wr for T {}
+
+pub(crate) async fn respond<R: Rd, W: Wr>(
+    ex: Exchange<'_>,
+    conn: &mut Conn<R, W>,
+) -> io::Result<After> {
     let framing = match wire::request_framing(&ex.head) {
         Ok(f) => f,
         Err(why) => return simple(&ex, conn, 400, why.as_bytes(), false).await,
@@ -246,9 +255,9 @@ fn is_head(ex: &Exchange<'_>) -> bool {
 }
 
 /// A short text response; `ok` false means the connection then closes.
-async fn simple(
+async fn simple<R: Rd, W: Wr>(
     ex: &Exchange<'_>,
-    conn: &mut Conn,
+    conn: &mut Conn<R, W>,
     status: u16,
     text: &[u8],
     ok: bool,
@@ -269,9 +278,9 @@ async fn simple(
 }
 
 /// Writes `head` (with `Content-Length` already set) and `body` in one write.
-async fn send(
+async fn send<R: Rd, W: Wr>(
     ex: &Exchange<'_>,
-    conn: &mut Conn,
+    conn: &mut Conn<R, W>,
     mut head: ResponseHead,
     body: &[u8],
     _ok: bool,
@@ -288,7 +297,11 @@ async fn send(
     Ok(keep_alive(ex))
 }
 
-async fn status(ex: &Exchange<'_>, conn: &mut Conn, code: u16) -> io::Result<After> {
+async fn status<R: Rd, W: Wr>(
+    ex: &Exchange<'_>,
+    conn: &mut Conn<R, W>,
+    code: u16,
+) -> io::Result<After> {
     let mut head = base(ex, code);
     if matches!(code, 301 | 302 | 303 | 307 | 308) {
         head.headers.push("Location", "/");
@@ -312,9 +325,9 @@ enum BodyStyle {
 }
 
 /// Streams `n` seeded bytes after `head`, without holding them all.
-async fn send_seeded(
+async fn send_seeded<R: Rd, W: Wr>(
     ex: &Exchange<'_>,
-    conn: &mut Conn,
+    conn: &mut Conn<R, W>,
     head: ResponseHead,
     seed: u64,
     n: u64,
@@ -366,7 +379,11 @@ async fn send_seeded(
 }
 
 /// `/echo`: the request body streams straight back, framed as it came.
-async fn echo(ex: &Exchange<'_>, conn: &mut Conn, framing: Framing) -> io::Result<After> {
+async fn echo<R: Rd, W: Wr>(
+    ex: &Exchange<'_>,
+    conn: &mut Conn<R, W>,
+    framing: Framing,
+) -> io::Result<After> {
     let mut head = base(ex, 200);
     let content_type = ex
         .head

@@ -46,6 +46,14 @@ pub struct Config {
     #[arg(long, value_enum, default_value_t = ForwardedFor::Append, value_name = "MODE")]
     pub forwarded_for: ForwardedFor,
 
+    /// Ports CONNECT may open tunnels to: a list such as `443,8443,9000-9100`, or `any`.
+    #[arg(long, default_value = "443", value_name = "LIST", value_parser = PortPolicy::parse)]
+    pub connect_ports: PortPolicy,
+
+    /// How long a CONNECT tunnel may carry nothing either way before it is closed.
+    #[arg(long, default_value = "5m", value_parser = parse_duration, value_name = "DURATION")]
+    pub tunnel_idle_timeout: Duration,
+
     /// Resolve NAME to IP without asking DNS (repeatable), like curl's --resolve.
     #[arg(long, value_name = "NAME=IP", value_parser = parse_resolve)]
     pub resolve: Vec<(String, IpAddr)>,
@@ -92,13 +100,77 @@ pub struct Config {
 const AFTER_HELP: &str = "\
 Errors the proxy answers itself, each with a one-sentence plain-text body:
   400 malformed request     408 header section too slow   414 request-target > 8 KiB
-  431 header section > 64 KiB   501 unsupported (e.g. CONNECT, https:// targets)
-  502 upstream unreachable, unresolvable or invalid   504 upstream too slow   508 Via loop
+  403 CONNECT to a port outside --connect-ports   431 header section > 64 KiB
+  501 https:// request-targets (use CONNECT)   502 upstream unreachable, unresolvable or invalid
+  504 upstream too slow   508 Via loop, or CONNECT to the proxy itself
 
 Examples:
   proxy --listen 127.0.0.1:0
   curl -x http://127.0.0.1:8080 http://127.0.0.1:9000/bytes/100
+  curl -x http://127.0.0.1:8080 --cacert ca.pem https://localhost:9443/bytes/100
   proxy --resolve example.test=127.0.0.1 --workers 2 --max-clients 64";
+
+/// Which ports CONNECT may reach.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PortPolicy {
+    Any,
+    /// Inclusive ranges.
+    Only(Vec<(u16, u16)>),
+}
+
+impl PortPolicy {
+    pub fn parse(s: &str) -> Result<PortPolicy, String> {
+        if s.trim().eq_ignore_ascii_case("any") {
+            return Ok(PortPolicy::Any);
+        }
+        let mut ranges = Vec::new();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (lo, hi) = part.split_once('-').unwrap_or((part, part));
+            let port = |p: &str| {
+                p.trim().parse::<u16>().map_err(|_| {
+                    format!("{p:?} is not a port (use e.g. 443,8443,9000-9100 or any)")
+                })
+            };
+            let (lo, hi) = (port(lo)?, port(hi)?);
+            if lo > hi {
+                return Err(format!("the range {part:?} is backwards"));
+            }
+            ranges.push((lo, hi));
+        }
+        if ranges.is_empty() {
+            return Err("no ports given (use e.g. 443, or any)".into());
+        }
+        Ok(PortPolicy::Only(ranges))
+    }
+
+    pub fn allows(&self, port: u16) -> bool {
+        match self {
+            PortPolicy::Any => true,
+            PortPolicy::Only(ranges) => ranges.iter().any(|&(lo, hi)| (lo..=hi).contains(&port)),
+        }
+    }
+}
+
+impl std::fmt::Display for PortPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PortPolicy::Any => f.write_str("any"),
+            PortPolicy::Only(ranges) => {
+                let parts: Vec<String> = ranges
+                    .iter()
+                    .map(|&(lo, hi)| {
+                        if lo == hi {
+                            lo.to_string()
+                        } else {
+                            format!("{lo}-{hi}")
+                        }
+                    })
+                    .collect();
+                f.write_str(&parts.join(","))
+            }
+        }
+    }
+}
 
 /// What to do with `X-Forwarded-For`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

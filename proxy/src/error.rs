@@ -30,9 +30,10 @@ pub enum ProxyError {
     HeadersTooLarge(usize),
     #[error("the proxy does not support {0}")]
     NotImplemented(String),
-    #[error(
-        "this request has already passed through this proxy (Via shows {0}): a forwarding loop"
-    )]
+    #[error("{0}")]
+    Forbidden(String),
+    /// A request that would come back to this proxy; the text says how.
+    #[error("{0}: a forwarding loop")]
     Loop(String),
     #[error("could not resolve the host name {0}")]
     Unresolvable(String),
@@ -52,6 +53,7 @@ impl ProxyError {
         match self {
             ProxyError::BadRequest(_) => 400,
             ProxyError::HeaderTimeout => 408,
+            ProxyError::Forbidden(_) => 403,
             ProxyError::UriTooLong(_) => 414,
             ProxyError::HeadersTooLarge(_) => 431,
             ProxyError::NotImplemented(_) => 501,

@@ -10,7 +10,7 @@
 //!                 wire        read the request head (limits: 8 KiB target, 64 KiB head)
 //!                   │
 //!                   ▼
-//!                 pipeline ─▶ target    absolute-form? origin-form (status page)? CONNECT?
+//!                 pipeline ─▶ target    absolute-form? origin-form (status page)? CONNECT ─▶ tunnel
 //!                   │      ─▶ forward   strip hop-by-hop, Host, Via, X-Forwarded-For, loops
 //!                   │      ─▶ upstream  resolve (or --resolve), dial, or reuse from the pool
 //!                   │      ─▶ wire      body up, response head and body down, re-framed
@@ -26,6 +26,7 @@
 //! - [`target`]: what the request-target names (absolute-form, origin-form, authority-form).
 //! - [`forward`]: the header rules a proxy must follow (RFC 9110 §7.6).
 //! - [`upstream`]: name resolution, dialing and the keep-alive pool.
+//! - [`tunnel`]: CONNECT tunnels, bytes both ways with half-close.
 //! - [`pipeline`]: one request from head to log line.
 //! - [`server`]: the accept loop, per-connection loop, and graceful shutdown.
 //! - [`error`]: the one error type, tagged by side, and the error pages.
@@ -41,6 +42,7 @@ pub mod forward;
 pub mod pipeline;
 pub mod server;
 pub mod target;
+pub mod tunnel;
 pub mod upstream;
 pub mod wire;
 

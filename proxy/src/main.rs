@@ -44,7 +44,7 @@ fn main() -> anyhow::Result<()> {
         );
         proxy::run(
             listener,
-            Arc::new(Shared::new(config)),
+            Arc::new(Shared::new(config, addr)),
             proxy::server::shutdown_signal(),
         )
         .await?;

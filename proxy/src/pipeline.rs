@@ -33,6 +33,8 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 #[derive(Debug)]
 pub struct Shared {
     pub config: Config,
+    /// The address the proxy listens on (a CONNECT there would loop).
+    pub local_addr: SocketAddr,
     pub upstreams: Upstreams,
     pub limits: Limits,
     /// Set on shutdown: responses then close their connections.
@@ -41,8 +43,9 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(config: Config) -> Self {
+    pub fn new(config: Config, local_addr: SocketAddr) -> Self {
         Shared {
+            local_addr,
             upstreams: Upstreams::new(&config),
             limits: Limits::default(),
             draining: AtomicBool::new(false),
@@ -161,10 +164,59 @@ async fn route(
                 .into(),
         )
         .into()),
-        Target::Authority(_) => {
-            Err(ProxyError::NotImplemented("CONNECT tunnels yet".into()).into())
-        }
+        Target::Authority(authority) => connect(shared, conn, &head, authority, ctx).await,
     }
+}
+
+/// Opens a CONNECT tunnel: port policy, loop check, dial, `200`, then bytes both ways.
+async fn connect(
+    shared: &Shared,
+    conn: &mut ClientConn,
+    head: &RequestHead,
+    authority: Authority,
+    ctx: &mut RequestContext,
+) -> Result<Next, Failure> {
+    let config = &shared.config;
+    if !config.connect_ports.allows(authority.port) {
+        return Err(ProxyError::Forbidden(format!(
+            "CONNECT to port {} is not allowed (allowed: {})",
+            authority.port, config.connect_ports
+        ))
+        .into());
+    }
+    ctx.upstream = Some(authority.clone());
+    let addrs = shared.upstreams.resolve(&authority).await?;
+    if let Some(own) = addrs.iter().find(|a| is_self(**a, shared.local_addr)) {
+        return Err(ProxyError::Loop(format!("{own} is the proxy's own address")).into());
+    }
+    let server = shared.upstreams.dial(&authority, &addrs).await?;
+    let mut ok = ResponseHead::new(200, "Connection Established");
+    if let Some(via) = config.via_entry(head.version) {
+        ok.headers.push("Via", via);
+    }
+    let mut out = Vec::with_capacity(128);
+    ok.write_to(&mut out);
+    conn.writer
+        .write_all(&out)
+        .await
+        .map_err(|e| Failure::Abort(format!("client went away: {e}")))?;
+    ctx.status = 200;
+    let stats = crate::tunnel::relay(conn, server, config.tunnel_idle_timeout).await;
+    ctx.bytes_up = stats.up;
+    ctx.bytes_down = stats.down;
+    if stats.idled_out {
+        ctx.error = Some(format!(
+            "tunnel closed after {:?} without traffic ({} B up, {} B down)",
+            config.tunnel_idle_timeout, stats.up, stats.down
+        ));
+    }
+    Ok(Next::Close)
+}
+
+/// Whether `peer` is the proxy's own listening socket.
+fn is_self(peer: SocketAddr, local: SocketAddr) -> bool {
+    peer.port() == local.port()
+        && (peer.ip() == local.ip() || (local.ip().is_unspecified() && peer.ip().is_loopback()))
 }
 
 const ALLOWED: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE";
@@ -181,7 +233,11 @@ async fn forward(
 ) -> Result<Next, Failure> {
     let config = &shared.config;
     if !config.no_via && forward::via_names(&head.headers, &config.via_name) {
-        return Err(ProxyError::Loop(config.via_name.clone()).into());
+        return Err(ProxyError::Loop(format!(
+            "the request has already passed through this proxy (its Via names {})",
+            config.via_name
+        ))
+        .into());
     }
     if head.method == "OPTIONS" || head.method == "TRACE" {
         if let Some(0) = forward::max_forwards(&mut head.headers) {

@@ -87,7 +87,17 @@ impl Upstreams {
     /// Opens a new connection, never from the pool.
     pub async fn connect(&self, authority: &Authority) -> Result<UpstreamConn, ProxyError> {
         let addrs = self.resolve(authority).await?;
+        self.dial(authority, &addrs).await
+    }
+
+    /// Connects to the first of `addrs` that answers.
+    pub async fn dial(
+        &self,
+        authority: &Authority,
+        addrs: &[SocketAddr],
+    ) -> Result<UpstreamConn, ProxyError> {
         let dial = async {
+            let addrs = addrs.to_vec();
             let mut last = None;
             for addr in &addrs {
                 match TcpStream::connect(addr).await {
@@ -159,7 +169,9 @@ impl Upstreams {
         None
     }
 
-    async fn resolve(&self, authority: &Authority) -> Result<Vec<SocketAddr>, ProxyError> {
+    /// The addresses for `authority`: an IP literal, a `--resolve` entry, `localhost`, or
+    /// (unless `--offline`) the system resolver.
+    pub async fn resolve(&self, authority: &Authority) -> Result<Vec<SocketAddr>, ProxyError> {
         if let Ok(ip) = authority.host.parse::<IpAddr>() {
             return Ok(vec![SocketAddr::new(ip, authority.port)]);
         }

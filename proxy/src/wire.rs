@@ -368,6 +368,12 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         &self.buf
     }
 
+    /// Takes the bytes read ahead of use, leaving the buffer empty.
+    pub fn take_buffered(&mut self) -> BytesMut {
+        self.scanned = 0;
+        self.buf.split()
+    }
+
     /// Takes the stream and whatever was read ahead of use.
     pub fn into_parts(self) -> (R, BytesMut) {
         (self.io, self.buf)

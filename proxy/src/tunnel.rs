@@ -1,0 +1,135 @@
+//! CONNECT tunnels (RFC 9110 §9.3.6): how HTTPS goes through an HTTP proxy.
+//!
+//! Takes: a `CONNECT host:port` request whose target passed the port policy. Returns: after
+//! `200 Connection Established`, bytes copied both ways until both sides have finished, with
+//! the counts for the log. The proxy never sees inside (TLS is end to end).
+//!
+//! The two directions are independent: when one side finishes sending (its FIN), the proxy
+//! passes the FIN on and keeps copying the other way (half-close) — closing both at the
+//! first FIN is the classic student bug that cuts responses short. A tunnel with no bytes
+//! either way for `--tunnel-idle-timeout` is closed. Lab 5 grades this module.
+
+use crate::pipeline::ClientConn;
+use crate::upstream::UpstreamConn;
+use crate::wire::Reader;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+/// What a tunnel carried, for the log line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TunnelStats {
+    /// Bytes from the client to the server.
+    pub up: u64,
+    /// Bytes from the server to the client.
+    pub down: u64,
+    pub duration: Duration,
+    /// Whether it ended because nothing moved for the idle timeout.
+    pub idled_out: bool,
+}
+
+/// Copies bytes both ways between `client` and `server` until both directions are done.
+pub async fn relay(client: &mut ClientConn, server: UpstreamConn, idle: Duration) -> TunnelStats {
+    let started = Instant::now();
+    let activity = Activity::new(started);
+    let UpstreamConn {
+        reader: mut server_rd,
+        writer: mut server_wr,
+        ..
+    } = server;
+    let (up, down) = tokio::join!(
+        pump(&mut client.reader, &mut server_wr, &activity, idle),
+        pump(&mut server_rd, &mut client.writer, &activity, idle),
+    );
+    TunnelStats {
+        up: up.bytes,
+        down: down.bytes,
+        duration: started.elapsed(),
+        idled_out: up.idled_out || down.idled_out,
+    }
+}
+
+/// When the tunnel last moved a byte either way, as milliseconds since it opened.
+struct Activity {
+    opened: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new(opened: Instant) -> Self {
+        Activity {
+            opened,
+            last_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let now = self.opened.elapsed().as_millis() as u64;
+        self.last_ms.fetch_max(now, Ordering::Relaxed);
+    }
+
+    fn idle_for(&self) -> Duration {
+        let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+        self.opened.elapsed().saturating_sub(last)
+    }
+}
+
+struct Pumped {
+    bytes: u64,
+    idled_out: bool,
+}
+
+/// One direction: whatever `src` had read ahead first, then everything until EOF, then a
+/// FIN to `dst`. Waits no longer than `idle` past the last byte moved in either direction.
+async fn pump(
+    src: &mut Reader<OwnedReadHalf>,
+    dst: &mut OwnedWriteHalf,
+    activity: &Activity,
+    idle: Duration,
+) -> Pumped {
+    let mut moved = 0u64;
+    let ahead = src.take_buffered();
+    if !ahead.is_empty() {
+        if dst.write_all(&ahead).await.is_err() {
+            return Pumped {
+                bytes: 0,
+                idled_out: false,
+            };
+        }
+        moved += ahead.len() as u64;
+        activity.touch();
+    }
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let wait = idle.saturating_sub(activity.idle_for());
+        let read = match tokio::time::timeout(wait, src.get_mut().read(&mut buf)).await {
+            Ok(r) => r,
+            // The other direction may have been busy meanwhile: only give up if neither was.
+            Err(_) if activity.idle_for() < idle => continue,
+            Err(_) => {
+                let _ = dst.shutdown().await;
+                return Pumped {
+                    bytes: moved,
+                    idled_out: true,
+                };
+            }
+        };
+        match read {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if dst.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+                moved += n as u64;
+                activity.touch();
+            }
+        }
+    }
+    // Pass the end of this direction on; the other direction keeps going.
+    let _ = dst.shutdown().await;
+    Pumped {
+        bytes: moved,
+        idled_out: false,
+    }
+}
