@@ -56,5 +56,6 @@ fn get_direct_and_error_status_exit_code() {
         .args(["get", "ftp://x/"])
         .assert()
         .failure();
-    assert!(String::from_utf8_lossy(&out.get_output().stderr).contains("is not an http:// or https:// URL"));
+    assert!(String::from_utf8_lossy(&out.get_output().stderr)
+        .contains("is not an http:// or https:// URL"));
 }

@@ -14,7 +14,7 @@
 //! The routes are listed in [`ROUTES`] (and `origin-sim --help`).
 //!
 //! ```no_run
-//! # async fn demo() -> std::io::Result<()> {
+//! # async fn demo() -> Result<(), origin_sim::StartError> {
 //! let origin = origin_sim::start(origin_sim::Config::default()).await?;
 //! println!("GET {}/bytes/100", origin.url());
 //! origin.shutdown().await;
