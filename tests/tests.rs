@@ -18,3 +18,7 @@ mod keepalive;
 mod errors;
 // Many clients at once, and graceful shutdown with requests in flight.
 mod concurrency;
+// CONNECT tunnels: byte-exact, TLS end to end, port policy, loops, half-close.
+mod tunnels;
+// The chat room through the proxy: ten clients, in order, with a leaver and a staller.
+mod chat;

@@ -114,13 +114,25 @@ pub async fn connect(target: &str, proxy: Option<&str>) -> Result<Stream, NetErr
 
 /// A TLS client configuration that trusts exactly the CA certificates in `ca_file`.
 pub fn tls_config(ca_file: &Path) -> Result<Arc<rustls::ClientConfig>, NetError> {
-    let err = |reason: String| NetError::Ca {
+    let pem = std::fs::read(ca_file).map_err(|e| NetError::Ca {
         path: ca_file.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    tls_config_from_pem(&pem, &ca_file.display().to_string())
+}
+
+/// A TLS client configuration that trusts exactly the CA certificates in `pem`
+/// (`source` names where they came from, for errors).
+pub fn tls_config_from_pem(
+    pem: &[u8],
+    source: &str,
+) -> Result<Arc<rustls::ClientConfig>, NetError> {
+    let err = |reason: String| NetError::Ca {
+        path: source.to_string(),
         reason,
     };
     let mut roots = rustls::RootCertStore::empty();
-    let certs = CertificateDer::pem_file_iter(ca_file).map_err(|e| err(e.to_string()))?;
-    for cert in certs {
+    for cert in CertificateDer::pem_slice_iter(pem) {
         roots
             .add(cert.map_err(|e| err(e.to_string()))?)
             .map_err(|e| err(e.to_string()))?;

@@ -1,4 +1,4 @@
-//! `client get` against origin-sim, directly and through the proxy.
+//! `client` subcommands against origin-sim, directly and through the proxy.
 
 // Tests may panic on the unexpected: that is how they fail.
 #![allow(clippy::unwrap_used)]
@@ -9,10 +9,12 @@ use assert_cmd::Command;
 fn servers() -> (tokio::runtime::Runtime, origin_sim::Handle, proxy::Handle) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (origin, proxy) = rt.block_on(async {
-        let origin = origin_sim::start(origin_sim::Config::default())
+        let origin = origin_sim::start(origin_sim::Config::all_on_loopback())
             .await
             .unwrap();
-        let proxy = proxy::start(proxy::Config::for_tests()).await.unwrap();
+        let mut config = proxy::Config::for_tests();
+        config.connect_ports = proxy::config::PortPolicy::Any;
+        let proxy = proxy::start(config).await.unwrap();
         (origin, proxy)
     });
     (rt, origin, proxy)
@@ -58,4 +60,128 @@ fn get_direct_and_error_status_exit_code() {
         .failure();
     assert!(String::from_utf8_lossy(&out.get_output().stderr)
         .contains("is not an http:// or https:// URL"));
+}
+
+#[test]
+fn get_https_through_the_tunnel_with_the_generated_ca() {
+    let (_rt, origin, proxy) = servers();
+    let dir = std::env::temp_dir().join(format!("proxylab-client-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, origin.ca_pem().unwrap()).unwrap();
+    let url = format!(
+        "https://localhost:{}/bytes/32",
+        origin.tls_addr().unwrap().port()
+    );
+    let out = Command::cargo_bin("client")
+        .unwrap()
+        .args([
+            "get",
+            &url,
+            "--proxy",
+            &proxy.addr().to_string(),
+            "--cacert",
+        ])
+        .arg(&ca)
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    assert_eq!(
+        out.stdout,
+        origin_sim::seeded_body(origin_sim::DEFAULT_SEED, 32)
+    );
+    // Without a CA to trust, https is refused with a hint.
+    let out = Command::cargo_bin("client")
+        .unwrap()
+        .args(["get", &url])
+        .assert()
+        .failure();
+    assert!(String::from_utf8_lossy(&out.get_output().stderr).contains("--cacert"));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn echo_through_the_proxy() {
+    let (_rt, origin, proxy) = servers();
+    let echo = origin.echo_addr().unwrap().to_string();
+    let out = Command::cargo_bin("client")
+        .unwrap()
+        .args([
+            "echo",
+            "--server",
+            &echo,
+            "--proxy",
+            &proxy.addr().to_string(),
+            "hello",
+            "tunnel",
+        ])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    assert_eq!(out.stdout, b"hello tunnel\n");
+    let out = Command::cargo_bin("client")
+        .unwrap()
+        .args(["echo", "--server", &echo])
+        .write_stdin("from stdin\nsecond line\n")
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    assert_eq!(out.stdout, b"from stdin\nsecond line\n");
+}
+
+/// A scripted chat session: the name is announced, /who answers, !DISCONNECT leaves.
+#[test]
+fn chat_session_from_stdin() {
+    let (_rt, origin, proxy) = servers();
+    let out = Command::cargo_bin("client")
+        .unwrap()
+        .args(["chat", "--server", &origin.chat_addr().unwrap().to_string()])
+        .args(["--proxy", &proxy.addr().to_string(), "--name", "tester"])
+        .write_stdin("/who\n!DISCONNECT\n")
+        .timeout(std::time::Duration::from_secs(20))
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.starts_with("* welcome to the origin-sim chat (1 online)"),
+        "{text}"
+    );
+    assert!(text.contains("* here: tester"), "{text}");
+}
+
+/// `client load --json`: the report's shape (figures redacted), and that every request
+/// reached the origin through the proxy.
+#[test]
+fn load_json_report() {
+    let (_rt, origin, proxy) = servers();
+    let url = format!("{}/bytes/100", origin.url());
+    let out = Command::cargo_bin("client")
+        .unwrap()
+        .args(["load", &url, "--proxy", &proxy.addr().to_string()])
+        .args(["--clients", "4", "--requests", "200", "--json"])
+        .timeout(std::time::Duration::from_secs(60))
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let mut report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["requests"], 200);
+    assert_eq!(origin.origin().hits("/bytes/100"), 200);
+    let latency = &report["latency_us"];
+    assert!(latency["p50"].as_u64().unwrap() <= latency["p99"].as_u64().unwrap());
+    assert!(latency["p99"].as_u64().unwrap() <= latency["max"].as_u64().unwrap());
+    for key in ["elapsed_s", "requests_per_s"] {
+        report[key] = "[figure]".into();
+    }
+    for key in ["p50", "p90", "p99", "max", "mean"] {
+        report["latency_us"][key] = "[figure]".into();
+    }
+    report["url"] = "[origin]/bytes/100".into();
+    report["proxy"] = "[proxy]".into();
+    insta::assert_snapshot!("load_json", serde_json::to_string_pretty(&report).unwrap());
 }

@@ -303,3 +303,64 @@ impl Lines {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn join(
+        room: &Room,
+        id: u64,
+        name: &str,
+        queue: usize,
+    ) -> (mpsc::Receiver<Arc<str>>, oneshot::Receiver<()>) {
+        let (tx, rx) = mpsc::channel(queue);
+        let (kick, kicked) = oneshot::channel();
+        room.members.lock().unwrap().insert(
+            id,
+            Member {
+                name: name.into(),
+                tx,
+                kick: Some(kick),
+            },
+        );
+        (rx, kicked)
+    }
+
+    /// A member whose queue is full is dropped and told so; the others get every message
+    /// and the notice, and nobody waits.
+    #[test]
+    fn a_member_that_stops_reading_is_dropped_not_waited_for() {
+        let room = Room::default();
+        let (_slow_rx, mut slow_kicked) = join(&room, 1, "slow", 2);
+        let (mut ok_rx, _) = join(&room, 2, "ok", 100);
+        for i in 0..3 {
+            room.broadcast(None, &format!("message {i}\n"));
+        }
+        assert!(!room.contains(1), "the slow member is out");
+        assert!(room.contains(2));
+        assert!(
+            slow_kicked.try_recv().is_ok(),
+            "its writer was told to stop"
+        );
+        let got: Vec<String> =
+            std::iter::from_fn(|| ok_rx.try_recv().ok().map(|m| m.to_string())).collect();
+        assert_eq!(
+            got,
+            [
+                "message 0\n",
+                "message 1\n",
+                "message 2\n",
+                "* slow was dropped: too slow to read\n"
+            ]
+        );
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert_eq!(valid_name(" alice ").as_deref(), Some("alice"));
+        assert_eq!(valid_name("two words"), None);
+        assert_eq!(valid_name(""), None);
+        assert_eq!(valid_name(&"x".repeat(MAX_NAME + 1)), None);
+    }
+}
