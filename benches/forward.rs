@@ -399,7 +399,45 @@ fn large_body() {
     rt.block_on(origin.shutdown());
 }
 
-criterion_group!(benches, forward);
+/// Tunnel throughput: 16 MiB to origin-sim's echo server and back, directly and through
+/// a CONNECT tunnel, in the same run.
+fn tunnel(c: &mut Criterion) {
+    const SIZE: usize = 16 << 20;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let config = origin_sim::Config {
+        echo: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+        ..origin_sim::Config::default()
+    };
+    let origin = rt.block_on(origin_sim::start(config)).expect("origin");
+    let echo = origin.echo_addr().expect("echo").to_string();
+    let proxy = ProxyProcess::spawn(&["--connect-ports", "any"]);
+    let proxy_addr = proxy.addr.to_string();
+    let data = vec![0xa5_u8; SIZE];
+    let mut group = c.benchmark_group("tunnel_16MiB_echo");
+    group.throughput(Throughput::Bytes(SIZE as u64));
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(6));
+    for (name, via) in [
+        ("direct", None),
+        ("through_proxy", Some(proxy_addr.as_str())),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let back = rt.block_on(client::echo(&echo, via, &data)).expect("echo");
+                assert_eq!(back.len(), SIZE);
+            })
+        });
+    }
+    group.finish();
+    drop(proxy);
+    rt.block_on(origin.shutdown());
+}
+
+criterion_group!(benches, forward, tunnel);
 
 fn main() {
     benches();

@@ -33,9 +33,12 @@ start() {
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 step "Starting origin-sim and the proxy on free ports"
-start origin-sim "$bin/origin-sim" --http 127.0.0.1:0
+start origin-sim "$bin/origin-sim" --http 127.0.0.1:0 --tls 127.0.0.1:0 --ca-out "$work/ca.pem" \
+  --echo 127.0.0.1:0 --chat 127.0.0.1:0
 origin=$URL
-start proxy "$bin/proxy" --listen 127.0.0.1:0 --workers 2
+tls=$(sed -n 's/.*https listening on https:\/\///p' "$work/origin-sim.out")
+chat=$(sed -n 's/.*chat listening on tcp:\/\///p' "$work/origin-sim.out")
+start proxy "$bin/proxy" --listen 127.0.0.1:0 --workers 2 --connect-ports any
 proxy=$URL
 proxy_pid=${pids[1]}
 echo "origin-sim: $origin    proxy: $proxy"
@@ -61,6 +64,20 @@ done
 wait "${pids[@]:2}"
 pids=("${pids[@]:0:2}")
 for i in 1 2 3 4 5; do echo "  client $i: $(tail -n1 "$work/c$i.err")"; done
+
+step "HTTPS through a CONNECT tunnel, verified against origin-sim's generated CA"
+"$bin/client" get --proxy "$proxy_addr" --cacert "$work/ca.pem" "https://localhost:${tls#*:}/bytes/16" | od -An -tx1 | head -n1
+
+step "Two chat clients through the proxy (each is a tunnel): bob waits, alice talks"
+(sleep 1; echo "hi alice, bob here"; sleep 0.5; echo "!DISCONNECT") |
+  "$bin/client" chat --server "$chat" --proxy "$proxy_addr" --name bob >"$work/bob.txt" &
+bob=$!
+for _ in $(seq 1 200); do grep -q welcome "$work/bob.txt" 2>/dev/null && break; sleep 0.05; done
+(echo "hello bob"; sleep 2; echo "!DISCONNECT") |
+  "$bin/client" chat --server "$chat" --proxy "$proxy_addr" --name alice >"$work/alice.txt"
+wait "$bob"
+echo "  what alice saw:"; sed 's/^/    /' "$work/alice.txt"
+echo "  what bob saw:"; sed 's/^/    /' "$work/bob.txt"
 
 step "Errors come with a reason"
 "$bin/client" get --proxy "$proxy_addr" "$origin/malformed" || true

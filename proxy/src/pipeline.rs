@@ -684,6 +684,20 @@ fn set_connection(headers: &mut wire::Headers, client_version: Version, next: Ne
 
 fn log(ctx: &RequestContext) {
     let elapsed = ctx.started.elapsed();
+    if ctx.method == "CONNECT" && ctx.status == 200 {
+        // A tunnel is a connection-long event: worth a line at the default level.
+        tracing::info!(
+            id = ctx.id,
+            client = %ctx.peer,
+            "[TUNNEL CLOSED] {} ({} B up, {} B down, {:.1?}){}",
+            ctx.target,
+            ctx.bytes_up,
+            ctx.bytes_down,
+            elapsed,
+            ctx.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
+        );
+        return;
+    }
     match &ctx.error {
         None => tracing::debug!(
             id = ctx.id,
