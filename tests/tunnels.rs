@@ -209,3 +209,33 @@ async fn connect_targets_are_parsed_strictly() {
     }
     bench.stop().await;
 }
+
+/// A tunnel that carries nothing either way for --tunnel-idle-timeout is closed by the
+/// proxy (the client sees the end of the stream), and the proxy keeps serving.
+#[tokio::test]
+async fn idle_tunnel_is_closed() {
+    let bench = TunnelBench::with(|c| {
+        c.connect_ports = PortPolicy::Any;
+        c.tunnel_idle_timeout = std::time::Duration::from_millis(300);
+    })
+    .await;
+    let echo = bench.origin.echo_addr().unwrap().to_string();
+    let mut stream = client::net::connect(&echo, Some(&bench.proxy_addr()))
+        .await
+        .unwrap();
+    stream.write_all(b"ping").await.unwrap();
+    let mut back = [0u8; 4];
+    stream.read_exact(&mut back).await.unwrap();
+    assert_eq!(&back, b"ping", "the tunnel works while used");
+    let mut rest = Vec::new();
+    let ended = tokio::time::timeout(DEADLINE, stream.read_to_end(&mut rest)).await;
+    assert!(
+        matches!(ended, Ok(Ok(0))),
+        "the idle tunnel was closed: {ended:?}"
+    );
+    assert_eq!(
+        echo_through(&bench, b"still serving").await,
+        b"still serving"
+    );
+    bench.stop().await;
+}
