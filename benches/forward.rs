@@ -24,6 +24,15 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
+/// The runtime for origin-sim and the clients (the proxy has its own process).
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
 /// The proxy under test, as a child process.
 struct ProxyProcess {
     /// The proxy we started (None for one started elsewhere, see [`ProxyProcess::external`]).
@@ -186,17 +195,9 @@ impl LoadClient {
             .expect("response");
         assert_eq!(head.status, 200);
         let framing = wire::response_framing("GET", &head).expect("framing");
-        let mut sink = tokio::io::sink();
-        wire::copy_body(
-            &mut self.reader,
-            framing,
-            &mut sink,
-            Framing::Close,
-            Vec::new(),
-            None,
-        )
-        .await
-        .expect("body");
+        wire::discard_body(&mut self.reader, framing, None)
+            .await
+            .expect("body");
     }
 }
 
@@ -225,11 +226,7 @@ async fn run(clients: Vec<LoadClient>, total: u64) -> (Vec<LoadClient>, Duration
 }
 
 fn forward(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = runtime();
     let origin = rt
         .block_on(origin_sim::start(origin_sim::Config::default()))
         .expect("origin");
@@ -282,11 +279,7 @@ fn forward(c: &mut Criterion) {
 /// (each served one request), minus its RSS before they came.
 fn idle_memory() {
     const IDLE: usize = 10_000;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = runtime();
     let origin = rt
         .block_on(origin_sim::start(origin_sim::Config::default()))
         .expect("origin");
@@ -336,11 +329,7 @@ fn idle_memory() {
 /// through a fresh proxy: its peak memory must stay flat.
 fn large_body() {
     const SIZE: u64 = 2 << 30;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = runtime();
     let origin = rt
         .block_on(origin_sim::start(origin_sim::Config::default()))
         .expect("origin");
@@ -403,11 +392,7 @@ fn large_body() {
 /// a CONNECT tunnel, in the same run.
 fn tunnel(c: &mut Criterion) {
     const SIZE: usize = 16 << 20;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = runtime();
     let config = origin_sim::Config {
         echo: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
         ..origin_sim::Config::default()

@@ -12,14 +12,7 @@ pub async fn serve(
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!("echo: accept failed: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            conn = proxy::server::accept(&listener) => conn,
             _ = &mut shutdown => return Ok(()),
         };
         tokio::spawn(async move {

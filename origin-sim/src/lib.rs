@@ -144,14 +144,7 @@ pub async fn serve_http(
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            conn = proxy::server::accept(&listener) => conn,
             _ = &mut shutdown => break,
         };
         let conn_id = origin.connections.fetch_add(1, Ordering::Relaxed) + 1;

@@ -60,15 +60,7 @@ fn routes_help() -> String {
 fn main() -> anyhow::Result<()> {
     let matches = Cli::command().after_help(routes_help()).get_matches();
     let cli = Cli::from_arg_matches(&matches)?;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&cli.log))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+    proxy::init_logging(&cli.log);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -105,16 +105,9 @@ pub(crate) async fn respond<R: Rd, W: Wr>(
         return echo(&ex, conn, framing).await;
     }
     // Every other route ignores the request body; read it so the connection stays usable.
-    let drained = copy_body(
-        &mut conn.reader,
-        framing,
-        &mut tokio::io::sink(),
-        Framing::Close,
-        Vec::new(),
-        None,
-    )
-    .await
-    .is_ok();
+    let drained = wire::discard_body(&mut conn.reader, framing, None)
+        .await
+        .is_ok();
     if !drained {
         return Ok(After::Close);
     }

@@ -47,5 +47,19 @@ pub mod upstream;
 pub mod wire;
 
 pub use config::Config;
+
+/// Sets up logging to stderr for a binary: `filter` (e.g. `info`) unless RUST_LOG is set;
+/// colours only on a terminal.
+pub fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(filter))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+}
 pub use error::ProxyError;
 pub use server::{run, start, Handle};

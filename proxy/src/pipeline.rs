@@ -631,17 +631,9 @@ async fn finish_own(
     res: ResponseHead,
     body: &[u8],
 ) -> Result<Next, Failure> {
-    let mut sink = tokio::io::sink();
-    let drained = copy_body(
-        &mut conn.reader,
-        framing,
-        &mut sink,
-        Framing::Close,
-        Vec::new(),
-        None,
-    )
-    .await
-    .is_ok();
+    let drained = wire::discard_body(&mut conn.reader, framing, None)
+        .await
+        .is_ok();
     let next = if drained && head.wants_keep_alive() {
         Next::KeepAlive
     } else {

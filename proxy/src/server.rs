@@ -46,15 +46,7 @@ pub async fn run(
             _ = &mut shutdown => break,
         };
         let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(conn) => conn,
-                Err(e) => {
-                    // Out of file descriptors and the like: say so, pause, keep serving.
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            conn = accept(&listener) => conn,
             _ = &mut shutdown => break,
         };
         let shared = shared.clone();
@@ -104,6 +96,20 @@ pub async fn run(
         );
     }
     Ok(())
+}
+
+/// Accepts the next connection. Accept errors (out of file descriptors, say) are logged and
+/// retried after a short pause, so a burst of them never ends the server.
+pub async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok(conn) => return conn,
+            Err(e) => {
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
 }
 
 /// Serves one client connection: requests one after another until either side closes.

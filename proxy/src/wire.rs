@@ -706,6 +706,23 @@ where
     Ok((copied, out))
 }
 
+/// Reads a body and throws it away (so the connection can carry the next message).
+pub async fn discard_body<R: AsyncRead + Unpin>(
+    src: &mut Reader<R>,
+    from: Framing,
+    idle: Option<Duration>,
+) -> Result<Copied, BodyError> {
+    copy_body(
+        src,
+        from,
+        &mut tokio::io::sink(),
+        Framing::Close,
+        Vec::new(),
+        idle,
+    )
+    .await
+}
+
 /// Reads a whole body into memory (for small bodies whose size the caller bounds).
 pub async fn read_body<R: AsyncRead + Unpin>(
     src: &mut Reader<R>,
