@@ -22,3 +22,5 @@ mod concurrency;
 mod tunnels;
 // The chat room through the proxy: ten clients, in order, with a leaver and a staller.
 mod chat;
+// The shared cache: one RFC 9111 rule per test, proven by X-Origin-Hits.
+mod caching;

@@ -3,7 +3,7 @@
 use crate::{After, Origin, SeededBytes};
 use proxy::wire::{self, copy_body, Framing, Reader, RequestHead, ResponseHead};
 use std::io;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Every route, with what it does: shown by `origin-sim --help`, `GET /`, and the README.
@@ -54,6 +54,36 @@ pub const ROUTES: &[(&str, &str)] = &[
     (
         "/malformed",
         "answers with an invalid status line, then closes",
+    ),
+    (
+        "/cache/N",
+        "Cache-Control: max-age=N, an ETag and a fixed Last-Modified; 304 to matching conditionals",
+    ),
+    (
+        "/etag/TAG?max-age=N",
+        "ETag \"TAG\", max-age N (default 0); 304 to a matching If-None-Match",
+    ),
+    (
+        "/lastmod/UNIX?max-age=N",
+        "Last-Modified at UNIX seconds, max-age N (default 0); 304 to If-Modified-Since",
+    ),
+    ("/nostore", "Cache-Control: no-store"),
+    ("/private", "Cache-Control: private, max-age=60"),
+    (
+        "/nocache",
+        "Cache-Control: no-cache with an ETag (must be revalidated every time)",
+    ),
+    (
+        "/vary/HEADER",
+        "Vary: HEADER, max-age=60; the body shows the request's HEADER value",
+    ),
+    (
+        "/expires/N",
+        "Expires N seconds from now (and Date), no Cache-Control",
+    ),
+    (
+        "/heuristic",
+        "only a Last-Modified ten days ago (a cache may use heuristic freshness)",
     ),
 ];
 
@@ -178,6 +208,106 @@ pub(crate) async fn respond<R: Rd, W: Wr>(
         (["status", _], Some(code)) if (200..=599).contains(&code) => {
             status(&ex, conn, code as u16).await
         }
+        (["cache", _], Some(secs)) => {
+            let validators = Validators {
+                etag: Some(format!("\"cache-{secs}\"")),
+                modified: Some(fixed_last_modified()),
+            };
+            let cc = format!("max-age={secs}");
+            cached(
+                &ex,
+                conn,
+                &validators,
+                &[("Cache-Control", &cc)],
+                format!("fresh for {secs} s\n"),
+            )
+            .await
+        }
+        (["etag", tag], _) => {
+            let validators = Validators {
+                etag: Some(format!("\"{tag}\"")),
+                modified: None,
+            };
+            let cc = format!("max-age={}", query_value(&query, "max-age").unwrap_or("0"));
+            cached(
+                &ex,
+                conn,
+                &validators,
+                &[("Cache-Control", &cc)],
+                format!("etag {tag}\n"),
+            )
+            .await
+        }
+        (["lastmod", _], Some(unix)) => {
+            let validators = Validators {
+                etag: None,
+                modified: Some(UNIX_EPOCH + Duration::from_secs(unix)),
+            };
+            let cc = format!("max-age={}", query_value(&query, "max-age").unwrap_or("0"));
+            cached(
+                &ex,
+                conn,
+                &validators,
+                &[("Cache-Control", &cc)],
+                format!("modified at {unix}\n"),
+            )
+            .await
+        }
+        (["nostore"], _) => {
+            let v = Validators::none();
+            cached(
+                &ex,
+                conn,
+                &v,
+                &[("Cache-Control", "no-store")],
+                "never store this\n".into(),
+            )
+            .await
+        }
+        (["private"], _) => {
+            let v = Validators::none();
+            let cc = [("Cache-Control", "private, max-age=60")];
+            cached(&ex, conn, &v, &cc, "for one user only\n".into()).await
+        }
+        (["nocache"], _) => {
+            let v = Validators {
+                etag: Some("\"nocache\"".into()),
+                modified: None,
+            };
+            let cc = [("Cache-Control", "no-cache")];
+            cached(&ex, conn, &v, &cc, "revalidate me every time\n".into()).await
+        }
+        (["vary", name], _) => {
+            let value = ex
+                .head
+                .headers
+                .get(name)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .unwrap_or_default();
+            let v = Validators::none();
+            let extra = [("Cache-Control", "max-age=60"), ("Vary", *name)];
+            cached(&ex, conn, &v, &extra, format!("{name}: {value}\n")).await
+        }
+        (["expires", _], Some(secs)) => {
+            let expires = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(secs));
+            let v = Validators::none();
+            cached(
+                &ex,
+                conn,
+                &v,
+                &[("Expires", &expires)],
+                format!("expires in {secs} s\n"),
+            )
+            .await
+        }
+        (["heuristic"], _) => {
+            // Last-Modified ten days ago and nothing else: a cache may keep it one day.
+            let v = Validators {
+                etag: None,
+                modified: Some(SystemTime::now() - Duration::from_secs(10 * 86_400)),
+            };
+            cached(&ex, conn, &v, &[], "heuristically fresh\n".into()).await
+        }
         (["headers"], _) => {
             let json = headers_json(&ex.head);
             let mut head = base(&ex, 200);
@@ -229,6 +359,9 @@ pub(crate) async fn respond<R: Rd, W: Wr>(
 /// A response head with origin-sim's counters.
 fn base(ex: &Exchange<'_>, status: u16) -> ResponseHead {
     let mut head = ResponseHead::new(status, reason(status));
+    // Dates are in headers only, never in bodies: bodies stay deterministic.
+    head.headers
+        .push("Date", httpdate::fmt_http_date(SystemTime::now()));
     head.headers.push("Server", "origin-sim");
     head.headers.push("X-Origin-Hits", ex.hits.to_string());
     head.headers.push("X-Origin-Conn", ex.conn_id.to_string());
@@ -413,6 +546,82 @@ async fn echo<R: Rd, W: Wr>(
             Ok(After::Close)
         }
     }
+}
+
+/// The Last-Modified of `/cache/N`: fixed (2026-01-01), so it never changes between runs.
+fn fixed_last_modified() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(1_767_225_600)
+}
+
+/// A response's validators, for conditional requests.
+struct Validators {
+    etag: Option<String>,
+    modified: Option<SystemTime>,
+}
+
+impl Validators {
+    fn none() -> Self {
+        Validators {
+            etag: None,
+            modified: None,
+        }
+    }
+
+    /// Whether the request's conditionals say the client already has this (RFC 9110 §13.1):
+    /// If-None-Match first; If-Modified-Since only without it.
+    fn not_modified(&self, request: &RequestHead) -> bool {
+        if request.headers.contains("if-none-match") {
+            let Some(etag) = &self.etag else {
+                return false;
+            };
+            let weak = |t: &str| t.trim_start_matches("W/").to_string();
+            return request
+                .headers
+                .tokens("if-none-match")
+                .any(|t| t == "*" || weak(t) == weak(etag));
+        }
+        let since = request
+            .headers
+            .get("if-modified-since")
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|v| httpdate::parse_http_date(v.trim()).ok());
+        match (since, self.modified) {
+            (Some(since), Some(modified)) => modified <= since,
+            _ => false,
+        }
+    }
+}
+
+/// A response for the caching routes: 304 when the request's conditionals match,
+/// else 200 with `body`; validators and `extra` header fields on both.
+async fn cached<R: Rd, W: Wr>(
+    ex: &Exchange<'_>,
+    conn: &mut Conn<R, W>,
+    validators: &Validators,
+    extra: &[(&str, &str)],
+    body: String,
+) -> io::Result<After> {
+    let not_modified = validators.not_modified(&ex.head);
+    let mut head = base(ex, if not_modified { 304 } else { 200 });
+    for (name, value) in extra {
+        head.headers.push(*name, *value);
+    }
+    if let Some(etag) = &validators.etag {
+        head.headers.push("ETag", etag.as_str());
+    }
+    if let Some(modified) = validators.modified {
+        head.headers
+            .push("Last-Modified", httpdate::fmt_http_date(modified));
+    }
+    if not_modified {
+        let mut out = Vec::new();
+        head.write_to(&mut out);
+        conn.writer.write_all(&out).await?;
+        return Ok(keep_alive(ex));
+    }
+    head.headers
+        .push("Content-Type", "text/plain; charset=utf-8");
+    send(ex, conn, head, body.as_bytes(), true).await
 }
 
 fn headers_json(head: &RequestHead) -> String {

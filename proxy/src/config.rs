@@ -80,6 +80,15 @@ pub struct Config {
     #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     pub upstream_timeout: Duration,
 
+    /// Memory for the shared HTTP cache, in bytes (suffixes K, M, G, KiB, MiB, GiB); 0 turns
+    /// caching off.
+    #[arg(long, default_value = "64MiB", value_parser = parse_size, value_name = "BYTES")]
+    pub cache_size: usize,
+
+    /// The largest response body the cache stores; larger ones stream through uncached.
+    #[arg(long, default_value = "8MiB", value_parser = parse_size, value_name = "BYTES")]
+    pub cache_max_object: usize,
+
     /// Idle upstream connections kept per server for reuse; 0 turns pooling off.
     #[arg(long, default_value_t = 256, value_name = "N")]
     pub pool_max_idle: usize,
@@ -224,6 +233,25 @@ impl Config {
 /// Parses durations such as `10s`, `250ms`, `2m`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 10s, 250ms, 2m)"))
+}
+
+/// Parses sizes such as `64MiB`, `8M`, `512k`, `1000` (bytes).
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: usize = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (use e.g. 64MiB, 8M, 1000)"))?;
+    let scale: usize = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => return Err(format!("unknown size unit {other:?} (use K, M or G)")),
+    };
+    n.checked_mul(scale)
+        .ok_or_else(|| format!("{s:?} is too large"))
 }
 
 fn parse_resolve(s: &str) -> Result<(String, IpAddr), String> {

@@ -41,6 +41,10 @@ pub enum ProxyError {
     Connect { addr: String, reason: String },
     #[error("connecting to {0} took too long")]
     ConnectTimeout(String),
+    #[error(
+        "{0} is not in the cache, and the request allows only a cached answer (only-if-cached)"
+    )]
+    NotCached(String),
     #[error("{0} did not answer within {1:?}")]
     UpstreamTimeout(String, std::time::Duration),
     #[error("{host} sent an invalid response: {reason}")]
@@ -61,7 +65,9 @@ impl ProxyError {
             ProxyError::Unresolvable(_)
             | ProxyError::Connect { .. }
             | ProxyError::BadUpstream { .. } => 502,
-            ProxyError::ConnectTimeout(_) | ProxyError::UpstreamTimeout(..) => 504,
+            ProxyError::ConnectTimeout(_)
+            | ProxyError::UpstreamTimeout(..)
+            | ProxyError::NotCached(_) => 504,
         }
     }
 

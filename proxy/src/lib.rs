@@ -36,9 +36,11 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cache;
 pub mod config;
 pub mod error;
 pub mod forward;
+pub mod freshness;
 pub mod pipeline;
 pub mod server;
 pub mod target;

@@ -14,9 +14,11 @@
 //!                                   └──────────▶ log line (always)
 //! ```
 
+use crate::cache::{self, Cache, Entry};
 use crate::config::Config;
 use crate::error::{error_page, ProxyError};
 use crate::forward;
+use crate::freshness::{self, CacheControl};
 use crate::target::{self, Authority, Target};
 use crate::upstream::{UpstreamConn, Upstreams};
 use crate::wire::{
@@ -25,7 +27,8 @@ use crate::wire::{
 };
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
@@ -33,6 +36,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 #[derive(Debug)]
 pub struct Shared {
     pub config: Config,
+    pub cache: Cache,
     /// The address the proxy listens on (a CONNECT there would loop).
     pub local_addr: SocketAddr,
     pub upstreams: Upstreams,
@@ -46,6 +50,7 @@ impl Shared {
     pub fn new(config: Config, local_addr: SocketAddr) -> Self {
         Shared {
             local_addr,
+            cache: Cache::new(config.cache_size, config.cache_max_object),
             upstreams: Upstreams::new(&config),
             limits: Limits::default(),
             draining: AtomicBool::new(false),
@@ -245,10 +250,65 @@ async fn forward(
         }
     }
     ctx.upstream = Some(authority.clone());
+    let key = cache::key(&authority, &path);
+
+    // The cache stage: answer from a stored response if it is fresh enough for this
+    // request; otherwise forward, with conditionals when a stale one can be revalidated.
+    let mut plan = None;
+    let cacheable_method = head.method == "GET" || head.method == "HEAD";
+    if shared.cache.enabled() && cacheable_method && framing == Framing::Empty {
+        let req_cc = request_cache_control(&head.headers);
+        let now = SystemTime::now();
+        let stored = if head.headers.contains("range") {
+            None
+        } else {
+            shared.cache.lookup(&key, &head.headers)
+        };
+        // Why the request goes forward, for Cache-Status (RFC 9211): nothing stored, the
+        // stored response is stale, or it is fresh but the request's directives refuse it.
+        let mut fwd = "uri-miss";
+        if let Some(entry) = &stored {
+            let age = freshness::current_age(
+                &entry.head.headers,
+                entry.request_time,
+                entry.response_time,
+                now,
+            );
+            let (lifetime, _) =
+                freshness::freshness_lifetime(entry.head.status, &entry.head.headers);
+            let res_cc = CacheControl::parse(&entry.head.headers);
+            if freshness::satisfies_request(lifetime, age, &req_cc, &res_cc) {
+                ctx.status = entry.head.status;
+                return serve_stored(shared, conn, &head, entry, age, "proxylab; hit").await;
+            }
+            fwd = if age < lifetime && !res_cc.no_cache {
+                "request"
+            } else {
+                "stale"
+            };
+        }
+        if req_cc.only_if_cached {
+            return Err(ProxyError::NotCached(key).into());
+        }
+        let validate = stored.filter(|e| {
+            (e.etag().is_some() || e.head.headers.contains("last-modified"))
+                && !has_conditionals(&head.headers)
+        });
+        plan = Some(CachePlan {
+            request: head.headers.clone(),
+            stored: validate,
+            request_time: now,
+            may_store: !req_cc.no_store,
+            authorization: head.headers.contains("authorization"),
+            fwd,
+        });
+    }
     let client = ClientWants {
         version: head.version,
         keep_alive: head.wants_keep_alive(),
         method: head.method.clone(),
+        key,
+        cache: plan,
     };
 
     // The request as it goes upstream: origin-form, HTTP/1.1, connection fields removed.
@@ -266,6 +326,14 @@ async fn forward(
     forward::forwarded_for(&mut up.headers, config.forwarded_for, conn.peer.ip());
     if framing == Framing::Chunked {
         up.headers.push("Transfer-Encoding", "chunked");
+    }
+    if let Some(entry) = client.cache.as_ref().and_then(|p| p.stored.as_ref()) {
+        if let Some(etag) = entry.etag() {
+            up.headers.push("If-None-Match", etag.to_vec());
+        }
+        if let Some(modified) = entry.head.headers.get("last-modified") {
+            up.headers.push("If-Modified-Since", modified.to_vec());
+        }
     }
     let mut wire_head = Vec::with_capacity(512);
     up.write_to(&mut wire_head);
@@ -357,6 +425,146 @@ struct ClientWants {
     version: Version,
     keep_alive: bool,
     method: String,
+    /// The request's cache key (also what an unsafe method invalidates).
+    key: String,
+    /// Set for GET and HEAD when the cache is on.
+    cache: Option<CachePlan>,
+}
+
+/// What the cache stage decided for a request it could not answer itself.
+struct CachePlan {
+    /// The client's header section (for Vary).
+    request: wire::Headers,
+    /// A stale stored response being revalidated (conditionals were added upstream).
+    stored: Option<Arc<Entry>>,
+    request_time: SystemTime,
+    /// False when the request said no-store.
+    may_store: bool,
+    authorization: bool,
+    /// Why the request went forward, for Cache-Status (`uri-miss`, `stale`).
+    fwd: &'static str,
+}
+
+/// The request's Cache-Control; `Pragma: no-cache` counts as `no-cache` when there is no
+/// Cache-Control (RFC 9111 §5.4).
+fn request_cache_control(headers: &wire::Headers) -> CacheControl {
+    let mut cc = CacheControl::parse(headers);
+    if !headers.contains("cache-control") && headers.has_token("pragma", "no-cache") {
+        cc.no_cache = true;
+    }
+    cc
+}
+
+fn has_conditionals(headers: &wire::Headers) -> bool {
+    [
+        "if-none-match",
+        "if-modified-since",
+        "if-match",
+        "if-unmodified-since",
+        "if-range",
+    ]
+    .iter()
+    .any(|h| headers.contains(h))
+}
+
+/// Whether a response may be stored by a shared cache (RFC 9111 §3).
+fn storable(status: u16, headers: &wire::Headers, plan: &CachePlan, method: &str) -> bool {
+    let cc = CacheControl::parse(headers);
+    if method != "GET" || !plan.may_store || cc.no_store || cc.private {
+        return false;
+    }
+    if !(200..600).contains(&status) || status == 206 || status == 304 {
+        return false;
+    }
+    if plan.authorization && !(cc.public || cc.s_maxage.is_some() || cc.must_revalidate) {
+        return false;
+    }
+    freshness::has_explicit_freshness(headers)
+        || cc.public
+        || (freshness::heuristically_cacheable(status)
+            && (headers.contains("last-modified") || headers.contains("etag")))
+}
+
+/// Whether the client's own conditional request is satisfied by `entry` (304 from cache).
+fn client_condition_met(request: &wire::Headers, entry: &Entry) -> bool {
+    if request.contains("if-none-match") {
+        let Some(etag) = entry.etag() else {
+            return false;
+        };
+        let weak = |t: &[u8]| t.strip_prefix(b"W/").unwrap_or(t).to_vec();
+        let ours = weak(etag);
+        return request
+            .tokens("if-none-match")
+            .any(|t| t == "*" || weak(t.as_bytes()) == ours);
+    }
+    match (
+        freshness::http_date(request, "if-modified-since"),
+        freshness::http_date(&entry.head.headers, "last-modified"),
+    ) {
+        (Some(since), Some(modified)) => modified <= since,
+        _ => false,
+    }
+}
+
+/// Answers from a stored response: `Age` set, `Cache-Status` added, and a 304 when the
+/// client's own conditions are met.
+async fn serve_stored(
+    shared: &Shared,
+    conn: &mut ClientConn,
+    head: &RequestHead,
+    entry: &Entry,
+    age: Duration,
+    cache_status: &str,
+) -> Result<Next, Failure> {
+    let bytes = stored_response(shared, head, entry, age, cache_status);
+    let next = if head.wants_keep_alive() && !shared.draining.load(Ordering::Relaxed) {
+        Next::KeepAlive
+    } else {
+        Next::Close
+    };
+    let mut res = bytes.0;
+    set_connection(&mut res.headers, head.version, next);
+    let mut out = Vec::with_capacity(512 + bytes.1.len());
+    res.write_to(&mut out);
+    out.extend_from_slice(bytes.1);
+    conn.writer
+        .write_all(&out)
+        .await
+        .map_err(|e| Failure::Abort(format!("client went away: {e}")))?;
+    Ok(next)
+}
+
+/// The head and body a stored response is sent with.
+fn stored_response<'e>(
+    shared: &Shared,
+    head: &RequestHead,
+    entry: &'e Entry,
+    age: Duration,
+    cache_status: &str,
+) -> (ResponseHead, &'e [u8]) {
+    let mut res = entry.head.clone();
+    res.version = Version::Http11;
+    res.headers.set("Age", age.as_secs().to_string());
+    if let Some(via) = shared.config.via_entry(entry.head.version) {
+        forward::add_via(&mut res.headers, &via);
+    }
+    res.headers.push("Cache-Status", cache_status);
+    if client_condition_met(&head.headers, entry) {
+        res.status = 304;
+        res.reason = "Not Modified".into();
+        res.headers.remove("content-length");
+        res.headers.remove("content-type");
+        return (res, b"");
+    }
+    res.headers.remove("transfer-encoding");
+    res.headers
+        .set("Content-Length", entry.body.len().to_string());
+    let body = if head.method == "HEAD" {
+        &b""[..]
+    } else {
+        &entry.body[..]
+    };
+    (res, body)
 }
 
 /// How a relayed response ended.
@@ -476,6 +684,81 @@ async fn relay_response(
     let upstream_keeps = res.keeps_alive() && from != Framing::Close;
 
     forward::strip_hop_by_hop(&mut res.headers);
+    // An unsafe method that succeeded makes stored responses for its target stale
+    // (RFC 9111 §4.4), and those for same-origin Location / Content-Location too.
+    if !matches!(client.method.as_str(), "GET" | "HEAD" | "OPTIONS" | "TRACE") && res.status < 400 {
+        invalidate(shared, &client.key, &res.headers);
+    }
+    // The cache stage, continued: a 304 to our own conditional request refreshes the
+    // stored response, which the client then gets whole.
+    if let Some(plan) = &client.cache {
+        if let (304, Some(stored)) = (res.status, &plan.stored) {
+            wire::discard_body(up_rd, from, Some(config.upstream_timeout))
+                .await
+                .map_err(|e| Failure::Abort(format!("304 body: {e}")))?;
+            let mut head = stored.head.clone();
+            head.headers = cache::refresh_headers(&stored.head.headers, &res.headers);
+            let refreshed = Entry {
+                head,
+                body: stored.body.clone(),
+                request_time: plan.request_time,
+                response_time: SystemTime::now(),
+                vary: stored.vary.clone(),
+            };
+            let entry = shared.cache.store(&client.key, refreshed);
+            let age = freshness::current_age(
+                &entry.head.headers,
+                entry.request_time,
+                entry.response_time,
+                SystemTime::now(),
+            );
+            let request = RequestHead {
+                method: client.method.clone(),
+                target: String::new(),
+                version: client.version,
+                headers: plan.request.clone(),
+            };
+            let status = format!("proxylab; fwd={}; fwd-status=304", plan.fwd);
+            let (mut out_head, body) = stored_response(shared, &request, &entry, age, &status);
+            ctx.status = out_head.status;
+            let next = if client.keep_alive && !shared.draining.load(Ordering::Relaxed) {
+                Next::KeepAlive
+            } else {
+                Next::Close
+            };
+            set_connection(&mut out_head.headers, client.version, next);
+            let mut last = Vec::with_capacity(512 + body.len());
+            out_head.write_to(&mut last);
+            last.extend_from_slice(body);
+            return Ok(Relayed {
+                next,
+                upstream_reusable: upstream_keeps,
+                last,
+            });
+        }
+    }
+    // What to store, if anything: the head as received (before our own additions) and,
+    // captured while it streams to the client, the body.
+    let mut store = client.cache.as_ref().and_then(|plan| {
+        storable(res.status, &res.headers, plan, &client.method).then(|| {
+            (
+                plan,
+                res.clone(),
+                wire::Capture::new(shared.cache.max_object()),
+            )
+        })
+    });
+    if let Some(plan) = &client.cache {
+        let stored_too = store.is_some()
+            && matches!(from, Framing::Length(n) if n as usize <= shared.cache.max_object())
+            || (store.is_some() && from == Framing::Empty);
+        let status = format!(
+            "proxylab; fwd={}{}",
+            plan.fwd,
+            if stored_too { "; stored" } else { "" }
+        );
+        res.headers.push("Cache-Status", status);
+    }
     if let Some(via) = config.via_entry(res.version) {
         forward::add_via(&mut res.headers, &via);
     }
@@ -512,11 +795,22 @@ async fn relay_response(
         to,
         out,
         Some(config.upstream_timeout),
+        store.as_mut().map(|(_, _, capture)| capture),
     )
     .await;
     match copied {
         Ok((c, last)) => {
             ctx.bytes_down = c.bytes;
+            if let Some((plan, head, capture)) = store {
+                if let Some(body) = capture.into_body() {
+                    let now = SystemTime::now();
+                    if let Some(entry) =
+                        Entry::new(head, body.into(), &plan.request, plan.request_time, now)
+                    {
+                        shared.cache.store(&client.key, entry);
+                    }
+                }
+            }
             Ok(Relayed {
                 next,
                 upstream_reusable: upstream_keeps,
@@ -524,6 +818,28 @@ async fn relay_response(
             })
         }
         Err(e) => Err(Failure::Abort(format!("response body cut off: {e}")).into()),
+    }
+}
+
+/// Drops stored responses for `key`, and for same-origin `Location` / `Content-Location`.
+fn invalidate(shared: &Shared, key: &str, headers: &wire::Headers) {
+    shared.cache.invalidate(key);
+    let origin_end = key.find("://").map_or(0, |i| i + 3);
+    let origin = key[origin_end..]
+        .find('/')
+        .map_or(key, |slash| &key[..origin_end + slash]);
+    for field in ["location", "content-location"] {
+        let Some(value) = headers.get(field).and_then(|v| std::str::from_utf8(v).ok()) else {
+            continue;
+        };
+        let target = if value.starts_with('/') {
+            format!("{origin}{value}")
+        } else {
+            value.to_string()
+        };
+        if target.starts_with(origin) {
+            shared.cache.invalidate(&target);
+        }
     }
 }
 

@@ -626,6 +626,42 @@ pub enum BodyError {
     Write(io::Error),
 }
 
+/// A copy of a body's payload taken while it streams past, up to a limit (the cache's tee:
+/// the client is never kept waiting for the copy).
+#[derive(Debug, Default)]
+pub struct Capture {
+    data: Vec<u8>,
+    limit: usize,
+    overflowed: bool,
+}
+
+impl Capture {
+    pub fn new(limit: usize) -> Self {
+        Capture {
+            data: Vec::new(),
+            limit,
+            overflowed: false,
+        }
+    }
+
+    fn take(&mut self, bytes: &[u8]) {
+        if self.overflowed {
+            return;
+        }
+        if self.data.len() + bytes.len() > self.limit {
+            self.overflowed = true;
+            self.data = Vec::new();
+            return;
+        }
+        self.data.extend_from_slice(bytes);
+    }
+
+    /// The whole payload, unless it grew past the limit.
+    pub fn into_body(self) -> Option<Vec<u8>> {
+        (!self.overflowed).then_some(self.data)
+    }
+}
+
 /// What [`copy_body`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Copied {
@@ -652,7 +688,7 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let (copied, last) = copy_body_but_last_write(src, from, dst, to, prefix, idle).await?;
+    let (copied, last) = copy_body_but_last_write(src, from, dst, to, prefix, idle, None).await?;
     if !last.is_empty() {
         dst.write_all(&last).await.map_err(BodyError::Write)?;
     }
@@ -671,6 +707,7 @@ pub async fn copy_body_but_last_write<R, W>(
     to: Framing,
     prefix: Vec<u8>,
     idle: Option<Duration>,
+    mut capture: Option<&mut Capture>,
 ) -> Result<(Copied, Vec<u8>), BodyError>
 where
     R: AsyncRead + Unpin,
@@ -680,7 +717,13 @@ where
     let mut copied = Copied::default();
     let mut decoder = Decoder::new(from);
     loop {
-        let done = decoder.decode(&mut src.buf, &mut out, to, &mut copied)?;
+        let done = decoder.decode(
+            &mut src.buf,
+            &mut out,
+            to,
+            &mut copied,
+            capture.as_deref_mut(),
+        )?;
         if done {
             break;
         }
@@ -819,18 +862,19 @@ impl Decoder {
         out: &mut Vec<u8>,
         to: Framing,
         copied: &mut Copied,
+        mut capture: Option<&mut Capture>,
     ) -> Result<bool, BodyError> {
         loop {
             match self {
                 Decoder::Empty | Decoder::Done => return Ok(true),
                 Decoder::Close { done } => {
                     let done = *done;
-                    emit(buf, buf.len(), out, to, copied);
+                    emit(buf, buf.len(), out, to, copied, capture.as_deref_mut());
                     return Ok(done);
                 }
                 Decoder::Length { left } => {
                     let n = (*left).min(buf.len() as u64) as usize;
-                    emit(buf, n, out, to, copied);
+                    emit(buf, n, out, to, copied, capture.as_deref_mut());
                     *left -= n as u64;
                     return Ok(*left == 0);
                 }
@@ -850,7 +894,7 @@ impl Decoder {
                         return Ok(false);
                     }
                     let n = (*left).min(buf.len() as u64) as usize;
-                    emit(buf, n, out, to, copied);
+                    emit(buf, n, out, to, copied, capture.as_deref_mut());
                     *left -= n as u64;
                     if *left == 0 {
                         *self = Decoder::ChunkEnd;
@@ -880,9 +924,19 @@ impl Decoder {
 }
 
 /// Moves `n` bytes from the front of `buf` to `out`, framed for `to`.
-fn emit(buf: &mut BytesMut, n: usize, out: &mut Vec<u8>, to: Framing, copied: &mut Copied) {
+fn emit(
+    buf: &mut BytesMut,
+    n: usize,
+    out: &mut Vec<u8>,
+    to: Framing,
+    copied: &mut Copied,
+    capture: Option<&mut Capture>,
+) {
     if n == 0 {
         return;
+    }
+    if let Some(capture) = capture {
+        capture.take(&buf[..n]);
     }
     if to == Framing::Chunked {
         out.extend_from_slice(format!("{n:x}\r\n").as_bytes());

@@ -1,0 +1,306 @@
+//! HTTP caching arithmetic (RFC 9111 §4.2): how long a response stays fresh, how old a
+//! stored response is, and what a request's own directives allow.
+//!
+//! Takes: header sections and the times a response was requested and received. Returns:
+//! numbers and decisions, with no I/O, so every rule can be tested against the RFC's own
+//! words. This is where student caches go wrong most: a fixed TTL instead of the
+//! response's own freshness, `Age` ignored, `max-age=-1` crashing the parser. Lab 4.
+
+use crate::wire::Headers;
+use std::time::{Duration, SystemTime};
+
+/// The largest delta-seconds value we count to (RFC 9111 §1.2.2: 2^31).
+const DELTA_MAX: u64 = 2_147_483_648;
+
+/// A `Cache-Control` header section, parsed (request or response directives).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CacheControl {
+    pub no_store: bool,
+    pub no_cache: bool,
+    pub private: bool,
+    pub public: bool,
+    pub must_revalidate: bool,
+    pub proxy_revalidate: bool,
+    /// `Some(None)`: present but invalid (makes a response stale, RFC 9111 §4.2.1).
+    pub max_age: Option<Option<u64>>,
+    pub s_maxage: Option<Option<u64>>,
+    /// Request: `max-stale` with no value means any staleness is acceptable.
+    pub max_stale: Option<Option<u64>>,
+    pub min_fresh: Option<Option<u64>>,
+    pub only_if_cached: bool,
+}
+
+impl CacheControl {
+    /// Parses every `Cache-Control` field; directive names in any letter case. When a
+    /// directive appears twice, the first occurrence wins (RFC 9111 §4.2.1).
+    pub fn parse(headers: &Headers) -> CacheControl {
+        let mut cc = CacheControl::default();
+        for directive in headers.tokens("cache-control") {
+            let (name, value) = match directive.split_once('=') {
+                Some((n, v)) => (n.trim(), Some(v.trim().trim_matches('"'))),
+                None => (directive, None),
+            };
+            let seconds = || value.and_then(delta_seconds);
+            let first = |slot: &mut Option<Option<u64>>, v: Option<u64>| {
+                if slot.is_none() {
+                    *slot = Some(v);
+                }
+            };
+            match name.to_ascii_lowercase().as_str() {
+                "no-store" => cc.no_store = true,
+                "no-cache" => cc.no_cache = true,
+                "private" => cc.private = true,
+                "public" => cc.public = true,
+                "must-revalidate" => cc.must_revalidate = true,
+                "proxy-revalidate" => cc.proxy_revalidate = true,
+                "only-if-cached" => cc.only_if_cached = true,
+                "max-age" => first(&mut cc.max_age, seconds()),
+                "s-maxage" => first(&mut cc.s_maxage, seconds()),
+                "min-fresh" => first(&mut cc.min_fresh, seconds()),
+                "max-stale" => first(&mut cc.max_stale, seconds()),
+                _ => {}
+            }
+        }
+        cc
+    }
+}
+
+/// delta-seconds: digits only (so `-1` and `1.5` are invalid), capped at 2^31.
+fn delta_seconds(v: &str) -> Option<u64> {
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(v.parse::<u64>().unwrap_or(DELTA_MAX).min(DELTA_MAX))
+}
+
+/// An HTTP-date header (IMF-fixdate and the two obsolete forms); `None` when invalid.
+pub fn http_date(headers: &Headers, name: &str) -> Option<SystemTime> {
+    let value = std::str::from_utf8(headers.get(name)?).ok()?;
+    httpdate::parse_http_date(value.trim()).ok()
+}
+
+/// Status codes a cache may give heuristic freshness to (RFC 9110 §15.1).
+pub fn heuristically_cacheable(status: u16) -> bool {
+    matches!(
+        status,
+        200 | 203 | 204 | 206 | 300 | 301 | 308 | 404 | 405 | 410 | 414 | 501
+    )
+}
+
+/// How long a response is fresh for a shared cache (RFC 9111 §4.2.1), and whether that
+/// came from the heuristic.
+pub fn freshness_lifetime(status: u16, headers: &Headers) -> (Duration, bool) {
+    let cc = CacheControl::parse(headers);
+    if let Some(s) = cc.s_maxage {
+        return (Duration::from_secs(s.unwrap_or(0)), false);
+    }
+    if let Some(m) = cc.max_age {
+        return (Duration::from_secs(m.unwrap_or(0)), false);
+    }
+    if headers.contains("expires") {
+        // An invalid Expires (or one with no usable Date) means "already expired".
+        let (Some(expires), Some(date)) =
+            (http_date(headers, "expires"), http_date(headers, "date"))
+        else {
+            return (Duration::ZERO, false);
+        };
+        return (
+            expires.duration_since(date).unwrap_or(Duration::ZERO),
+            false,
+        );
+    }
+    // Heuristic: 10% of the time since Last-Modified, only where the RFC allows it.
+    if heuristically_cacheable(status) && !cc.no_cache {
+        if let (Some(modified), Some(date)) = (
+            http_date(headers, "last-modified"),
+            http_date(headers, "date"),
+        ) {
+            let since = date.duration_since(modified).unwrap_or(Duration::ZERO);
+            return (since / 10, true);
+        }
+    }
+    (Duration::ZERO, false)
+}
+
+/// Whether the response carries anything a cache could use to compute freshness at all.
+pub fn has_explicit_freshness(headers: &Headers) -> bool {
+    let cc = CacheControl::parse(headers);
+    cc.max_age.is_some() || cc.s_maxage.is_some() || headers.contains("expires")
+}
+
+/// The current age of a stored response (RFC 9111 §4.2.3).
+pub fn current_age(
+    headers: &Headers,
+    request_time: SystemTime,
+    response_time: SystemTime,
+    now: SystemTime,
+) -> Duration {
+    let age_value = headers
+        .get("age")
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| delta_seconds(v.trim()))
+        .map_or(Duration::ZERO, Duration::from_secs);
+    let date = http_date(headers, "date").unwrap_or(response_time);
+    let apparent_age = response_time.duration_since(date).unwrap_or(Duration::ZERO);
+    let response_delay = response_time
+        .duration_since(request_time)
+        .unwrap_or(Duration::ZERO);
+    let corrected_age_value = age_value + response_delay;
+    let corrected_initial_age = apparent_age.max(corrected_age_value);
+    let resident_time = now.duration_since(response_time).unwrap_or(Duration::ZERO);
+    corrected_initial_age + resident_time
+}
+
+/// Whether a stored response of `age` and `lifetime` may be served for a request with
+/// `req` directives without contacting the origin (RFC 9111 §4.2, §5.2.1).
+pub fn satisfies_request(
+    lifetime: Duration,
+    age: Duration,
+    req: &CacheControl,
+    response: &CacheControl,
+) -> bool {
+    if req.no_cache || response.no_cache {
+        return false;
+    }
+    if let Some(max_age) = req.max_age {
+        if age > Duration::from_secs(max_age.unwrap_or(0)) {
+            return false;
+        }
+    }
+    if let Some(min_fresh) = req.min_fresh {
+        let wanted = Duration::from_secs(min_fresh.unwrap_or(0));
+        if lifetime < age + wanted {
+            return false;
+        }
+    }
+    if age < lifetime {
+        return true;
+    }
+    // Stale: only a request's max-stale allows it, and never past must-revalidate.
+    if response.must_revalidate || response.proxy_revalidate || response.s_maxage.is_some() {
+        return false;
+    }
+    match req.max_stale {
+        Some(None) => true,
+        Some(Some(extra)) => age < lifetime + Duration::from_secs(extra),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(pairs: &[(&str, &str)]) -> Headers {
+        let mut headers = Headers::default();
+        for (n, v) in pairs {
+            headers.push(*n, *v);
+        }
+        headers
+    }
+
+    #[test]
+    fn cache_control_parsing_follows_the_rfc() {
+        let cc = CacheControl::parse(&h(&[
+            ("Cache-Control", "MAX-AGE=60, max-age=5, No-Store"),
+            ("cache-control", "s-maxage=\"30\""),
+        ]));
+        assert_eq!(
+            cc.max_age,
+            Some(Some(60)),
+            "first occurrence wins, any case"
+        );
+        assert_eq!(cc.s_maxage, Some(Some(30)), "quoted values are accepted");
+        assert!(cc.no_store);
+        assert_eq!(
+            CacheControl::parse(&h(&[("Cache-Control", "max-age=-1")])).max_age,
+            Some(None)
+        );
+        assert_eq!(
+            CacheControl::parse(&h(&[("Cache-Control", "max-age=99999999999999999999")])).max_age,
+            Some(Some(DELTA_MAX))
+        );
+        assert_eq!(
+            CacheControl::parse(&h(&[("Cache-Control", "max-stale")])).max_stale,
+            Some(None)
+        );
+    }
+
+    #[test]
+    fn lifetime_prefers_s_maxage_then_max_age_then_expires_then_heuristic() {
+        let date = "Thu, 01 Jan 2026 00:00:00 GMT";
+        let both = h(&[("Cache-Control", "max-age=10, s-maxage=20"), ("Date", date)]);
+        assert_eq!(
+            freshness_lifetime(200, &both),
+            (Duration::from_secs(20), false)
+        );
+        let expires = h(&[("Date", date), ("Expires", "Thu, 01 Jan 2026 00:01:40 GMT")]);
+        assert_eq!(
+            freshness_lifetime(200, &expires),
+            (Duration::from_secs(100), false)
+        );
+        let bad_expires = h(&[("Date", date), ("Expires", "0")]);
+        assert_eq!(
+            freshness_lifetime(200, &bad_expires),
+            (Duration::ZERO, false)
+        );
+        let heuristic = h(&[
+            ("Date", date),
+            ("Last-Modified", "Mon, 22 Dec 2025 00:00:00 GMT"),
+        ]);
+        assert_eq!(
+            freshness_lifetime(200, &heuristic),
+            (Duration::from_secs(86_400), true)
+        );
+        assert_eq!(
+            freshness_lifetime(302, &heuristic),
+            (Duration::ZERO, false),
+            "302 is not heuristically cacheable"
+        );
+        let invalid = h(&[("Cache-Control", "max-age=soon")]);
+        assert_eq!(freshness_lifetime(200, &invalid), (Duration::ZERO, false));
+    }
+
+    #[test]
+    fn age_counts_the_age_header_transit_and_residence() {
+        let t0 = httpdate::parse_http_date("Thu, 01 Jan 2026 00:00:00 GMT").unwrap();
+        let headers = h(&[("Date", "Thu, 01 Jan 2026 00:00:00 GMT"), ("Age", "30")]);
+        let requested = t0;
+        let received = t0 + Duration::from_secs(2);
+        let now = t0 + Duration::from_secs(12);
+        // corrected age 30 + 2 delay = 32 > apparent 2; plus 10 s resident.
+        assert_eq!(
+            current_age(&headers, requested, received, now),
+            Duration::from_secs(42)
+        );
+    }
+
+    #[test]
+    fn request_directives() {
+        let none = CacheControl::default();
+        let fresh = (Duration::from_secs(60), Duration::from_secs(10));
+        assert!(satisfies_request(fresh.0, fresh.1, &none, &none));
+        let max_age_5 = CacheControl {
+            max_age: Some(Some(5)),
+            ..Default::default()
+        };
+        assert!(!satisfies_request(fresh.0, fresh.1, &max_age_5, &none));
+        let min_fresh = CacheControl {
+            min_fresh: Some(Some(55)),
+            ..Default::default()
+        };
+        assert!(!satisfies_request(fresh.0, fresh.1, &min_fresh, &none));
+        let stale = (Duration::from_secs(60), Duration::from_secs(70));
+        assert!(!satisfies_request(stale.0, stale.1, &none, &none));
+        let max_stale = CacheControl {
+            max_stale: Some(Some(20)),
+            ..Default::default()
+        };
+        assert!(satisfies_request(stale.0, stale.1, &max_stale, &none));
+        let must = CacheControl {
+            must_revalidate: true,
+            ..Default::default()
+        };
+        assert!(!satisfies_request(stale.0, stale.1, &max_stale, &must));
+    }
+}

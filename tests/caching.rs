@@ -1,0 +1,274 @@
+//! The shared cache (RFC 9111), one rule per test, proven by what reached the origin
+//! (`X-Origin-Hits`): a hit never does.
+
+use crate::support::{Bench, Response};
+
+async fn send(bench: &Bench, method: &str, path: &str, headers: &[(&str, &str)]) -> Response {
+    let mut client = bench.connect().await;
+    let mut request = format!("{method} {} HTTP/1.1\r\nHost: x\r\n", bench.url(path));
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    client.send(request).await;
+    client.read(method).await
+}
+
+async fn get(bench: &Bench, path: &str) -> Response {
+    send(bench, "GET", path, &[]).await
+}
+
+fn cache_status(res: &Response) -> String {
+    res.header("cache-status").unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_fresh_response_is_served_without_the_origin() {
+    let bench = Bench::start().await;
+    let first = get(&bench, "/cache/60").await;
+    assert_eq!(cache_status(&first), "proxylab; fwd=uri-miss; stored");
+    let second = get(&bench, "/cache/60").await;
+    assert_eq!(second.head.status, 200);
+    assert_eq!(second.body, first.body);
+    assert_eq!(cache_status(&second), "proxylab; hit");
+    assert!(second.header("age").is_some(), "a hit carries Age");
+    assert_eq!(bench.hits("/cache/60"), 1);
+    bench.stop().await;
+}
+
+#[tokio::test]
+async fn no_store_and_private_are_never_stored() {
+    let bench = Bench::start().await;
+    for path in ["/nostore", "/private"] {
+        get(&bench, path).await;
+        let again = get(&bench, path).await;
+        assert_eq!(bench.hits(path), 2, "{path}");
+        assert_eq!(cache_status(&again), "proxylab; fwd=uri-miss");
+    }
+    // The request's own no-store too.
+    send(&bench, "GET", "/cache/30", &[("Cache-Control", "no-store")]).await;
+    get(&bench, "/cache/30").await;
+    assert_eq!(bench.hits("/cache/30"), 2);
+    bench.stop().await;
+}
+
+/// A stale entry with an ETag is revalidated; the origin's 304 refreshes it and the
+/// client gets the whole stored response.
+#[tokio::test]
+async fn stale_entries_are_revalidated_with_etag_and_last_modified() {
+    let bench = Bench::start().await;
+    for path in ["/etag/v1", "/lastmod/1700000000"] {
+        let first = get(&bench, path).await;
+        let second = get(&bench, path).await;
+        assert_eq!(second.head.status, 200, "{path}");
+        assert_eq!(second.body, first.body);
+        assert_eq!(cache_status(&second), "proxylab; fwd=stale; fwd-status=304");
+        assert_eq!(
+            bench.hits(path),
+            2,
+            "{path}: the revalidation reached the origin"
+        );
+    }
+    bench.stop().await;
+}
+
+/// A client's own conditional request is answered 304 from a fresh entry.
+#[tokio::test]
+async fn client_conditionals_get_304_from_the_cache() {
+    let bench = Bench::start().await;
+    get(&bench, "/cache/60").await;
+    let res = send(
+        &bench,
+        "GET",
+        "/cache/60",
+        &[("If-None-Match", "\"cache-60\"")],
+    )
+    .await;
+    assert_eq!(res.head.status, 304);
+    assert!(res.body.is_empty());
+    let res = send(
+        &bench,
+        "GET",
+        "/cache/60",
+        &[("If-Modified-Since", "Fri, 02 Jan 2026 00:00:00 GMT")],
+    )
+    .await;
+    assert_eq!(res.head.status, 304);
+    let res = send(
+        &bench,
+        "GET",
+        "/cache/60",
+        &[("If-None-Match", "\"other\"")],
+    )
+    .await;
+    assert_eq!(res.head.status, 200);
+    assert_eq!(bench.hits("/cache/60"), 1);
+    bench.stop().await;
+}
+
+#[tokio::test]
+async fn vary_keeps_one_variant_per_nominated_header_value() {
+    let bench = Bench::start().await;
+    let path = "/vary/Accept-Language";
+    let en = send(&bench, "GET", path, &[("Accept-Language", "en")]).await;
+    let fr = send(&bench, "GET", path, &[("Accept-Language", "fr")]).await;
+    let en_again = send(&bench, "GET", path, &[("Accept-Language", "en")]).await;
+    assert_eq!(en.text(), "Accept-Language: en\n");
+    assert_eq!(fr.text(), "Accept-Language: fr\n");
+    assert_eq!(en_again.text(), "Accept-Language: en\n");
+    assert_eq!(cache_status(&en_again), "proxylab; hit");
+    assert_eq!(bench.hits(path), 2);
+    bench.stop().await;
+}
+
+#[tokio::test]
+async fn unsafe_methods_invalidate_the_target() {
+    let bench = Bench::start().await;
+    get(&bench, "/cache/60").await;
+    let post = send(&bench, "POST", "/cache/60", &[("Content-Length", "0")]).await;
+    assert_eq!(post.head.status, 200);
+    let after = get(&bench, "/cache/60").await;
+    assert_eq!(cache_status(&after), "proxylab; fwd=uri-miss; stored");
+    assert_eq!(bench.hits("/cache/60"), 3);
+    bench.stop().await;
+}
+
+#[tokio::test]
+async fn head_is_answered_from_a_stored_get() {
+    let bench = Bench::start().await;
+    let full = get(&bench, "/cache/60").await;
+    let head = send(&bench, "HEAD", "/cache/60", &[]).await;
+    assert_eq!(head.head.status, 200);
+    assert!(head.body.is_empty());
+    assert_eq!(
+        head.header("content-length"),
+        Some(full.body.len().to_string())
+    );
+    assert_eq!(bench.hits("/cache/60"), 1);
+    bench.stop().await;
+}
+
+#[tokio::test]
+async fn request_directives_are_honoured() {
+    let bench = Bench::start().await;
+    // only-if-cached with nothing stored: 504, and the origin is not asked.
+    let res = send(
+        &bench,
+        "GET",
+        "/cache/60",
+        &[("Cache-Control", "only-if-cached")],
+    )
+    .await;
+    assert_eq!(res.head.status, 504);
+    assert_eq!(bench.hits("/cache/60"), 0);
+    get(&bench, "/cache/60").await;
+    let res = send(
+        &bench,
+        "GET",
+        "/cache/60",
+        &[("Cache-Control", "only-if-cached")],
+    )
+    .await;
+    assert_eq!(res.head.status, 200);
+    // no-cache (or Pragma: no-cache) makes the cache revalidate.
+    send(&bench, "GET", "/cache/60", &[("Cache-Control", "no-cache")]).await;
+    send(&bench, "GET", "/cache/60", &[("Pragma", "no-cache")]).await;
+    assert_eq!(bench.hits("/cache/60"), 3);
+    // max-age=0 too; min-fresh beyond the lifetime too.
+    send(
+        &bench,
+        "GET",
+        "/cache/60",
+        &[("Cache-Control", "max-age=0")],
+    )
+    .await;
+    send(
+        &bench,
+        "GET",
+        "/cache/60",
+        &[("Cache-Control", "min-fresh=3600")],
+    )
+    .await;
+    assert_eq!(bench.hits("/cache/60"), 5);
+    // max-stale accepts a stale entry without asking the origin.
+    get(&bench, "/etag/s").await;
+    let stale = send(&bench, "GET", "/etag/s", &[("Cache-Control", "max-stale")]).await;
+    assert_eq!(cache_status(&stale), "proxylab; hit");
+    assert_eq!(bench.hits("/etag/s"), 1);
+    bench.stop().await;
+}
+
+#[tokio::test]
+async fn expires_and_heuristic_freshness_make_hits() {
+    let bench = Bench::start().await;
+    for path in ["/expires/60", "/heuristic"] {
+        get(&bench, path).await;
+        let again = get(&bench, path).await;
+        assert_eq!(cache_status(&again), "proxylab; hit", "{path}");
+        assert_eq!(bench.hits(path), 1, "{path}");
+    }
+    // No validator and no freshness information: never stored.
+    get(&bench, "/bytes/10").await;
+    get(&bench, "/bytes/10").await;
+    assert_eq!(bench.hits("/bytes/10"), 2);
+    bench.stop().await;
+}
+
+/// A request with Authorization is stored only if the response allows it explicitly.
+#[tokio::test]
+async fn authorized_requests_are_not_shared() {
+    let bench = Bench::start().await;
+    let auth = [("Authorization", "Basic dXNlcjpwdw==")];
+    send(&bench, "GET", "/cache/60", &auth).await;
+    send(&bench, "GET", "/cache/60", &auth).await;
+    assert_eq!(bench.hits("/cache/60"), 2);
+    bench.stop().await;
+}
+
+#[tokio::test]
+async fn cache_size_zero_and_object_limit() {
+    let off = Bench::with(|c| c.cache_size = 0).await;
+    get(&off, "/cache/60").await;
+    let res = get(&off, "/cache/60").await;
+    assert_eq!(off.hits("/cache/60"), 2);
+    assert!(
+        res.header("cache-status").is_none(),
+        "no Cache-Status without a cache"
+    );
+    off.stop().await;
+
+    let small = Bench::with(|c| c.cache_max_object = 10).await;
+    get(&small, "/cache/60").await; // "fresh for 60 s\n" is 15 bytes
+    get(&small, "/cache/60").await;
+    assert_eq!(small.hits("/cache/60"), 2);
+    small.stop().await;
+}
+
+/// The Cache-Status a client sees over a sequence of requests, as a reviewed snapshot.
+#[tokio::test]
+async fn cache_status_sequence() {
+    let bench = Bench::start().await;
+    let mut seen = Vec::new();
+    for (method, path, headers) in [
+        ("GET", "/cache/60", vec![]),
+        ("GET", "/cache/60", vec![]),
+        ("HEAD", "/cache/60", vec![]),
+        ("GET", "/cache/60", vec![("Cache-Control", "no-cache")]),
+        ("GET", "/etag/t", vec![]),
+        ("GET", "/etag/t", vec![]),
+        ("GET", "/nostore", vec![]),
+        ("POST", "/cache/60", vec![("Content-Length", "0")]),
+        ("GET", "/cache/60", vec![]),
+    ] {
+        let res = send(&bench, method, path, &headers).await;
+        let extra: Vec<String> = headers.iter().map(|(n, v)| format!("{n}: {v}")).collect();
+        seen.push(format!(
+            "{method} {path} {} -> {} [{}]",
+            extra.join(", "),
+            res.head.status,
+            res.header("cache-status").unwrap_or_default()
+        ));
+    }
+    insta::assert_snapshot!("cache_status_sequence", seen.join("\n"));
+    bench.stop().await;
+}
