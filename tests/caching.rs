@@ -272,3 +272,61 @@ async fn cache_status_sequence() {
     insta::assert_snapshot!("cache_status_sequence", seen.join("\n"));
     bench.stop().await;
 }
+
+/// Twenty concurrent misses for one URI make one origin request: the origin holds the
+/// first (a gate the test opens) until the other nineteen are waiting in the proxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_misses_are_collapsed_into_one_origin_request() {
+    let bench = std::sync::Arc::new(Bench::start().await);
+    let path = "/gate/collapse";
+    let key = format!("http://{}{path}", bench.origin.addr());
+    let fetch = |bench: std::sync::Arc<Bench>| tokio::spawn(async move { get(&bench, path).await });
+    let mut requests = vec![fetch(bench.clone())];
+    crate::support::eventually("the first request to reach the origin", || {
+        bench.hits(path) == 1
+    })
+    .await;
+    for _ in 0..19 {
+        requests.push(fetch(bench.clone()));
+    }
+    let cache = &bench.proxy.shared().cache;
+    crate::support::eventually("19 requests waiting in the proxy", || {
+        cache.waiting(&key) == 19
+    })
+    .await;
+    bench.origin.origin().open_gate("collapse");
+    let mut statuses = Vec::new();
+    for request in requests {
+        let res = request.await.unwrap();
+        assert_eq!(res.text(), "gate collapse opened\n");
+        statuses.push(cache_status(&res));
+    }
+    assert_eq!(bench.hits(path), 1, "one request reached the origin");
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| *s == "proxylab; hit; collapsed")
+            .count(),
+        19
+    );
+}
+
+#[tokio::test]
+async fn purge_removes_a_stored_response() {
+    let bench = Bench::start().await;
+    get(&bench, "/cache/60").await;
+    let purged = send(&bench, "PURGE", "/cache/60", &[]).await;
+    assert_eq!(purged.head.status, 200, "{}", purged.text());
+    let after = get(&bench, "/cache/60").await;
+    assert_eq!(cache_status(&after), "proxylab; fwd=uri-miss; stored");
+    assert_eq!(bench.hits("/cache/60"), 2);
+    send(&bench, "PURGE", "/cache/60", &[]).await;
+    let again = send(&bench, "PURGE", "/cache/60", &[]).await;
+    assert_eq!(again.head.status, 404);
+    assert_eq!(
+        bench.origin.origin().hits("/cache/60"),
+        2,
+        "PURGE never reaches the origin"
+    );
+    bench.stop().await;
+}

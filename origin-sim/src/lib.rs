@@ -92,6 +92,9 @@ pub struct Origin {
     hits: Mutex<HashMap<String, u64>>,
     connections: AtomicU64,
     requests: AtomicU64,
+    /// `/gate/NAME` responses wait until their gate is opened (by `/open/NAME` or
+    /// [`Origin::open_gate`]): a test can hold a response as long as it needs, causally.
+    gates: Mutex<HashMap<String, watch::Sender<bool>>>,
 }
 
 impl Origin {
@@ -101,7 +104,37 @@ impl Origin {
             hits: Mutex::new(HashMap::new()),
             connections: AtomicU64::new(0),
             requests: AtomicU64::new(0),
+            gates: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn gate(&self, name: &str) -> watch::Receiver<bool> {
+        let mut gates = match self.gates.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        gates
+            .entry(name.to_string())
+            .or_insert_with(|| watch::channel(false).0)
+            .subscribe()
+    }
+
+    /// Opens gate `name`: held `/gate/NAME` responses go out, later ones do not wait.
+    pub fn open_gate(&self, name: &str) {
+        let mut gates = match self.gates.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let gate = gates
+            .entry(name.to_string())
+            .or_insert_with(|| watch::channel(false).0);
+        gate.send_replace(true);
+    }
+
+    /// Waits until gate `name` is open.
+    pub(crate) async fn wait_gate(&self, name: &str) {
+        let mut gate = self.gate(name);
+        let _ = gate.wait_for(|open| *open).await;
     }
 
     /// How many requests `target` (path and query) has received.

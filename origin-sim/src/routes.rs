@@ -85,6 +85,14 @@ pub const ROUTES: &[(&str, &str)] = &[
         "/heuristic",
         "only a Last-Modified ten days ago (a cache may use heuristic freshness)",
     ),
+    (
+        "/gate/NAME",
+        "held until gate NAME is opened (/open/NAME), then max-age=60",
+    ),
+    (
+        "/open/NAME",
+        "opens gate NAME: held and later /gate/NAME responses go out",
+    ),
 ];
 
 /// One request, with what the origin knows about it.
@@ -307,6 +315,23 @@ pub(crate) async fn respond<R: Rd, W: Wr>(
                 modified: Some(SystemTime::now() - Duration::from_secs(10 * 86_400)),
             };
             cached(&ex, conn, &v, &[], "heuristically fresh\n".into()).await
+        }
+        (["gate", name], _) => {
+            ex.origin.wait_gate(name).await;
+            let v = Validators::none();
+            let cc = [("Cache-Control", "max-age=60")];
+            cached(&ex, conn, &v, &cc, format!("gate {name} opened\n")).await
+        }
+        (["open", name], _) => {
+            ex.origin.open_gate(name);
+            simple(
+                &ex,
+                conn,
+                200,
+                format!("gate {name} is open\n").as_bytes(),
+                true,
+            )
+            .await
         }
         (["headers"], _) => {
             let json = headers_json(&ex.head);

@@ -153,6 +153,10 @@ async fn route(
     let target = target::parse(&head.method, &head.target).map_err(ProxyError::BadRequest)?;
     let framing = wire::request_framing(&head).map_err(|e| ProxyError::BadRequest(e.into()))?;
     match target {
+        Target::Absolute { authority, path } if head.method.eq_ignore_ascii_case("PURGE") => {
+            let key = cache::key(&authority, &path);
+            purge(shared, conn, &head, key, framing, ctx).await
+        }
         Target::Absolute { authority, path } => {
             forward(shared, conn, head, authority, path, framing, ctx).await
         }
@@ -255,38 +259,41 @@ async fn forward(
     // The cache stage: answer from a stored response if it is fresh enough for this
     // request; otherwise forward, with conditionals when a stale one can be revalidated.
     let mut plan = None;
+    let mut _flight = None;
     let cacheable_method = head.method == "GET" || head.method == "HEAD";
     if shared.cache.enabled() && cacheable_method && framing == Framing::Empty {
         let req_cc = request_cache_control(&head.headers);
         let now = SystemTime::now();
-        let stored = if head.headers.contains("range") {
-            None
-        } else {
-            shared.cache.lookup(&key, &head.headers)
-        };
-        // Why the request goes forward, for Cache-Status (RFC 9211): nothing stored, the
-        // stored response is stale, or it is fresh but the request's directives refuse it.
-        let mut fwd = "uri-miss";
-        if let Some(entry) = &stored {
-            let age = freshness::current_age(
-                &entry.head.headers,
-                entry.request_time,
-                entry.response_time,
-                now,
-            );
-            let (lifetime, _) =
-                freshness::freshness_lifetime(entry.head.status, &entry.head.headers);
-            let res_cc = CacheControl::parse(&entry.head.headers);
-            if freshness::satisfies_request(lifetime, age, &req_cc, &res_cc) {
-                ctx.status = entry.head.status;
-                return serve_stored(shared, conn, &head, entry, age, "proxylab; hit").await;
+        let mut looked = look_up(shared, &key, &head.headers, &req_cc, now);
+        let mut collapsed = false;
+        // A plain miss: if the same URI is already being fetched, wait for that instead
+        // of asking the origin again (request collapsing), then look again.
+        if matches!(looked, Lookup::Forward { stored: None, .. })
+            && head.method == "GET"
+            && req_cc == CacheControl::default()
+        {
+            match shared.cache.join_flight(&key) {
+                Some(cache::Flight::Leader(guard)) => _flight = Some(guard),
+                Some(cache::Flight::Follower(mut done)) => {
+                    let _ = tokio::time::timeout(config.upstream_timeout, done.changed()).await;
+                    looked = look_up(shared, &key, &head.headers, &req_cc, SystemTime::now());
+                    collapsed = true;
+                }
+                None => {}
             }
-            fwd = if age < lifetime && !res_cc.no_cache {
-                "request"
-            } else {
-                "stale"
-            };
         }
+        let (stored, fwd) = match looked {
+            Lookup::Hit(entry, age) => {
+                ctx.status = entry.head.status;
+                let status = if collapsed {
+                    "proxylab; hit; collapsed"
+                } else {
+                    "proxylab; hit"
+                };
+                return serve_stored(shared, conn, &head, &entry, age, status).await;
+            }
+            Lookup::Forward { stored, fwd } => (stored, fwd),
+        };
         if req_cc.only_if_cached {
             return Err(ProxyError::NotCached(key).into());
         }
@@ -418,6 +425,87 @@ async fn forward(
     } else {
         Next::Close
     })
+}
+
+/// What the cache holds for a request.
+enum Lookup {
+    /// Fresh enough for this request: serve it, with this age.
+    Hit(Arc<Entry>, Duration),
+    /// Go to the origin; `stored` is a response that could be revalidated, `fwd` says why
+    /// (for Cache-Status, RFC 9211): nothing stored, stale, or refused by the request.
+    Forward {
+        stored: Option<Arc<Entry>>,
+        fwd: &'static str,
+    },
+}
+
+fn look_up(
+    shared: &Shared,
+    key: &str,
+    request: &wire::Headers,
+    req_cc: &CacheControl,
+    now: SystemTime,
+) -> Lookup {
+    let stored = if request.contains("range") {
+        None
+    } else {
+        shared.cache.lookup(key, request)
+    };
+    let Some(entry) = stored else {
+        return Lookup::Forward {
+            stored: None,
+            fwd: "uri-miss",
+        };
+    };
+    let age = freshness::current_age(
+        &entry.head.headers,
+        entry.request_time,
+        entry.response_time,
+        now,
+    );
+    let (lifetime, _) = freshness::freshness_lifetime(entry.head.status, &entry.head.headers);
+    let res_cc = CacheControl::parse(&entry.head.headers);
+    if freshness::satisfies_request(lifetime, age, req_cc, &res_cc) {
+        return Lookup::Hit(entry, age);
+    }
+    let fwd = if age < lifetime && !res_cc.no_cache {
+        "request"
+    } else {
+        "stale"
+    };
+    Lookup::Forward {
+        stored: Some(entry),
+        fwd,
+    }
+}
+
+/// `PURGE http://host/path`: removes the stored responses for that URI. Only clients on
+/// this machine may purge.
+async fn purge(
+    shared: &Shared,
+    conn: &mut ClientConn,
+    head: &RequestHead,
+    key: String,
+    framing: Framing,
+    ctx: &mut RequestContext,
+) -> Result<Next, Failure> {
+    if !conn.peer.ip().is_loopback() {
+        return Err(ProxyError::Forbidden(format!(
+            "PURGE is allowed only from this machine, not {}",
+            conn.peer.ip()
+        ))
+        .into());
+    }
+    let removed = shared.cache.invalidate(&key);
+    let (status, text) = if removed {
+        (200, format!("purged {key}\n"))
+    } else {
+        (404, format!("{key} was not in the cache\n"))
+    };
+    ctx.status = status;
+    let (mut res, _) = error_page(status, "", None);
+    res.headers.set("Content-Length", text.len().to_string());
+    finish_own(conn, head, framing, res, text.as_bytes()).await
 }
 
 /// What the client's request said about the response it can take.
