@@ -226,20 +226,31 @@ async fn run(clients: Vec<LoadClient>, total: u64) -> (Vec<LoadClient>, Duration
 }
 
 fn forward(c: &mut Criterion) {
+    keep_alive_load(c, "forward_100B", "/bytes/100", &[1, 16, 64, 256]);
+}
+
+/// Cache hits: the same, for a response the proxy has stored (`/cache/3600`).
+fn cache_hits(c: &mut Criterion) {
+    keep_alive_load(c, "cache_hit", "/cache/3600", &[64]);
+}
+
+/// N keep-alive clients GET `path` through the proxy; reports requests/s (criterion) and
+/// the proxy's CPU per request and new upstream connections (printed).
+fn keep_alive_load(c: &mut Criterion, name: &str, path: &str, clients: &[usize]) {
     let rt = runtime();
     let origin = rt
         .block_on(origin_sim::start(origin_sim::Config::default()))
         .expect("origin");
     let proxy = ProxyProcess::external().unwrap_or_else(|| ProxyProcess::spawn(&[]));
-    let url = format!("{}/bytes/100", origin.url());
+    let url = format!("{}{path}", origin.url());
     let requests = AtomicU64::new(0);
 
-    let mut group = c.benchmark_group("forward_100B");
+    let mut group = c.benchmark_group(name);
     group.throughput(Throughput::Elements(1));
     group.sample_size(10);
     group.warm_up_time(Duration::from_secs(1));
     group.measurement_time(Duration::from_secs(4));
-    for n in [1usize, 16, 64, 256] {
+    for &n in clients {
         // Warm-up: every client opens its connection, then all run at full load for a while,
         // so the upstream pool grows to the concurrency the measurement will see.
         let clients = rt.block_on(async {
@@ -264,7 +275,7 @@ fn forward(c: &mut Criterion) {
         let done = requests.load(Ordering::Relaxed).max(1);
         let cpu = proxy.cpu().saturating_sub(cpu_before);
         println!(
-            "forward_100B/{n}: proxy CPU {:.1} µs per request over {done} requests; \
+            "{name}/{n}: proxy CPU {:.1} µs per request over {done} requests; \
              {} new upstream connection(s) after warm-up",
             cpu.as_secs_f64() * 1e6 / done as f64,
             origin.origin().connections() - upstream_before
@@ -422,7 +433,30 @@ fn tunnel(c: &mut Criterion) {
     rt.block_on(origin.shutdown());
 }
 
-criterion_group!(benches, forward, tunnel);
+/// The cost of one cache lookup among 100,000 stored responses (in-process).
+fn cache_lookup(c: &mut Criterion) {
+    use proxy::cache::{Cache, Entry};
+    use proxy::wire::{Headers, ResponseHead};
+    let cache = Cache::new(1 << 30, 1 << 20);
+    let now = std::time::SystemTime::now();
+    for i in 0..100_000 {
+        let mut head = ResponseHead::new(200, "OK");
+        head.headers.push("Cache-Control", "max-age=3600");
+        head.headers.push("Content-Length", "100");
+        let entry = Entry::new(head, vec![0u8; 100].into(), &Headers::default(), now, now).expect("entry");
+        cache.store(&format!("http://127.0.0.1:9000/bytes/{i}"), entry);
+    }
+    let request = Headers::default();
+    let mut i = 0u64;
+    c.bench_function("cache_lookup_100k", |b| {
+        b.iter(|| {
+            i = (i + 7919) % 100_000;
+            cache.lookup(&format!("http://127.0.0.1:9000/bytes/{i}"), &request)
+        })
+    });
+}
+
+criterion_group!(benches, forward, cache_hits, cache_lookup, tunnel);
 
 fn main() {
     benches();
