@@ -87,6 +87,34 @@ pub fn heuristically_cacheable(status: u16) -> bool {
     )
 }
 
+/// What of the request matters to whether its response may be stored.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreRequest<'a> {
+    pub method: &'a str,
+    /// The request said `no-store`.
+    pub no_store: bool,
+    /// The request carried `Authorization`.
+    pub authorization: bool,
+}
+
+/// Whether a shared cache may store this response (RFC 9111 §3, §3.5).
+pub fn storable(request: &StoreRequest<'_>, status: u16, headers: &Headers) -> bool {
+    let cc = CacheControl::parse(headers);
+    if request.method != "GET" || request.no_store || cc.no_store || cc.private {
+        return false;
+    }
+    if !(200..600).contains(&status) || status == 206 || status == 304 {
+        return false;
+    }
+    if request.authorization && !(cc.public || cc.s_maxage.is_some() || cc.must_revalidate) {
+        return false;
+    }
+    has_explicit_freshness(headers)
+        || cc.public
+        || (heuristically_cacheable(status)
+            && (headers.contains("last-modified") || headers.contains("etag")))
+}
+
 /// How long a response is fresh for a shared cache (RFC 9111 §4.2.1), and whether that
 /// came from the heuristic.
 pub fn freshness_lifetime(status: u16, headers: &Headers) -> (Duration, bool) {
@@ -273,6 +301,114 @@ mod tests {
             current_age(&headers, requested, received, now),
             Duration::from_secs(42)
         );
+    }
+
+    mod properties {
+        use super::super::*;
+        use super::h;
+        use proptest::prelude::*;
+
+        /// A directive value: valid seconds, or something invalid.
+        fn seconds() -> impl Strategy<Value = (String, Option<u64>)> {
+            prop_oneof![
+                (0u64..100_000).prop_map(|n| (n.to_string(), Some(n))),
+                Just(("-1".to_string(), None)),
+                Just(("1.5".to_string(), None)),
+                Just(("soon".to_string(), None)),
+            ]
+        }
+
+        fn any_case(s: &str, upper: Vec<bool>) -> String {
+            s.chars()
+                .zip(upper.into_iter().chain(std::iter::repeat(false)))
+                .map(|(c, u)| if u { c.to_ascii_uppercase() } else { c })
+                .collect()
+        }
+
+        proptest! {
+            /// The lifetime matches a model written from RFC 9111 §4.2.1, over generated
+            /// header sets (directive order and letter case, invalid values, dates).
+            #[test]
+            fn lifetime_matches_the_reference_model(
+                status in prop::sample::select(vec![200u16, 203, 302, 404, 500]),
+                s_maxage in prop::option::of(seconds()),
+                max_age in prop::option::of(seconds()),
+                second_max_age in prop::option::of(0u64..100),
+                expires in prop::option::of(prop::option::of(-5000i64..5000)),
+                lm_days in prop::option::of(0u64..60),
+                no_cache in any::<bool>(),
+                case in prop::collection::vec(any::<bool>(), 8),
+            ) {
+                let date = httpdate::parse_http_date("Thu, 01 Jan 2026 00:00:00 GMT").unwrap();
+                let mut directives = Vec::new();
+                if let Some((v, _)) = &s_maxage { directives.push(format!("{}={v}", any_case("s-maxage", case.clone()))); }
+                if let Some((v, _)) = &max_age { directives.push(format!("{}={v}", any_case("max-age", case.clone()))); }
+                if let Some(n) = second_max_age { directives.push(format!("max-age={n}")); }
+                if no_cache { directives.push("no-cache".into()); }
+                let mut headers = h(&[("Date", "Thu, 01 Jan 2026 00:00:00 GMT")]);
+                if !directives.is_empty() { headers.push("Cache-Control", directives.join(", ")); }
+                match expires {
+                    Some(Some(offset)) => {
+                        let at = if offset >= 0 { date + Duration::from_secs(offset as u64) } else { date - Duration::from_secs(offset.unsigned_abs()) };
+                        headers.push("Expires", httpdate::fmt_http_date(at));
+                    }
+                    Some(None) => headers.push("Expires", "0"),
+                    None => {}
+                }
+                if let Some(days) = lm_days {
+                    headers.push("Last-Modified", httpdate::fmt_http_date(date - Duration::from_secs(days * 86_400)));
+                }
+
+                // The model, straight from the RFC's list.
+                let expected = if let Some((_, v)) = &s_maxage {
+                    v.unwrap_or(0)
+                } else if let Some((_, v)) = &max_age {
+                    v.unwrap_or(0)
+                } else if let Some(n) = second_max_age {
+                    n
+                } else if let Some(e) = expires {
+                    e.map_or(0, |offset| offset.max(0) as u64)
+                } else if [200, 203, 404].contains(&status) && !no_cache {
+                    lm_days.map_or(0, |d| d * 86_400 / 10)
+                } else {
+                    0
+                };
+                prop_assert_eq!(freshness_lifetime(status, &headers).0, Duration::from_secs(expected));
+            }
+
+            /// A response with no-store or private (any case, any company) is never stored.
+            #[test]
+            fn no_store_and_private_are_never_storable(
+                forbidding in prop::sample::select(vec!["no-store", "private", "No-Store", "PRIVATE", "private=\"set-cookie\""]),
+                others in prop::collection::vec(prop::sample::select(vec!["public", "max-age=60", "s-maxage=30", "must-revalidate"]), 0..4),
+                status in prop::sample::select(vec![200u16, 301, 404]),
+                authorization in any::<bool>(),
+            ) {
+                let mut directives = others.clone();
+                directives.insert(directives.len() / 2, forbidding);
+                let headers = h(&[("Cache-Control", &directives.join(", ")), ("ETag", "\"x\"")]);
+                let request = StoreRequest { method: "GET", no_store: false, authorization };
+                prop_assert!(!storable(&request, status, &headers));
+            }
+
+            /// A stale response is never served without validation unless the request's own
+            /// max-stale allows it.
+            #[test]
+            fn stale_is_never_served_without_validation(
+                lifetime in 0u64..10_000,
+                extra in 0u64..10_000,
+                req_max_age in prop::option::of(0u64..20_000),
+                min_fresh in prop::option::of(0u64..100),
+            ) {
+                let req = CacheControl {
+                    max_age: req_max_age.map(Some),
+                    min_fresh: min_fresh.map(Some),
+                    ..CacheControl::default()
+                };
+                let age = Duration::from_secs(lifetime + extra);
+                prop_assert!(!satisfies_request(Duration::from_secs(lifetime), age, &req, &CacheControl::default()));
+            }
+        }
     }
 
     #[test]

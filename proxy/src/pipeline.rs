@@ -555,24 +555,6 @@ fn has_conditionals(headers: &wire::Headers) -> bool {
     .any(|h| headers.contains(h))
 }
 
-/// Whether a response may be stored by a shared cache (RFC 9111 §3).
-fn storable(status: u16, headers: &wire::Headers, plan: &CachePlan, method: &str) -> bool {
-    let cc = CacheControl::parse(headers);
-    if method != "GET" || !plan.may_store || cc.no_store || cc.private {
-        return false;
-    }
-    if !(200..600).contains(&status) || status == 206 || status == 304 {
-        return false;
-    }
-    if plan.authorization && !(cc.public || cc.s_maxage.is_some() || cc.must_revalidate) {
-        return false;
-    }
-    freshness::has_explicit_freshness(headers)
-        || cc.public
-        || (freshness::heuristically_cacheable(status)
-            && (headers.contains("last-modified") || headers.contains("etag")))
-}
-
 /// Whether the client's own conditional request is satisfied by `entry` (304 from cache).
 fn client_condition_met(request: &wire::Headers, entry: &Entry) -> bool {
     if request.contains("if-none-match") {
@@ -828,12 +810,14 @@ async fn relay_response(
     // What to store, if anything: the head as received (before our own additions) and,
     // captured while it streams to the client, the body.
     let mut store = client.cache.as_ref().and_then(|plan| {
-        storable(res.status, &res.headers, plan, &client.method).then(|| {
-            (
-                plan,
-                res.clone(),
-                wire::Capture::new(shared.cache.max_object()),
-            )
+        let request = freshness::StoreRequest {
+            method: &client.method,
+            no_store: !plan.may_store,
+            authorization: plan.authorization,
+        };
+        freshness::storable(&request, res.status, &res.headers).then(|| {
+            let capture = wire::Capture::new(shared.cache.max_object());
+            (plan, res.clone(), capture)
         })
     });
     if let Some(plan) = &client.cache {
