@@ -24,3 +24,5 @@ mod tunnels;
 mod chat;
 // The shared cache: one RFC 9111 rule per test, proven by X-Origin-Hits.
 mod caching;
+// Reverse mode: round-robin upstreams, Host kept, refused upstreams skipped, cache shared.
+mod reverse;

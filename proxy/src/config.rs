@@ -46,6 +46,11 @@ pub struct Config {
     #[arg(long, value_enum, default_value_t = ForwardedFor::Append, value_name = "MODE")]
     pub forwarded_for: ForwardedFor,
 
+    /// Reverse mode: send origin-form requests (`GET /path`) to this server (repeatable;
+    /// several are used in turn, one that refuses connections is passed over for a while).
+    #[arg(long = "upstream", value_name = "URL", value_parser = parse_upstream)]
+    pub upstreams: Vec<crate::target::Authority>,
+
     /// Ports CONNECT may open tunnels to: a list such as `443,8443,9000-9100`, or `any`.
     #[arg(long, default_value = "443", value_name = "LIST", value_parser = PortPolicy::parse)]
     pub connect_ports: PortPolicy,
@@ -252,6 +257,18 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
     };
     n.checked_mul(scale)
         .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+fn parse_upstream(s: &str) -> Result<crate::target::Authority, String> {
+    match crate::target::parse("GET", s) {
+        Ok(crate::target::Target::Absolute { authority, path }) if path == "/" => Ok(authority),
+        Ok(crate::target::Target::Absolute { .. }) => Err(format!(
+            "{s:?}: give the server only, e.g. http://127.0.0.1:9000"
+        )),
+        _ => Err(format!(
+            "{s:?} is not an http:// URL (e.g. http://127.0.0.1:9000)"
+        )),
+    }
 }
 
 fn parse_resolve(s: &str) -> Result<(String, IpAddr), String> {

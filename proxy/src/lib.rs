@@ -26,6 +26,8 @@
 //! - [`target`]: what the request-target names (absolute-form, origin-form, authority-form).
 //! - [`forward`]: the header rules a proxy must follow (RFC 9110 §7.6).
 //! - [`upstream`]: name resolution, dialing and the keep-alive pool.
+//! - [`cache`], [`freshness`]: the shared HTTP cache and its arithmetic (RFC 9111).
+//! - [`reverse`]: reverse mode's upstream choice and passive health.
 //! - [`tunnel`]: CONNECT tunnels, bytes both ways with half-close.
 //! - [`pipeline`]: one request from head to log line.
 //! - [`server`]: the accept loop, per-connection loop, and graceful shutdown.
@@ -42,6 +44,7 @@ pub mod error;
 pub mod forward;
 pub mod freshness;
 pub mod pipeline;
+pub mod reverse;
 pub mod server;
 pub mod target;
 pub mod tunnel;

@@ -37,6 +37,8 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 pub struct Shared {
     pub config: Config,
     pub cache: Cache,
+    /// Set in reverse mode (`--upstream`).
+    pub reverse: Option<crate::reverse::Reverse>,
     /// The address the proxy listens on (a CONNECT there would loop).
     pub local_addr: SocketAddr,
     pub upstreams: Upstreams,
@@ -51,6 +53,7 @@ impl Shared {
         Shared {
             local_addr,
             cache: Cache::new(config.cache_size, config.cache_max_object),
+            reverse: crate::reverse::Reverse::new(&config.upstreams),
             upstreams: Upstreams::new(&config),
             limits: Limits::default(),
             draining: AtomicBool::new(false),
@@ -158,7 +161,34 @@ async fn route(
             purge(shared, conn, &head, key, framing, ctx).await
         }
         Target::Absolute { authority, path } => {
-            forward(shared, conn, head, authority, path, framing, ctx).await
+            let destination = Destination {
+                key: cache::key(&authority, &path),
+                upstreams: vec![authority],
+                path,
+                keep_host: false,
+            };
+            forward(shared, conn, head, destination, framing, ctx).await
+        }
+        Target::Origin(path) if shared.reverse.is_some() => {
+            // Reverse mode: the client's Host names the site; an upstream serves it.
+            let upstreams = shared
+                .reverse
+                .as_ref()
+                .map(|r| r.order())
+                .unwrap_or_default();
+            let host = head
+                .headers
+                .get("host")
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .map(str::to_ascii_lowercase)
+                .unwrap_or_else(|| upstreams.first().map(|u| u.to_string()).unwrap_or_default());
+            let destination = Destination {
+                key: format!("http://{host}{path}"),
+                upstreams,
+                path,
+                keep_host: true,
+            };
+            forward(shared, conn, head, destination, framing, ctx).await
         }
         Target::Origin(path) => own_page(conn, &head, &path, framing, ctx).await,
         Target::Asterisk => {
@@ -231,15 +261,34 @@ fn is_self(peer: SocketAddr, local: SocketAddr) -> bool {
 const ALLOWED: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE";
 
 /// Forwards an absolute-form request to its origin and relays the response.
+/// Where a request goes: the upstreams to try in order (one in forward mode), the path
+/// to ask for, its cache key, and whether the client's Host is kept (reverse mode).
+struct Destination {
+    upstreams: Vec<Authority>,
+    path: String,
+    key: String,
+    keep_host: bool,
+}
+
 async fn forward(
     shared: &Shared,
     conn: &mut ClientConn,
     mut head: RequestHead,
-    authority: Authority,
-    path: String,
+    destination: Destination,
     framing: Framing,
     ctx: &mut RequestContext,
 ) -> Result<Next, Failure> {
+    let Destination {
+        upstreams,
+        path,
+        key,
+        keep_host,
+    } = destination;
+    let Some(mut authority) = upstreams.first().cloned() else {
+        return Err(
+            ProxyError::NotImplemented("a request with no upstream to send it to".into()).into(),
+        );
+    };
     let config = &shared.config;
     if !config.no_via && forward::via_names(&head.headers, &config.via_name) {
         return Err(ProxyError::Loop(format!(
@@ -254,7 +303,6 @@ async fn forward(
         }
     }
     ctx.upstream = Some(authority.clone());
-    let key = cache::key(&authority, &path);
 
     // The cache stage: answer from a stored response if it is fresh enough for this
     // request; otherwise forward, with conditionals when a stale one can be revalidated.
@@ -326,7 +374,9 @@ async fn forward(
         headers: head.headers,
     };
     forward::strip_hop_by_hop(&mut up.headers);
-    forward::set_host(&mut up.headers, &authority.host_header());
+    if !keep_host {
+        forward::set_host(&mut up.headers, &authority.host_header());
+    }
     if let Some(via) = config.via_entry(client.version) {
         forward::add_via(&mut up.headers, &via);
     }
@@ -345,7 +395,8 @@ async fn forward(
     let mut wire_head = Vec::with_capacity(512);
     up.write_to(&mut wire_head);
 
-    let mut upstream = shared.upstreams.checkout(&authority).await?;
+    let mut upstream = checkout_first(shared, &upstreams, &mut authority).await?;
+    ctx.upstream = Some(authority.clone());
     ctx.upstream_reused = upstream.reused;
 
     if framing == Framing::Empty {
@@ -425,6 +476,35 @@ async fn forward(
     } else {
         Next::Close
     })
+}
+
+/// A connection to the first of `upstreams` that accepts one. Moving on is safe only
+/// because nothing was sent yet: a refused connection. `authority` becomes the one used.
+async fn checkout_first(
+    shared: &Shared,
+    upstreams: &[Authority],
+    authority: &mut Authority,
+) -> Result<UpstreamConn, ProxyError> {
+    let mut last = None;
+    for candidate in upstreams {
+        match shared.upstreams.checkout(candidate).await {
+            Ok(conn) => {
+                if let Some(reverse) = &shared.reverse {
+                    reverse.mark_up(candidate);
+                }
+                *authority = candidate.clone();
+                return Ok(conn);
+            }
+            Err(e @ ProxyError::Connect { .. }) => {
+                if let Some(reverse) = &shared.reverse {
+                    reverse.mark_down(candidate);
+                }
+                last = Some(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| ProxyError::NotImplemented("a request with no upstream".into())))
 }
 
 /// What the cache holds for a request.
