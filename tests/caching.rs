@@ -330,3 +330,47 @@ async fn purge_removes_a_stored_response() {
     );
     bench.stop().await;
 }
+
+/// With --cache-dir, stored responses survive a restart; a damaged file is skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_disk_cache_survives_a_restart() {
+    let dir = std::env::temp_dir().join(format!(
+        "proxylab-disk-cache-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    let with_dir = |c: &mut proxy::Config| c.cache_dir = Some(dir.clone());
+    let bench = Bench::with(with_dir).await;
+    get(&bench, "/cache/600").await;
+    let files = || {
+        std::fs::read_dir(&dir)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|f| f.path().extension().is_some_and(|e| e == "entry"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    crate::support::eventually("the entry to reach the disk", || files() == 1).await;
+    std::fs::write(dir.join("damaged.entry"), b"this is not a cache entry").unwrap();
+    let Bench { origin, proxy } = bench;
+    proxy.shutdown().await.unwrap();
+
+    let mut config = proxy::Config::for_tests();
+    config.cache_dir = Some(dir.clone());
+    let proxy = proxy::start(config).await.unwrap();
+    let again = Bench { origin, proxy };
+    let res = get(&again, "/cache/600").await;
+    assert_eq!(cache_status(&res), "proxylab; hit");
+    assert_eq!(res.text(), "fresh for 600 s\n");
+    assert_eq!(
+        again.hits("/cache/600"),
+        1,
+        "served from the reloaded entry"
+    );
+    again.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -10,7 +10,7 @@
 //! Concurrent misses for one key make one upstream request ([`Cache::join_flight`]): the
 //! others wait for it and are served from what it stored.
 //!
-//! Where this simplifies: entries live in memory only (a disk store is still to come).
+//! With `--cache-dir`, entries are also kept on disk ([`crate::disk`]) and reloaded at start.
 
 use crate::wire::{Headers, ResponseHead};
 use bytes::Bytes;
@@ -115,6 +115,8 @@ pub struct CacheStats {
 /// The in-memory store, bounded in bytes.
 #[derive(Debug)]
 pub struct Cache {
+    /// `--cache-dir`: where entries are also kept, to survive a restart.
+    dir: Option<std::path::PathBuf>,
     max_bytes: usize,
     max_object: usize,
     store: Mutex<Store>,
@@ -151,6 +153,7 @@ impl Drop for FlightGuard<'_> {
 impl Cache {
     pub fn new(max_bytes: usize, max_object: usize) -> Cache {
         Cache {
+            dir: None,
             max_bytes,
             max_object: max_object.min(max_bytes),
             store: Mutex::new(Store {
@@ -202,14 +205,29 @@ impl Cache {
     }
 
     /// Stores `entry` under `key`, replacing the variant it matches; then evicts the least
-    /// recently used entries until the cache fits its budget again.
+    /// recently used entries until the cache fits its budget again. With `--cache-dir`, the
+    /// entry is also written to disk (off the request's path).
     pub fn store(&self, key: &str, entry: Entry) -> Arc<Entry> {
         let entry = Arc::new(entry);
         if entry.body.len() > self.max_object || !self.enabled() {
             return entry;
         }
+        if let Some(dir) = &self.dir {
+            let path = crate::disk::file_for(dir, key, &entry);
+            let contents = crate::disk::encode(key, &entry);
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = crate::disk::write_atomically(&path, &contents) {
+                    tracing::warn!("cannot write cache file {}: {e}", path.display());
+                }
+            });
+        }
+        self.insert(key, entry.clone());
+        entry
+    }
+
+    fn insert(&self, key: &str, entry: Arc<Entry>) {
         let Ok(mut store) = self.store.lock() else {
-            return entry;
+            return;
         };
         let mut freed = 0;
         let variants = store.entries.get_or_insert_mut(key.to_string(), Vec::new);
@@ -220,18 +238,52 @@ impl Cache {
             }
             !same
         });
-        variants.push(entry.clone());
-        store.bytes = store.bytes + entry.size() - freed;
+        let size = entry.size();
+        variants.push(entry);
+        store.bytes = store.bytes + size - freed;
         while store.bytes > self.max_bytes {
-            let Some((_, evicted)) = store.entries.pop_lru() else {
+            let Some((evicted_key, evicted)) = store.entries.pop_lru() else {
                 break;
             };
             let size: usize = evicted.iter().map(|e| e.size()).sum();
             store.bytes = store.bytes.saturating_sub(size);
             self.evictions
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.forget_files(&evicted_key, &evicted);
         }
-        entry
+    }
+
+    /// Removes the disk copies of `entries`.
+    fn forget_files(&self, key: &str, entries: &[Arc<Entry>]) {
+        if let Some(dir) = &self.dir {
+            let paths: Vec<_> = entries
+                .iter()
+                .map(|e| crate::disk::file_for(dir, key, e))
+                .collect();
+            tokio::task::spawn_blocking(move || {
+                for path in paths {
+                    let _ = std::fs::remove_file(path);
+                }
+            });
+        }
+    }
+
+    /// Also keeps entries in `dir`, and loads the ones already there (a damaged file is
+    /// skipped with a warning). Returns the cache and how many entries were loaded.
+    pub fn with_dir(mut self, dir: std::path::PathBuf) -> std::io::Result<(Cache, usize)> {
+        let (found, damaged) = crate::disk::load(&dir)?;
+        for (path, why) in damaged {
+            tracing::warn!("cache file {} skipped: {why}", path.display());
+        }
+        let mut loaded = 0;
+        for (key, entry) in found {
+            if entry.body.len() <= self.max_object {
+                self.insert(&key, Arc::new(entry));
+                loaded += 1;
+            }
+        }
+        self.dir = Some(dir);
+        Ok((self, loaded))
     }
 
     /// Removes every variant of `key` (after an unsafe method succeeded on it, or on
@@ -244,6 +296,7 @@ impl Cache {
             Some(removed) => {
                 let size: usize = removed.iter().map(|e| e.size()).sum();
                 store.bytes = store.bytes.saturating_sub(size);
+                self.forget_files(key, &removed);
                 true
             }
             None => false,

@@ -94,6 +94,11 @@ pub struct Config {
     #[arg(long, default_value = "8MiB", value_parser = parse_size, value_name = "BYTES")]
     pub cache_max_object: usize,
 
+    /// Also keep cached responses in this directory, one file each, and load them at start
+    /// (a damaged file is skipped with a warning).
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<std::path::PathBuf>,
+
     /// Idle upstream connections kept per server for reuse; 0 turns pooling off.
     #[arg(long, default_value_t = 256, value_name = "N")]
     pub pool_max_idle: usize,

@@ -40,6 +40,7 @@
 
 pub mod cache;
 pub mod config;
+pub mod disk;
 pub mod error;
 pub mod forward;
 pub mod freshness;

@@ -44,7 +44,7 @@ fn main() -> anyhow::Result<()> {
         );
         proxy::run(
             listener,
-            Arc::new(Shared::new(config, addr)),
+            Arc::new(Shared::new(config, addr).context("setting up the cache directory")?),
             proxy::server::shutdown_signal(),
         )
         .await?;

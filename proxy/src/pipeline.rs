@@ -49,17 +49,25 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(config: Config, local_addr: SocketAddr) -> Self {
-        Shared {
+    /// The shared state for a proxy listening on `local_addr`; with `--cache-dir`, the
+    /// cache's files are loaded first.
+    pub fn new(config: Config, local_addr: SocketAddr) -> std::io::Result<Self> {
+        let mut cache = Cache::new(config.cache_size, config.cache_max_object);
+        if let (Some(dir), true) = (&config.cache_dir, cache.enabled()) {
+            let (loaded, count) = cache.with_dir(dir.clone())?;
+            tracing::info!("cache: {count} entries loaded from {}", dir.display());
+            cache = loaded;
+        }
+        Ok(Shared {
             local_addr,
-            cache: Cache::new(config.cache_size, config.cache_max_object),
+            cache,
             reverse: crate::reverse::Reverse::new(&config.upstreams),
             upstreams: Upstreams::new(&config),
             limits: Limits::default(),
             draining: AtomicBool::new(false),
             config,
             next_request: AtomicU64::new(1),
-        }
+        })
     }
 }
 

@@ -248,7 +248,7 @@ impl Handle {
 pub async fn start(config: crate::Config) -> io::Result<Handle> {
     let listener = TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
-    let shared = Arc::new(Shared::new(config, addr));
+    let shared = Arc::new(Shared::new(config, addr)?);
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(run(listener, shared.clone(), async {
         let _ = stopped.await;

@@ -522,30 +522,15 @@ impl<R: AsyncRead + Unpin> Reader<R> {
                 }
                 continue;
             }
-            let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let mut res = httparse::Response::new(&mut slots);
-            match res.parse(&self.buf) {
-                Ok(httparse::Status::Complete(n)) => {
-                    if n > limits.max_head {
-                        return Err(HeadError::TooLarge(limits.max_head));
-                    }
-                    let head = ResponseHead {
-                        version: Version::from_minor(res.version.unwrap_or(1)),
-                        status: res.code.unwrap_or_default(),
-                        reason: res.reason.unwrap_or_default().to_string(),
-                        headers: collect_headers(res.headers)?,
-                    };
+            match parse_response_head(&self.buf, limits)? {
+                Some((head, n)) => {
                     self.consume_head(n);
                     return Ok(head);
                 }
-                Ok(httparse::Status::Partial) if self.buf.len() > limits.max_head => {
+                None if self.buf.len() > limits.max_head => {
                     return Err(HeadError::TooLarge(limits.max_head))
                 }
-                Ok(httparse::Status::Partial) => {}
-                Err(httparse::Error::TooManyHeaders) => {
-                    return Err(HeadError::TooLarge(limits.max_head))
-                }
-                Err(e) => return Err(HeadError::Malformed(describe(e).into())),
+                None => {}
             }
             if self.fill(HEAD_READ, deadline).await? == 0 {
                 return Err(if self.buf.is_empty() {
@@ -566,6 +551,33 @@ impl<R: AsyncRead + Unpin> Reader<R> {
             return Ok(());
         }
         self.io.readable().await
+    }
+}
+
+/// Parses a response head at the start of `bytes`: the head and its length, or `None`
+/// while it is incomplete.
+pub fn parse_response_head(
+    bytes: &[u8],
+    limits: Limits,
+) -> Result<Option<(ResponseHead, usize)>, HeadError> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut res = httparse::Response::new(&mut slots);
+    match res.parse(bytes) {
+        Ok(httparse::Status::Complete(n)) if n > limits.max_head => {
+            Err(HeadError::TooLarge(limits.max_head))
+        }
+        Ok(httparse::Status::Complete(n)) => {
+            let head = ResponseHead {
+                version: Version::from_minor(res.version.unwrap_or(1)),
+                status: res.code.unwrap_or_default(),
+                reason: res.reason.unwrap_or_default().to_string(),
+                headers: collect_headers(res.headers)?,
+            };
+            Ok(Some((head, n)))
+        }
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(httparse::Error::TooManyHeaders) => Err(HeadError::TooLarge(limits.max_head)),
+        Err(e) => Err(HeadError::Malformed(describe(e).into())),
     }
 }
 
