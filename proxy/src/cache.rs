@@ -30,6 +30,46 @@ pub struct Entry {
     pub response_time: SystemTime,
     /// The request's values of the header fields `Vary` names, lower-cased names.
     pub vary: Vec<(String, Option<Vec<u8>>)>,
+    /// Worked out once, when stored, so a hit does not parse headers again.
+    pub facts: Facts,
+}
+
+/// What a stored response says about itself, parsed once.
+#[derive(Debug, Clone)]
+pub struct Facts {
+    /// Its freshness lifetime (RFC 9111 §4.2.1).
+    pub lifetime: std::time::Duration,
+    pub cache_control: crate::freshness::CacheControl,
+    /// Its `Date` and `Age` header values.
+    pub date: Option<SystemTime>,
+    pub age_value: std::time::Duration,
+    /// Its header lines as they are sent on a hit, minus the ones a hit sets itself
+    /// (Age, Content-Length, Transfer-Encoding, Connection).
+    pub replay: Vec<u8>,
+}
+
+impl Facts {
+    fn of(head: &ResponseHead) -> Facts {
+        let mut replay = Vec::with_capacity(256);
+        for h in &head.headers.0 {
+            let skip = ["age", "content-length", "transfer-encoding", "connection"]
+                .iter()
+                .any(|s| h.name.eq_ignore_ascii_case(s));
+            if !skip {
+                replay.extend_from_slice(h.name.as_bytes());
+                replay.extend_from_slice(b": ");
+                replay.extend_from_slice(&h.value);
+                replay.extend_from_slice(b"\r\n");
+            }
+        }
+        Facts {
+            lifetime: crate::freshness::freshness_lifetime(head.status, &head.headers).0,
+            cache_control: crate::freshness::CacheControl::parse(&head.headers),
+            date: crate::freshness::http_date(&head.headers, "date"),
+            age_value: crate::freshness::age_value(&head.headers),
+            replay,
+        }
+    }
 }
 
 impl Entry {
@@ -50,13 +90,42 @@ impl Entry {
             let value = request_value(request, &name);
             vary.push((name, value));
         }
-        Some(Entry {
+        Some(Entry::assemble(
             head,
             body,
             request_time,
             response_time,
             vary,
-        })
+        ))
+    }
+
+    /// An entry from its parts (the variant key `vary` already worked out).
+    pub fn assemble(
+        head: ResponseHead,
+        body: Bytes,
+        request_time: SystemTime,
+        response_time: SystemTime,
+        vary: Vec<(String, Option<Vec<u8>>)>,
+    ) -> Entry {
+        Entry {
+            facts: Facts::of(&head),
+            head,
+            body,
+            request_time,
+            response_time,
+            vary,
+        }
+    }
+
+    /// Its current age (RFC 9111 §4.2.3).
+    pub fn age(&self, now: SystemTime) -> std::time::Duration {
+        crate::freshness::age_from(
+            self.facts.age_value,
+            self.facts.date,
+            self.request_time,
+            self.response_time,
+            now,
+        )
     }
 
     /// Whether this variant was stored for a request like `request` (RFC 9111 §4.1).

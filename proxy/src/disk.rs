@@ -109,13 +109,13 @@ pub fn decode(bytes: &[u8]) -> Result<(String, Entry), String> {
             return Err("the body is not as long as its Content-Length".into());
         }
     }
-    let entry = Entry {
+    let entry = Entry::assemble(
         head,
-        body: body.into(),
-        request_time: request_time.ok_or("no request-time")?,
-        response_time: response_time.ok_or("no response-time")?,
+        body.into(),
+        request_time.ok_or("no request-time")?,
+        response_time.ok_or("no response-time")?,
         vary,
-    };
+    );
     Ok((key.ok_or("no key")?, entry))
 }
 

@@ -156,6 +156,15 @@ pub fn has_explicit_freshness(headers: &Headers) -> bool {
     cc.max_age.is_some() || cc.s_maxage.is_some() || headers.contains("expires")
 }
 
+/// The `Age` header's value (0 when absent or invalid).
+pub fn age_value(headers: &Headers) -> Duration {
+    headers
+        .get("age")
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| delta_seconds(v.trim()))
+        .map_or(Duration::ZERO, Duration::from_secs)
+}
+
 /// The current age of a stored response (RFC 9111 §4.2.3).
 pub fn current_age(
     headers: &Headers,
@@ -163,12 +172,24 @@ pub fn current_age(
     response_time: SystemTime,
     now: SystemTime,
 ) -> Duration {
-    let age_value = headers
-        .get("age")
-        .and_then(|v| std::str::from_utf8(v).ok())
-        .and_then(|v| delta_seconds(v.trim()))
-        .map_or(Duration::ZERO, Duration::from_secs);
-    let date = http_date(headers, "date").unwrap_or(response_time);
+    age_from(
+        age_value(headers),
+        http_date(headers, "date"),
+        request_time,
+        response_time,
+        now,
+    )
+}
+
+/// [`current_age`] from the already parsed `Age` and `Date` values.
+pub fn age_from(
+    age_value: Duration,
+    date: Option<SystemTime>,
+    request_time: SystemTime,
+    response_time: SystemTime,
+    now: SystemTime,
+) -> Duration {
+    let date = date.unwrap_or(response_time);
     let apparent_age = response_time.duration_since(date).unwrap_or(Duration::ZERO);
     let response_delay = response_time
         .duration_since(request_time)

@@ -340,13 +340,14 @@ async fn forward(
         }
         let (stored, fwd) = match looked {
             Lookup::Hit(entry, age) => {
-                ctx.status = entry.head.status;
                 let status = if collapsed {
                     "proxylab; hit; collapsed"
                 } else {
                     "proxylab; hit"
                 };
-                return serve_stored(shared, conn, &head, &entry, age, status).await;
+                let (next, sent) = serve_stored(shared, conn, &head, &entry, age, status).await?;
+                ctx.status = sent;
+                return Ok(next);
             }
             Lookup::Forward { stored, fwd } => (stored, fwd),
         };
@@ -545,15 +546,10 @@ fn look_up(
             fwd: "uri-miss",
         };
     };
-    let age = freshness::current_age(
-        &entry.head.headers,
-        entry.request_time,
-        entry.response_time,
-        now,
-    );
-    let (lifetime, _) = freshness::freshness_lifetime(entry.head.status, &entry.head.headers);
-    let res_cc = CacheControl::parse(&entry.head.headers);
-    if freshness::satisfies_request(lifetime, age, req_cc, &res_cc) {
+    let age = entry.age(now);
+    let lifetime = entry.facts.lifetime;
+    let res_cc = &entry.facts.cache_control;
+    if freshness::satisfies_request(lifetime, age, req_cc, res_cc) {
         return Lookup::Hit(entry, age);
     }
     let fwd = if age < lifetime && !res_cc.no_cache {
@@ -665,7 +661,7 @@ fn client_condition_met(request: &wire::Headers, entry: &Entry) -> bool {
 }
 
 /// Answers from a stored response: `Age` set, `Cache-Status` added, and a 304 when the
-/// client's own conditions are met.
+/// client's own conditions are met. Returns what comes next and the status sent.
 async fn serve_stored(
     shared: &Shared,
     conn: &mut ClientConn,
@@ -673,56 +669,72 @@ async fn serve_stored(
     entry: &Entry,
     age: Duration,
     cache_status: &str,
-) -> Result<Next, Failure> {
-    let bytes = stored_response(shared, head, entry, age, cache_status);
+) -> Result<(Next, u16), Failure> {
     let next = if head.wants_keep_alive() && !shared.draining.load(Ordering::Relaxed) {
         Next::KeepAlive
     } else {
         Next::Close
     };
-    let mut res = bytes.0;
-    set_connection(&mut res.headers, head.version, next);
-    let mut out = Vec::with_capacity(512 + bytes.1.len());
-    res.write_to(&mut out);
-    out.extend_from_slice(bytes.1);
+    let asked = Asked {
+        method: &head.method,
+        version: head.version,
+        headers: &head.headers,
+    };
+    let (status, out) = stored_bytes(shared, &asked, entry, age, cache_status, next);
     conn.writer
         .write_all(&out)
         .await
         .map_err(|e| Failure::Abort(format!("client went away: {e}")))?;
-    Ok(next)
+    Ok((next, status))
 }
 
-/// The head and body a stored response is sent with.
-fn stored_response<'e>(
+/// What of a request matters to the answer a stored response gives.
+struct Asked<'a> {
+    method: &'a str,
+    version: Version,
+    headers: &'a wire::Headers,
+}
+
+/// A stored response as bytes on the wire: the stored header lines replayed as they are,
+/// plus Age, Via, Cache-Status, Content-Length and Connection. Returns the status sent.
+fn stored_bytes(
     shared: &Shared,
-    head: &RequestHead,
-    entry: &'e Entry,
+    asked: &Asked<'_>,
+    entry: &Entry,
     age: Duration,
     cache_status: &str,
-) -> (ResponseHead, &'e [u8]) {
-    let mut res = entry.head.clone();
-    res.version = Version::Http11;
-    res.headers.set("Age", age.as_secs().to_string());
-    if let Some(via) = shared.config.via_entry(entry.head.version) {
-        forward::add_via(&mut res.headers, &via);
-    }
-    res.headers.push("Cache-Status", cache_status);
-    if client_condition_met(&head.headers, entry) {
-        res.status = 304;
-        res.reason = "Not Modified".into();
-        res.headers.remove("content-length");
-        res.headers.remove("content-type");
-        return (res, b"");
-    }
-    res.headers.remove("transfer-encoding");
-    res.headers
-        .set("Content-Length", entry.body.len().to_string());
-    let body = if head.method == "HEAD" {
-        &b""[..]
+    next: Next,
+) -> (u16, Vec<u8>) {
+    let not_modified = client_condition_met(asked.headers, entry);
+    let send_body = !not_modified && asked.method != "HEAD";
+    let body_len = if send_body { entry.body.len() } else { 0 };
+    let mut out = Vec::with_capacity(256 + entry.facts.replay.len() + body_len);
+    let status = if not_modified { 304 } else { entry.head.status };
+    let reason = if not_modified {
+        "Not Modified"
     } else {
-        &entry.body[..]
+        entry.head.reason.as_str()
     };
-    (res, body)
+    out.extend_from_slice(format!("HTTP/1.1 {status} {reason}\r\n").as_bytes());
+    out.extend_from_slice(&entry.facts.replay);
+    out.extend_from_slice(format!("Age: {}\r\n", age.as_secs()).as_bytes());
+    if let Some(via) = shared.config.via_entry(entry.head.version) {
+        out.extend_from_slice(format!("Via: {via}\r\n").as_bytes());
+    }
+    out.extend_from_slice(format!("Cache-Status: {cache_status}\r\n").as_bytes());
+    if !not_modified {
+        out.extend_from_slice(format!("Content-Length: {}\r\n", entry.body.len()).as_bytes());
+    }
+    match (next, asked.version) {
+        (Next::Close, _) => out.extend_from_slice(b"Connection: close\r\n"),
+        (Next::KeepAlive, Version::Http10) => out.extend_from_slice(b"Connection: keep-alive\r\n"),
+        (Next::KeepAlive, Version::Http11) => {}
+    }
+    out.extend_from_slice(b"\r\n");
+    if send_body {
+        out.extend_from_slice(&entry.body);
+    }
+    (status, out)
 }
 
 /// How a relayed response ended.
@@ -856,38 +868,28 @@ async fn relay_response(
                 .map_err(|e| Failure::Abort(format!("304 body: {e}")))?;
             let mut head = stored.head.clone();
             head.headers = cache::refresh_headers(&stored.head.headers, &res.headers);
-            let refreshed = Entry {
+            let refreshed = Entry::assemble(
                 head,
-                body: stored.body.clone(),
-                request_time: plan.request_time,
-                response_time: SystemTime::now(),
-                vary: stored.vary.clone(),
-            };
-            let entry = shared.cache.store(&client.key, refreshed);
-            let age = freshness::current_age(
-                &entry.head.headers,
-                entry.request_time,
-                entry.response_time,
+                stored.body.clone(),
+                plan.request_time,
                 SystemTime::now(),
+                stored.vary.clone(),
             );
-            let request = RequestHead {
-                method: client.method.clone(),
-                target: String::new(),
-                version: client.version,
-                headers: plan.request.clone(),
-            };
+            let entry = shared.cache.store(&client.key, refreshed);
+            let age = entry.age(SystemTime::now());
             let status = format!("proxylab; fwd={}; fwd-status=304", plan.fwd);
-            let (mut out_head, body) = stored_response(shared, &request, &entry, age, &status);
-            ctx.status = out_head.status;
             let next = if client.keep_alive && !shared.draining.load(Ordering::Relaxed) {
                 Next::KeepAlive
             } else {
                 Next::Close
             };
-            set_connection(&mut out_head.headers, client.version, next);
-            let mut last = Vec::with_capacity(512 + body.len());
-            out_head.write_to(&mut last);
-            last.extend_from_slice(body);
+            let asked = Asked {
+                method: &client.method,
+                version: client.version,
+                headers: &plan.request,
+            };
+            let (status_code, last) = stored_bytes(shared, &asked, &entry, age, &status, next);
+            ctx.status = status_code;
             return Ok(Relayed {
                 next,
                 upstream_reusable: upstream_keeps,
