@@ -25,6 +25,7 @@ use crate::wire::{
     self, copy_body, BodyError, Framing, HeadError, Limits, Reader, RequestHead, ResponseHead,
     Version,
 };
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -715,15 +716,16 @@ fn stored_bytes(
     } else {
         entry.head.reason.as_str()
     };
-    out.extend_from_slice(format!("HTTP/1.1 {status} {reason}\r\n").as_bytes());
+    // write! into the Vec: no intermediate Strings on the hit path.
+    let _ = write!(out, "HTTP/1.1 {status} {reason}\r\n");
     out.extend_from_slice(&entry.facts.replay);
-    out.extend_from_slice(format!("Age: {}\r\n", age.as_secs()).as_bytes());
+    let _ = write!(out, "Age: {}\r\n", age.as_secs());
     if let Some(via) = shared.config.via_entry(entry.head.version) {
-        out.extend_from_slice(format!("Via: {via}\r\n").as_bytes());
+        let _ = write!(out, "Via: {via}\r\n");
     }
-    out.extend_from_slice(format!("Cache-Status: {cache_status}\r\n").as_bytes());
+    let _ = write!(out, "Cache-Status: {cache_status}\r\n");
     if !not_modified {
-        out.extend_from_slice(format!("Content-Length: {}\r\n", entry.body.len()).as_bytes());
+        let _ = write!(out, "Content-Length: {}\r\n", entry.body.len());
     }
     match (next, asked.version) {
         (Next::Close, _) => out.extend_from_slice(b"Connection: close\r\n"),

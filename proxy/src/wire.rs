@@ -438,10 +438,10 @@ impl<R: AsyncRead + Unpin> Reader<R> {
     fn head_complete(&mut self) -> bool {
         let from = self.scanned.saturating_sub(2);
         let buf = &self.buf[..];
-        let found = (from..buf.len()).any(|i| {
-            buf[i] == b'\n'
-                && (buf.get(i + 1) == Some(&b'\n')
-                    || (buf.get(i + 1) == Some(&b'\r') && buf.get(i + 2) == Some(&b'\n')))
+        let found = memchr::memchr_iter(b'\n', &buf[from..]).any(|i| {
+            let i = from + i;
+            buf.get(i + 1) == Some(&b'\n')
+                || (buf.get(i + 1) == Some(&b'\r') && buf.get(i + 2) == Some(&b'\n'))
         });
         self.scanned = buf.len();
         found
@@ -456,7 +456,7 @@ impl<R: AsyncRead + Unpin> Reader<R> {
     fn try_parse_request(&mut self, limits: Limits) -> Result<Option<RequestHead>, HeadError> {
         // The request line alone can tell us the target is too long, before the rest arrives.
         let window = &self.buf[..self.buf.len().min(limits.max_uri + 34)];
-        let line_end = window.windows(2).position(|w| w == b"\r\n");
+        let line_end = memchr::memchr(b'\n', window).map(|i| i.saturating_sub(1));
         let line_len = line_end.unwrap_or(self.buf.len());
         if line_len > limits.max_uri + 32 {
             let target_len = request_target_len(&self.buf[..line_len]);
