@@ -374,3 +374,27 @@ async fn the_disk_cache_survives_a_restart() {
     again.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Requests for a URI whose last response could not be stored do not queue behind one
+/// another ("hit-for-pass"): while the origin holds one, another still reaches it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uncacheable_uris_are_not_collapsed() {
+    let bench = std::sync::Arc::new(Bench::start().await);
+    let path = "/gate/pass?cc=no-store";
+    let gates = bench.origin.origin().clone();
+    gates.open_gate("pass");
+    get(&bench, path).await; // the proxy learns this URI is not stored
+    gates.close_gate("pass");
+    let fetch = |bench: std::sync::Arc<Bench>| tokio::spawn(async move { get(&bench, path).await });
+    let first = fetch(bench.clone());
+    crate::support::eventually("the held request at the origin", || bench.hits(path) == 2).await;
+    let second = fetch(bench.clone());
+    crate::support::eventually("the second request at the origin too", || {
+        bench.hits(path) == 3
+    })
+    .await;
+    gates.open_gate("pass");
+    for request in [first, second] {
+        assert_eq!(request.await.unwrap().head.status, 200);
+    }
+}

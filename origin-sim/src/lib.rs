@@ -131,6 +131,18 @@ impl Origin {
         gate.send_replace(true);
     }
 
+    /// Closes gate `name` again: later `/gate/NAME` responses wait.
+    pub fn close_gate(&self, name: &str) {
+        let mut gates = match self.gates.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let gate = gates
+            .entry(name.to_string())
+            .or_insert_with(|| watch::channel(false).0);
+        gate.send_replace(false);
+    }
+
     /// Waits until gate `name` is open.
     pub(crate) async fn wait_gate(&self, name: &str) {
         let mut gate = self.gate(name);

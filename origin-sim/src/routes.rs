@@ -86,8 +86,8 @@ pub const ROUTES: &[(&str, &str)] = &[
         "only a Last-Modified ten days ago (a cache may use heuristic freshness)",
     ),
     (
-        "/gate/NAME",
-        "held until gate NAME is opened (/open/NAME), then max-age=60",
+        "/gate/NAME?cc=CC",
+        "held until gate NAME is opened (/open/NAME); Cache-Control CC (default max-age=60)",
     ),
     (
         "/open/NAME",
@@ -319,7 +319,10 @@ pub(crate) async fn respond<R: Rd, W: Wr>(
         (["gate", name], _) => {
             ex.origin.wait_gate(name).await;
             let v = Validators::none();
-            let cc = [("Cache-Control", "max-age=60")];
+            let cc = [(
+                "Cache-Control",
+                query_value(&query, "cc").unwrap_or("max-age=60"),
+            )];
             cached(&ex, conn, &v, &cc, format!("gate {name} opened\n")).await
         }
         (["open", name], _) => {

@@ -171,7 +171,16 @@ pub fn key(authority: &crate::target::Authority, path: &str) -> String {
 struct Store {
     entries: lru::LruCache<String, Vec<Arc<Entry>>>,
     bytes: usize,
+    /// URIs whose last response could not be stored, and until when that is assumed to
+    /// hold: requests for them go straight upstream instead of queueing behind one another
+    /// for a response that will not be shared ("hit-for-pass", as Varnish calls it).
+    uncacheable: lru::LruCache<String, std::time::Instant>,
 }
+
+/// How long a URI is remembered as uncacheable.
+pub const PASS_FOR: std::time::Duration = std::time::Duration::from_secs(120);
+/// How many uncacheable URIs are remembered.
+const PASS_ENTRIES: usize = 10_000;
 
 /// Counters for metrics and tests.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -227,6 +236,10 @@ impl Cache {
             max_object: max_object.min(max_bytes),
             store: Mutex::new(Store {
                 entries: lru::LruCache::unbounded(),
+                uncacheable: lru::LruCache::new(
+                    std::num::NonZeroUsize::new(PASS_ENTRIES)
+                        .unwrap_or(std::num::NonZeroUsize::MIN),
+                ),
                 bytes: 0,
             }),
             evictions: Default::default(),
@@ -268,9 +281,34 @@ impl Cache {
 
     /// The stored variant of `key` that matches `request`'s headers, if any.
     pub fn lookup(&self, key: &str, request: &Headers) -> Option<Arc<Entry>> {
-        let mut store = self.store.lock().ok()?;
-        let variants = store.entries.get(key)?;
-        variants.iter().find(|e| e.matches(request)).cloned()
+        self.lookup_or_pass(key, request).0
+    }
+
+    /// [`Cache::lookup`], and whether `key` recently proved uncacheable (then concurrent
+    /// misses should not wait for one another).
+    pub fn lookup_or_pass(&self, key: &str, request: &Headers) -> (Option<Arc<Entry>>, bool) {
+        let Ok(mut store) = self.store.lock() else {
+            return (None, false);
+        };
+        if let Some(variants) = store.entries.get(key) {
+            if let Some(found) = variants.iter().find(|e| e.matches(request)) {
+                return (Some(found.clone()), false);
+            }
+        }
+        let pass = store
+            .uncacheable
+            .get(key)
+            .is_some_and(|until| *until > std::time::Instant::now());
+        (None, pass)
+    }
+
+    /// Remembers that `key`'s response could not be stored (see [`PASS_FOR`]).
+    pub fn mark_uncacheable(&self, key: &str) {
+        if let Ok(mut store) = self.store.lock() {
+            store
+                .uncacheable
+                .put(key.to_string(), std::time::Instant::now() + PASS_FOR);
+        }
     }
 
     /// Stores `entry` under `key`, replacing the variant it matches; then evicts the least
@@ -310,6 +348,7 @@ impl Cache {
         let size = entry.size();
         variants.push(entry);
         store.bytes = store.bytes + size - freed;
+        store.uncacheable.pop(key);
         while store.bytes > self.max_bytes {
             let Some((evicted_key, evicted)) = store.entries.pop_lru() else {
                 break;

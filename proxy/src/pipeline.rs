@@ -325,8 +325,14 @@ async fn forward(
         let mut collapsed = false;
         // A plain miss: if the same URI is already being fetched, wait for that instead
         // of asking the origin again (request collapsing), then look again.
-        if matches!(looked, Lookup::Forward { stored: None, .. })
-            && head.method == "GET"
+        if matches!(
+            looked,
+            Lookup::Forward {
+                stored: None,
+                pass: false,
+                ..
+            }
+        ) && head.method == "GET"
             && req_cc == CacheControl::default()
         {
             match shared.cache.join_flight(&key) {
@@ -350,7 +356,7 @@ async fn forward(
                 ctx.status = sent;
                 return Ok(next);
             }
-            Lookup::Forward { stored, fwd } => (stored, fwd),
+            Lookup::Forward { stored, fwd, .. } => (stored, fwd),
         };
         if req_cc.only_if_cached {
             return Err(ProxyError::NotCached(key).into());
@@ -526,6 +532,8 @@ enum Lookup {
     Forward {
         stored: Option<Arc<Entry>>,
         fwd: &'static str,
+        /// The URI's last response could not be stored: do not wait for other requests.
+        pass: bool,
     },
 }
 
@@ -536,15 +544,16 @@ fn look_up(
     req_cc: &CacheControl,
     now: SystemTime,
 ) -> Lookup {
-    let stored = if request.contains("range") {
-        None
+    let (stored, pass) = if request.contains("range") {
+        (None, true)
     } else {
-        shared.cache.lookup(key, request)
+        shared.cache.lookup_or_pass(key, request)
     };
     let Some(entry) = stored else {
         return Lookup::Forward {
             stored: None,
             fwd: "uri-miss",
+            pass,
         };
     };
     let age = entry.age(now);
@@ -561,6 +570,7 @@ fn look_up(
     Lookup::Forward {
         stored: Some(entry),
         fwd,
+        pass: false,
     }
 }
 
@@ -912,6 +922,9 @@ async fn relay_response(
             (plan, res.clone(), capture)
         })
     });
+    if store.is_none() && client.cache.is_some() && client.method == "GET" {
+        shared.cache.mark_uncacheable(&client.key);
+    }
     if let Some(plan) = &client.cache {
         let stored_too = store.is_some()
             && matches!(from, Framing::Length(n) if n as usize <= shared.cache.max_object())
@@ -966,12 +979,17 @@ async fn relay_response(
         Ok((c, last)) => {
             ctx.bytes_down = c.bytes;
             if let Some((plan, head, capture)) = store {
-                if let Some(body) = capture.into_body() {
-                    let now = SystemTime::now();
-                    if let Some(entry) =
-                        Entry::new(head, body.into(), &plan.request, plan.request_time, now)
-                    {
-                        shared.cache.store(&client.key, entry);
+                match capture.into_body() {
+                    // Larger than --cache-max-object: not stored, so not worth waiting for.
+                    None => shared.cache.mark_uncacheable(&client.key),
+                    Some(body) => {
+                        let now = SystemTime::now();
+                        let request = &plan.request;
+                        if let Some(entry) =
+                            Entry::new(head, body.into(), request, plan.request_time, now)
+                        {
+                            shared.cache.store(&client.key, entry);
+                        }
                     }
                 }
             }
