@@ -108,44 +108,30 @@ impl Origin {
         }
     }
 
-    fn gate(&self, name: &str) -> watch::Receiver<bool> {
+    /// Runs `f` on gate `name`'s sender (created closed when first named).
+    fn with_gate<T>(&self, name: &str, f: impl FnOnce(&watch::Sender<bool>) -> T) -> T {
         let mut gates = match self.gates.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         };
-        gates
+        f(gates
             .entry(name.to_string())
-            .or_insert_with(|| watch::channel(false).0)
-            .subscribe()
+            .or_insert_with(|| watch::channel(false).0))
     }
 
     /// Opens gate `name`: held `/gate/NAME` responses go out, later ones do not wait.
     pub fn open_gate(&self, name: &str) {
-        let mut gates = match self.gates.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        let gate = gates
-            .entry(name.to_string())
-            .or_insert_with(|| watch::channel(false).0);
-        gate.send_replace(true);
+        self.with_gate(name, |gate| gate.send_replace(true));
     }
 
     /// Closes gate `name` again: later `/gate/NAME` responses wait.
     pub fn close_gate(&self, name: &str) {
-        let mut gates = match self.gates.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        let gate = gates
-            .entry(name.to_string())
-            .or_insert_with(|| watch::channel(false).0);
-        gate.send_replace(false);
+        self.with_gate(name, |gate| gate.send_replace(false));
     }
 
     /// Waits until gate `name` is open.
     pub(crate) async fn wait_gate(&self, name: &str) {
-        let mut gate = self.gate(name);
+        let mut gate = self.with_gate(name, |gate| gate.subscribe());
         let _ = gate.wait_for(|open| *open).await;
     }
 

@@ -50,6 +50,16 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// Whether a connection whose client wants keep-alive (or not) may carry another
+    /// request: not while the proxy is shutting down.
+    fn next(&self, client_keeps_alive: bool) -> Next {
+        if client_keeps_alive && !self.draining.load(Ordering::Relaxed) {
+            Next::KeepAlive
+        } else {
+            Next::Close
+        }
+    }
+
     /// The shared state for a proxy listening on `local_addr`; with `--cache-dir`, the
     /// cache's files are loaded first.
     pub fn new(config: Config, local_addr: SocketAddr) -> std::io::Result<Self> {
@@ -681,11 +691,7 @@ async fn serve_stored(
     age: Duration,
     cache_status: &str,
 ) -> Result<(Next, u16), Failure> {
-    let next = if head.wants_keep_alive() && !shared.draining.load(Ordering::Relaxed) {
-        Next::KeepAlive
-    } else {
-        Next::Close
-    };
+    let next = shared.next(head.wants_keep_alive());
     let asked = Asked {
         method: &head.method,
         version: head.version,
@@ -890,11 +896,7 @@ async fn relay_response(
             let entry = shared.cache.store(&client.key, refreshed);
             let age = entry.age(SystemTime::now());
             let status = format!("proxylab; fwd={}; fwd-status=304", plan.fwd);
-            let next = if client.keep_alive && !shared.draining.load(Ordering::Relaxed) {
-                Next::KeepAlive
-            } else {
-                Next::Close
-            };
+            let next = shared.next(client.keep_alive);
             let asked = Asked {
                 method: &client.method,
                 version: client.version,
@@ -953,13 +955,7 @@ async fn relay_response(
         }
         other => other,
     };
-    let keep_alive =
-        client.keep_alive && to != Framing::Close && !shared.draining.load(Ordering::Relaxed);
-    let next = if keep_alive {
-        Next::KeepAlive
-    } else {
-        Next::Close
-    };
+    let next = shared.next(client.keep_alive && to != Framing::Close);
     set_connection(&mut res.headers, client.version, next);
     res.version = Version::Http11;
 
