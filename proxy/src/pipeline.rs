@@ -326,6 +326,7 @@ async fn forward(
     // The cache stage: answer from a stored response if it is fresh enough for this
     // request; otherwise forward, with conditionals when a stale one can be revalidated.
     let mut plan = None;
+    // Held until this function returns (response stored or not): then waiters wake.
     let mut _flight = None;
     let cacheable_method = head.method == "GET" || head.method == "HEAD";
     if shared.cache.enabled() && cacheable_method && framing == Framing::Empty {
