@@ -119,15 +119,22 @@ pub struct Config {
 const AFTER_HELP: &str = "\
 Errors the proxy answers itself, each with a one-sentence plain-text body:
   400 malformed request     408 header section too slow   414 request-target > 8 KiB
-  403 CONNECT to a port outside --connect-ports   431 header section > 64 KiB
+  403 CONNECT to a port outside --connect-ports, or PURGE from another machine
+  404 an origin-form request for anything but / (forward mode)   431 header section > 64 KiB
   501 https:// request-targets (use CONNECT)   502 upstream unreachable, unresolvable or invalid
-  504 upstream too slow   508 Via loop, or CONNECT to the proxy itself
+  504 upstream too slow, or only-if-cached with nothing stored
+  508 Via loop, or CONNECT to the proxy itself
+
+Responses to GET and HEAD say what the cache did in Cache-Status (RFC 9211), e.g.
+`proxylab; hit` or `proxylab; fwd=uri-miss; stored`. `PURGE http://host/path` from this
+machine removes a stored URI.
 
 Examples:
   proxy --listen 127.0.0.1:0
   curl -x http://127.0.0.1:8080 http://127.0.0.1:9000/bytes/100
   curl -x http://127.0.0.1:8080 --cacert ca.pem https://localhost:9443/bytes/100
-  proxy --resolve example.test=127.0.0.1 --workers 2 --max-clients 64";
+  proxy --resolve example.test=127.0.0.1 --workers 2 --max-clients 64
+  proxy --listen 127.0.0.1:8000 --upstream http://127.0.0.1:9000 --cache-dir cache/";
 
 /// Which ports CONNECT may reach.
 #[derive(Debug, Clone, PartialEq, Eq)]
