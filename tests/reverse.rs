@@ -19,8 +19,8 @@ async fn origin_form(proxy: &proxy::Handle, path: &str, host: &str) -> Response 
     client.read("GET").await
 }
 
-#[tokio::test]
-async fn upstreams_take_turns_and_the_host_is_kept() {
+/// Two origin-sims, and a proxy in reverse mode in front of both.
+async fn two_upstreams() -> (origin_sim::Handle, origin_sim::Handle, proxy::Handle) {
     let a = origin_sim::start(origin_sim::Config::default())
         .await
         .unwrap();
@@ -29,7 +29,12 @@ async fn upstreams_take_turns_and_the_host_is_kept() {
         .unwrap();
     let mut config = proxy::Config::for_tests();
     config.upstreams = vec![authority(a.addr()), authority(b.addr())];
-    let proxy = proxy::start(config).await.unwrap();
+    (a, b, proxy::start(config).await.unwrap())
+}
+
+#[tokio::test]
+async fn upstreams_take_turns_and_the_host_is_kept() {
+    let (a, b, proxy) = two_upstreams().await;
     for i in 0..4 {
         let res = origin_form(&proxy, &format!("/bytes/{i}"), "site.test").await;
         assert_eq!(res.head.status, 200);
@@ -71,15 +76,7 @@ async fn an_upstream_that_refuses_is_passed_over() {
 
 #[tokio::test]
 async fn reverse_mode_uses_the_cache() {
-    let a = origin_sim::start(origin_sim::Config::default())
-        .await
-        .unwrap();
-    let b = origin_sim::start(origin_sim::Config::default())
-        .await
-        .unwrap();
-    let mut config = proxy::Config::for_tests();
-    config.upstreams = vec![authority(a.addr()), authority(b.addr())];
-    let proxy = proxy::start(config).await.unwrap();
+    let (a, b, proxy) = two_upstreams().await;
     origin_form(&proxy, "/cache/60", "site.test").await;
     let second = origin_form(&proxy, "/cache/60", "site.test").await;
     assert_eq!(

@@ -426,27 +426,22 @@ impl Cache {
 /// The stored header section updated from a 304's (RFC 9111 §3.2): every field the 304
 /// carries replaces the stored one, except framing fields.
 pub fn refresh_headers(stored: &Headers, from_304: &Headers) -> Headers {
+    let framing = [
+        "content-length",
+        "transfer-encoding",
+        "content-encoding",
+        "content-range",
+    ];
+    let fresh: Vec<_> = from_304
+        .0
+        .iter()
+        .filter(|h| !framing.iter().any(|f| h.name.eq_ignore_ascii_case(f)))
+        .collect();
     let mut updated = stored.clone();
-    for h in &from_304.0 {
-        let name = h.name.to_ascii_lowercase();
-        if matches!(
-            name.as_str(),
-            "content-length" | "transfer-encoding" | "content-encoding" | "content-range"
-        ) {
-            continue;
-        }
-        updated.remove(&name);
+    for h in &fresh {
+        updated.remove(&h.name);
     }
-    for h in &from_304.0 {
-        let name = h.name.to_ascii_lowercase();
-        if matches!(
-            name.as_str(),
-            "content-length" | "transfer-encoding" | "content-encoding" | "content-range"
-        ) {
-            continue;
-        }
-        updated.0.push(h.clone());
-    }
+    updated.0.extend(fresh.into_iter().cloned());
     updated
 }
 

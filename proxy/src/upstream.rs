@@ -12,8 +12,7 @@ use crate::target::Authority;
 use crate::wire::Reader;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -37,15 +36,6 @@ struct Idle {
     since: Instant,
 }
 
-/// Counters a benchmark or a test can read.
-#[derive(Debug, Default)]
-pub struct PoolStats {
-    /// Upstream TCP connections opened since start.
-    pub opened: AtomicU64,
-    /// Requests sent on a reused connection.
-    pub reused: AtomicU64,
-}
-
 /// Dials upstream servers and keeps idle connections for reuse.
 #[derive(Debug)]
 pub struct Upstreams {
@@ -55,7 +45,6 @@ pub struct Upstreams {
     max_idle: usize,
     idle_timeout: Duration,
     idle: Mutex<HashMap<Authority, Vec<Idle>>>,
-    pub stats: Arc<PoolStats>,
 }
 
 impl Upstreams {
@@ -67,7 +56,6 @@ impl Upstreams {
             max_idle: config.pool_max_idle,
             idle_timeout: config.pool_idle_timeout,
             idle: Mutex::new(HashMap::new()),
-            stats: Arc::default(),
         }
     }
 
@@ -75,7 +63,6 @@ impl Upstreams {
     pub async fn checkout(&self, authority: &Authority) -> Result<UpstreamConn, ProxyError> {
         while let Some(conn) = self.take_idle(authority) {
             if still_open(&conn) {
-                self.stats.reused.fetch_add(1, Ordering::Relaxed);
                 return Ok(conn);
             }
             tracing::debug!("pooled connection to {authority} was closed by the server; dropped");
@@ -119,7 +106,6 @@ impl Upstreams {
         };
         // Small heads and bodies should leave at once, not wait for Nagle's algorithm.
         let _ = stream.set_nodelay(true);
-        self.stats.opened.fetch_add(1, Ordering::Relaxed);
         let (read, writer) = stream.into_split();
         Ok(UpstreamConn {
             reader: Reader::new(read),
@@ -147,14 +133,6 @@ impl Upstreams {
         if list.len() < self.max_idle {
             list.push(Idle { conn, since: now });
         }
-    }
-
-    /// Idle connections held right now, over all servers.
-    pub fn idle_count(&self) -> usize {
-        self.idle
-            .lock()
-            .map(|idle| idle.values().map(Vec::len).sum())
-            .unwrap_or(0)
     }
 
     fn take_idle(&self, authority: &Authority) -> Option<UpstreamConn> {

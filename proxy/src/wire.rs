@@ -784,56 +784,6 @@ pub async fn discard_body<R: AsyncRead + Unpin>(
     .await
 }
 
-/// Reads a whole body into memory (for small bodies whose size the caller bounds).
-pub async fn read_body<R: AsyncRead + Unpin>(
-    src: &mut Reader<R>,
-    from: Framing,
-    limit: usize,
-) -> Result<Vec<u8>, BodyError> {
-    if let Framing::Length(n) = from {
-        if n > limit as u64 {
-            return Err(BodyError::BadChunk("body is larger than allowed"));
-        }
-    }
-    let mut sink = LimitedVec {
-        data: Vec::new(),
-        limit,
-    };
-    copy_body(src, from, &mut sink, Framing::Close, Vec::new(), None).await?;
-    Ok(sink.data)
-}
-
-struct LimitedVec {
-    data: Vec<u8>,
-    limit: usize,
-}
-
-impl AsyncWrite for LimitedVec {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<io::Result<usize>> {
-        if self.data.len() + buf.len() > self.limit {
-            return std::task::Poll::Ready(Err(io::Error::other("body is larger than allowed")));
-        }
-        self.data.extend_from_slice(buf);
-        std::task::Poll::Ready(Ok(buf.len()))
-    }
-    fn poll_flush(
-        self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<io::Result<()>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-    fn poll_shutdown(
-        self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<io::Result<()>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-}
-
 /// Incremental body decoder: takes bytes from the read buffer, appends payload to `out`
 /// in the outgoing framing.
 #[derive(Debug)]
