@@ -104,24 +104,23 @@ impl ProxyProcess {
         self.pids.first().copied().unwrap_or(0)
     }
 
-    /// User plus system CPU time consumed so far.
-    fn cpu(&self) -> Duration {
-        let mut ticks = 0;
+    /// User and system (kernel) CPU time consumed so far, apart.
+    fn cpu_split(&self) -> (Duration, Duration) {
+        let (mut user, mut system) = (0, 0);
         for pid in &self.pids {
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
             // After the command name (in parentheses): utime is the 12th field, stime the 13th.
             let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
             let fields: Vec<&str> = after.split_whitespace().collect();
-            ticks += fields
-                .get(11)
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0)
-                + fields
-                    .get(12)
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .unwrap_or(0);
+            let field = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok());
+            user += field(11).unwrap_or(0);
+            system += field(12).unwrap_or(0);
         }
-        Duration::from_millis(ticks * 10) // USER_HZ is 100 on Linux
+        // USER_HZ is 100 on Linux.
+        (
+            Duration::from_millis(user * 10),
+            Duration::from_millis(system * 10),
+        )
     }
 
     /// Resident memory, in bytes.
@@ -262,7 +261,7 @@ fn keep_alive_load(c: &mut Criterion, name: &str, path: &str, clients: &[usize])
         });
         let mut clients = Some(clients);
         let upstream_before = origin.origin().connections();
-        let cpu_before = proxy.cpu();
+        let (user_before, system_before) = proxy.cpu_split();
         requests.store(0, Ordering::Relaxed);
         group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
             b.iter_custom(|iters| {
@@ -273,11 +272,16 @@ fn keep_alive_load(c: &mut Criterion, name: &str, path: &str, clients: &[usize])
             })
         });
         let done = requests.load(Ordering::Relaxed).max(1);
-        let cpu = proxy.cpu().saturating_sub(cpu_before);
+        let (user, system) = proxy.cpu_split();
+        let per_request = |d: Duration| d.as_secs_f64() * 1e6 / done as f64;
+        let (user, system) = (
+            per_request(user.saturating_sub(user_before)),
+            per_request(system.saturating_sub(system_before)),
+        );
         println!(
-            "{name}/{n}: proxy CPU {:.1} µs per request over {done} requests; \
-             {} new upstream connection(s) after warm-up",
-            cpu.as_secs_f64() * 1e6 / done as f64,
+            "{name}/{n}: proxy CPU {:.1} µs per request (user {user:.1}, kernel {system:.1}) \
+             over {done} requests; {} new upstream connection(s) after warm-up",
+            user + system,
             origin.origin().connections() - upstream_before
         );
     }

@@ -26,3 +26,7 @@ mod chat;
 mod caching;
 // Reverse mode: round-robin upstreams, Host kept, refused upstreams skipped, cache shared.
 mod reverse;
+// Filtering rules with live reload, client access control, proxy authentication.
+mod filtering;
+// The access log in every format, /metrics and /stats.
+mod observability;

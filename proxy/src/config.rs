@@ -114,13 +114,92 @@ pub struct Config {
     /// Log filter (error, warn, info, debug, trace, or tracing directives); RUST_LOG wins.
     #[arg(long, default_value = "info", value_name = "FILTER")]
     pub log: String,
+
+    /// Filtering rules: a TOML file (block/allow rules, header rewrites) or a plain list of
+    /// hosts and URLs to block, one per line. Reloaded within a second of any change (and on
+    /// SIGHUP); a file that does not parse keeps the previous rules.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub rules: Option<std::path::PathBuf>,
+
+    /// Clients allowed to use the proxy, as CIDR blocks or addresses (repeatable); others
+    /// get 403 [default: 127.0.0.0/8 and ::1, so it is never an open proxy by accident].
+    #[arg(long = "allow-clients", value_name = "CIDR", value_parser = parse_cidr)]
+    pub allow_clients: Vec<ipnet::IpNet>,
+
+    /// Require Basic proxy authentication (407) against this file of `user:bcrypt-hash`
+    /// lines (`htpasswd -B` writes them; so does `proxy hash-password USER`).
+    #[arg(long, value_name = "FILE")]
+    pub auth_file: Option<std::path::PathBuf>,
+
+    /// Write an access log line per request (and per tunnel, when it closes) to FILE, or
+    /// `-` for stdout. SIGUSR1 reopens the file, for log rotation.
+    #[arg(long, value_name = "FILE")]
+    pub access_log: Option<std::path::PathBuf>,
+
+    /// The access log's format: Squid's native format, Apache's common or combined, or
+    /// JSON lines with every field.
+    #[arg(long, value_enum, default_value_t = LogFormat::Squid, value_name = "FORMAT")]
+    pub log_format: LogFormat,
+
+    /// Serve /metrics (Prometheus text) and /stats (JSON) on this address, to allowed
+    /// clients only.
+    #[arg(long, value_name = "IP:PORT")]
+    pub admin: Option<SocketAddr>,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Commands other than running the proxy.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Add a block rule to the --rules file (created if missing): a host, *.domain, or an
+    /// http:// URL prefix. A running proxy applies it within a second.
+    Block {
+        /// e.g. ads.example, *.tracker.example, http://example.com/private/
+        pattern: String,
+    },
+    /// Remove the block rules for exactly this host or URL from the --rules file.
+    Unblock { pattern: String },
+    /// Work with a rules file.
+    #[command(subcommand)]
+    Rules(RulesCommand),
+    /// Print a `USER:HASH` line for --auth-file; the password is read from stdin.
+    HashPassword { user: String },
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum RulesCommand {
+    /// Parse a rules file and say what it holds, or where it is wrong (exit status 1).
+    Check { file: std::path::PathBuf },
+}
+
+/// Access log formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// `time.ms elapsed client code/status bytes method URL user hierarchy/peer type`
+    Squid,
+    /// Apache's common log format.
+    Common,
+    /// Apache's combined format (common plus Referer and User-Agent).
+    Combined,
+    /// One JSON object per line.
+    Json,
+}
+
+fn parse_cidr(s: &str) -> Result<ipnet::IpNet, String> {
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{s:?} is not an address or CIDR block (e.g. 10.0.0.0/8)"))
 }
 
 const AFTER_HELP: &str = "\
 Errors the proxy answers itself, each with a one-sentence plain-text body:
   400 malformed request     408 header section too slow   414 request-target > 8 KiB
-  403 CONNECT to a port outside --connect-ports, or PURGE from another machine
+  403 blocked by a --rules rule (the page names it and its line), a client outside
+      --allow-clients, CONNECT to a port outside --connect-ports, PURGE from elsewhere
   404 an origin-form request for anything but / (forward mode)   431 header section > 64 KiB
+  407 --auth-file is set and the Proxy-Authorization credentials are missing or wrong
   501 https:// request-targets (use CONNECT)   502 upstream unreachable, unresolvable or invalid
   504 upstream too slow, or only-if-cached with nothing stored
   508 Via loop, or CONNECT to the proxy itself
@@ -134,7 +213,20 @@ Examples:
   curl -x http://127.0.0.1:8080 http://127.0.0.1:9000/bytes/100
   curl -x http://127.0.0.1:8080 --cacert ca.pem https://localhost:9443/bytes/100
   proxy --resolve example.test=127.0.0.1 --workers 2 --max-clients 64
-  proxy --listen 127.0.0.1:8000 --upstream http://127.0.0.1:9000 --cache-dir cache/";
+  proxy --listen 127.0.0.1:8000 --upstream http://127.0.0.1:9000 --cache-dir cache/
+  proxy --rules rules.toml --access-log access.log --admin 127.0.0.1:9090
+  proxy --rules rules.toml block '*.ads.example'    (a running proxy applies it at once)
+  proxy rules check rules.toml
+
+The rules file (TOML; a .txt file is a plain list of hosts and http:// URLs to block):
+  default = \"allow\"                  # or \"deny\": only what an allow rule matches passes
+  [[rule]]
+  action = \"block\"                   # first matching rule wins
+  host = \"*.ads.example\"             # also: url = \"http://…/prefix\", regex, method, port
+  [[header]]
+  on = \"request\"                     # or \"response\"; hosts = [...] to scope it
+  remove = [\"Cookie\"]
+  set = { \"User-Agent\" = \"proxylab\" }";
 
 /// Which ports CONNECT may reach.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -221,6 +313,18 @@ impl Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             ..Config::default()
+        }
+    }
+
+    /// The client networks allowed to use the proxy (loopback when none were given).
+    pub fn client_networks(&self) -> Vec<ipnet::IpNet> {
+        if self.allow_clients.is_empty() {
+            vec![
+                ipnet::IpNet::V4(ipnet::Ipv4Net::new_assert(std::net::Ipv4Addr::LOCALHOST, 8)),
+                ipnet::IpNet::from(IpAddr::from(std::net::Ipv6Addr::LOCALHOST)),
+            ]
+        } else {
+            self.allow_clients.clone()
         }
     }
 

@@ -32,6 +32,12 @@ pub enum ProxyError {
     NotImplemented(String),
     #[error("{0}")]
     Forbidden(String),
+    /// Blocked by a filtering rule; the text names the rule and its line.
+    #[error("blocked by {0}")]
+    Blocked(String),
+    /// Proxy authentication missing or wrong (407); the text never holds the password.
+    #[error("proxy authentication required: {0}")]
+    AuthRequired(String),
     /// A request that would come back to this proxy; the text says how.
     #[error("{0}: a forwarding loop")]
     Loop(String),
@@ -57,7 +63,8 @@ impl ProxyError {
         match self {
             ProxyError::BadRequest(_) => 400,
             ProxyError::HeaderTimeout => 408,
-            ProxyError::Forbidden(_) => 403,
+            ProxyError::Forbidden(_) | ProxyError::Blocked(_) => 403,
+            ProxyError::AuthRequired(_) => 407,
             ProxyError::UriTooLong(_) => 414,
             ProxyError::HeadersTooLarge(_) => 431,
             ProxyError::NotImplemented(_) => 501,
@@ -82,7 +89,14 @@ impl ProxyError {
     /// The error page: status line, short plain-text body, and `Connection: close`
     /// when the connection cannot continue.
     pub fn response(&self, via: Option<&str>) -> (ResponseHead, Vec<u8>) {
-        error_page(self.status(), &self.to_string(), via)
+        let (mut head, body) = error_page(self.status(), &self.to_string(), via);
+        if let ProxyError::AuthRequired(_) = self {
+            head.headers.push(
+                "Proxy-Authenticate",
+                format!("Basic realm=\"{}\"", crate::auth::REALM),
+            );
+        }
+        (head, body)
     }
 }
 

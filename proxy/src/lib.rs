@@ -38,14 +38,19 @@
 
 #![forbid(unsafe_code)]
 
+pub mod accesslog;
+pub mod admin;
+pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod disk;
 pub mod error;
 pub mod forward;
 pub mod freshness;
+pub mod metrics;
 pub mod pipeline;
 pub mod reverse;
+pub mod rules;
 pub mod server;
 pub mod target;
 pub mod tunnel;

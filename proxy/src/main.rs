@@ -2,7 +2,9 @@
 
 use anyhow::Context;
 use clap::Parser;
+use proxy::config::{Command, RulesCommand};
 use proxy::pipeline::Shared;
+use proxy::rules;
 use proxy::Config;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -15,6 +17,13 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
     let config = Config::parse();
+    if let Some(command) = &config.command {
+        if let Err(e) = run_command(command, &config) {
+            eprintln!("proxy: {e:#}");
+            std::process::exit(1);
+        }
+        return Ok(());
+    }
     proxy::init_logging(&config.log);
     let workers = config
         .workers
@@ -33,6 +42,10 @@ fn main() -> anyhow::Result<()> {
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let addr = listener.local_addr()?;
         println!("proxy listening on http://{addr}");
+        let admin = proxy::server::bind_admin(&config).await?;
+        if let Some(admin) = &admin {
+            println!("proxy admin listening on http://{}", admin.local_addr()?);
+        }
         tracing::info!(
             "{workers} worker thread(s), up to {} client(s) at once{}",
             config.concurrency(),
@@ -42,13 +55,60 @@ fn main() -> anyhow::Result<()> {
                 ""
             }
         );
-        proxy::run(
-            listener,
-            Arc::new(Shared::new(config, addr).context("setting up the cache directory")?),
-            proxy::server::shutdown_signal(),
-        )
-        .await?;
+        let shared = Arc::new(Shared::new(config, addr)?);
+        if let Some(admin) = admin {
+            tokio::spawn(proxy::admin::serve(admin, shared.clone()));
+        }
+        proxy::run(listener, shared, proxy::server::shutdown_signal()).await?;
         tracing::info!("proxy stopped");
         Ok(())
     })
+}
+
+/// `proxy block`, `unblock`, `rules check`, `hash-password`: file work, no server.
+fn run_command(command: &Command, config: &Config) -> anyhow::Result<()> {
+    let rules_file = || {
+        config
+            .rules
+            .clone()
+            .context("this command needs --rules FILE (the file the proxy reads its rules from)")
+    };
+    match command {
+        Command::Block { pattern } => {
+            let path = rules_file()?;
+            let done = rules::block(&path, pattern).map_err(|e| located(&path, e))?;
+            println!("{done}");
+        }
+        Command::Unblock { pattern } => {
+            let path = rules_file()?;
+            let done = rules::unblock(&path, pattern).map_err(|e| located(&path, e))?;
+            println!("{done}");
+        }
+        Command::Rules(RulesCommand::Check { file }) => {
+            let set = rules::RuleSet::load(file).map_err(|e| located(file, e))?;
+            println!("{}: ok: {}", file.display(), set.summary());
+        }
+        Command::HashPassword { user } => {
+            let mut password = String::new();
+            std::io::stdin()
+                .read_line(&mut password)
+                .context("reading the password from stdin")?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            anyhow::ensure!(!password.is_empty(), "no password on stdin");
+            println!(
+                "{}",
+                proxy::auth::hash_line(user, password).map_err(anyhow::Error::msg)?
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `FILE:LINE:COLUMN: message`, the form editors jump to.
+fn located(path: &std::path::Path, e: rules::RulesError) -> anyhow::Error {
+    match (e.line, e.column) {
+        (0, _) => anyhow::anyhow!("{}", e.message),
+        (l, 0) => anyhow::anyhow!("{}:{l}: {}", path.display(), e.message),
+        (l, c) => anyhow::anyhow!("{}:{l}:{c}: {}", path.display(), e.message),
+    }
 }

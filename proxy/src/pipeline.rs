@@ -14,18 +14,21 @@
 //!                                   └──────────▶ log line (always)
 //! ```
 
+use crate::accesslog::AccessLog;
+use crate::auth::Auth;
 use crate::cache::{self, Cache, Entry};
-use crate::config::Config;
+use crate::config::{Config, LogFormat};
 use crate::error::{error_page, ProxyError};
 use crate::forward;
 use crate::freshness::{self, CacheControl};
+use crate::metrics::Metrics;
+use crate::rules::{self, Direction, Rules, Verdict};
 use crate::target::{self, Authority, Target};
 use crate::upstream::{UpstreamConn, Upstreams};
 use crate::wire::{
     self, copy_body, BodyError, Framing, HeadError, Limits, Reader, RequestHead, ResponseHead,
     Version,
 };
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -47,9 +50,35 @@ pub struct Shared {
     /// Set on shutdown: responses then close their connections.
     pub draining: AtomicBool,
     next_request: AtomicU64,
+    /// The Via entries this proxy adds for HTTP/1.0 and HTTP/1.1 messages, built once.
+    via: [Option<String>; 2],
+    /// Filtering rules (`--rules`), swapped whole on reload.
+    pub rules: Arc<Rules>,
+    /// Clients allowed to use the proxy (`--allow-clients`).
+    pub networks: Vec<ipnet::IpNet>,
+    pub auth: Option<Arc<Auth>>,
+    pub access_log: Option<AccessLog>,
+    pub metrics: Metrics,
 }
 
 impl Shared {
+    /// `--allow-clients`: whether `peer` may use the proxy (403 if not).
+    pub fn admit_client(&self, peer: SocketAddr) -> Result<(), ProxyError> {
+        let ip = peer.ip().to_canonical();
+        if self.networks.iter().any(|n| n.contains(&ip)) {
+            Ok(())
+        } else {
+            Err(ProxyError::Forbidden(format!(
+                "{ip} is not allowed to use this proxy (see --allow-clients)"
+            )))
+        }
+    }
+
+    /// The Via entry for a message of `version` (`None` with `--no-via`).
+    pub fn via(&self, version: Version) -> Option<&str> {
+        self.via[usize::from(version == Version::Http11)].as_deref()
+    }
+
     /// Whether a connection whose client wants keep-alive (or not) may carry another
     /// request: not while the proxy is shutting down.
     fn next(&self, client_keeps_alive: bool) -> Next {
@@ -63,6 +92,29 @@ impl Shared {
     /// The shared state for a proxy listening on `local_addr`; with `--cache-dir`, the
     /// cache's files are loaded first.
     pub fn new(config: Config, local_addr: SocketAddr) -> std::io::Result<Self> {
+        let rules = match &config.rules {
+            Some(path) => {
+                let rules = Rules::load(path).map_err(|e| {
+                    std::io::Error::other(format!("rules: {}: {e}", path.display()))
+                })?;
+                tracing::info!("rules: {}: {}", path.display(), rules.current().summary());
+                Arc::new(rules)
+            }
+            None => Arc::new(Rules::none()),
+        };
+        let auth = match &config.auth_file {
+            Some(path) => Some(Arc::new(Auth::load(path).map_err(std::io::Error::other)?)),
+            None => None,
+        };
+        let access_log = match &config.access_log {
+            Some(path) => Some(AccessLog::open(path, config.log_format).map_err(|e| {
+                std::io::Error::other(format!("access log {}: {e}", path.display()))
+            })?),
+            None => None,
+        };
+        let workers = config
+            .workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         let mut cache = Cache::new(config.cache_size, config.cache_max_object);
         if let (Some(dir), true) = (&config.cache_dir, cache.enabled()) {
             let (loaded, count) = cache.with_dir(dir.clone())?;
@@ -76,6 +128,15 @@ impl Shared {
             upstreams: Upstreams::new(&config),
             limits: Limits::default(),
             draining: AtomicBool::new(false),
+            via: [
+                config.via_entry(Version::Http10),
+                config.via_entry(Version::Http11),
+            ],
+            rules,
+            networks: config.client_networks(),
+            auth,
+            access_log,
+            metrics: Metrics::new(workers),
             config,
             next_request: AtomicU64::new(1),
         })
@@ -115,6 +176,20 @@ pub struct RequestContext {
     pub upstream: Option<Authority>,
     pub upstream_reused: bool,
     pub error: Option<String>,
+    /// The client's HTTP version.
+    pub version: Version,
+    /// The user who authenticated (with `--auth-file`).
+    pub user: Option<String>,
+    /// What happened, as Squid's result codes name it: `TCP_MISS`, `TCP_HIT`,
+    /// `TCP_IMS_HIT` (304 from the cache), `TCP_REFRESH_UNMODIFIED`, `TCP_REFRESH_MODIFIED`,
+    /// `TCP_DENIED`, `TCP_TUNNEL`, or `NONE` (answered by the proxy itself).
+    pub result: &'static str,
+    pub content_type: Option<String>,
+    /// Request headers the combined and JSON log formats print (only kept when they do).
+    pub referer: Option<String>,
+    pub user_agent: Option<String>,
+    /// The rule that blocked the request.
+    pub blocked_by: Option<String>,
 }
 
 /// Handles one request whose head has been read, writes its response, and logs it.
@@ -131,16 +206,47 @@ pub async fn handle(shared: &Shared, conn: &mut ClientConn, head: RequestHead) -
         upstream: None,
         upstream_reused: false,
         error: None,
+        version: head.version,
+        user: None,
+        result: "NONE",
+        content_type: None,
+        referer: None,
+        user_agent: None,
+        blocked_by: None,
     };
+    if shared
+        .access_log
+        .as_ref()
+        .is_some_and(|l| matches!(l.format(), LogFormat::Combined | LogFormat::Json))
+    {
+        let text = |name| {
+            head.headers
+                .get(name)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+        };
+        ctx.referer = text("referer");
+        ctx.user_agent = text("user-agent");
+    }
     let client_version = head.version;
-    let next = match route(shared, conn, head, &mut ctx).await {
+    let routed = match shared.admit_client(conn.peer) {
+        Ok(()) => route(shared, conn, head, &mut ctx).await,
+        Err(e) => Err(e.into()),
+    };
+    let next = match routed {
         Ok(next) => next,
         Err(Failure::Answer(e)) => {
             ctx.status = e.status();
+            if matches!(
+                e,
+                ProxyError::Blocked(_) | ProxyError::AuthRequired(_) | ProxyError::Forbidden(_)
+            ) {
+                ctx.result = "TCP_DENIED";
+            }
             ctx.error = Some(e.to_string());
-            let via = shared.config.via_entry(Version::Http11);
-            let (head, body) = e.response(via.as_deref());
-            let _ = respond(conn, client_version, head, &body, Next::Close).await;
+            let (head, body) = e.response(shared.via(Version::Http11));
+            if let Ok(sent) = respond(conn, client_version, head, &body, Next::Close).await {
+                ctx.bytes_down = sent;
+            }
             Next::Close
         }
         Err(Failure::Abort(why)) => {
@@ -148,7 +254,7 @@ pub async fn handle(shared: &Shared, conn: &mut ClientConn, head: RequestHead) -
             Next::Close
         }
     };
-    log(&ctx);
+    finish(shared, &ctx);
     next
 }
 
@@ -180,6 +286,15 @@ async fn route(
             purge(shared, conn, &head, key, framing, ctx).await
         }
         Target::Absolute { authority, path } => {
+            admit(
+                shared,
+                &head,
+                &authority.host,
+                authority.port,
+                Some(&path),
+                ctx,
+            )
+            .await?;
             let destination = Destination {
                 key: cache::key(&authority, &path),
                 upstreams: vec![authority],
@@ -201,6 +316,8 @@ async fn route(
                 .and_then(|h| std::str::from_utf8(h).ok())
                 .map(str::to_ascii_lowercase)
                 .unwrap_or_else(|| upstreams.first().map(|u| u.to_string()).unwrap_or_default());
+            let (name, port) = split_host_header(&host);
+            admit(shared, &head, name, port, Some(&path), ctx).await?;
             let destination = Destination {
                 key: format!("http://{host}{path}"),
                 upstreams,
@@ -215,15 +332,83 @@ async fn route(
             res.headers.push("Allow", ALLOWED);
             res.headers.push("Content-Length", "0");
             ctx.status = 200;
-            finish_own(conn, &head, framing, res, b"").await
+            finish_own(conn, &head, framing, res, b"", ctx).await
         }
         Target::AbsoluteHttps => Err(ProxyError::NotImplemented(
             "https:// request-targets (send CONNECT host:443 and speak TLS through the tunnel)"
                 .into(),
         )
         .into()),
-        Target::Authority(authority) => connect(shared, conn, &head, authority, ctx).await,
+        Target::Authority(authority) => {
+            admit(shared, &head, &authority.host, authority.port, None, ctx).await?;
+            connect(shared, conn, &head, authority, ctx).await
+        }
     }
+}
+
+/// Access control for a request to `host:port` (the name the client asked for, never a
+/// resolved address): proxy authentication, then the filtering rules. `path` is `None`
+/// for CONNECT.
+async fn admit(
+    shared: &Shared,
+    head: &RequestHead,
+    host: &str,
+    port: u16,
+    path: Option<&str>,
+    ctx: &mut RequestContext,
+) -> Result<(), Failure> {
+    if let Some(auth) = &shared.auth {
+        match auth.check(head.headers.get("proxy-authorization")).await {
+            Ok(user) => ctx.user = Some(user),
+            Err(why) => return Err(ProxyError::AuthRequired(why).into()),
+        }
+    }
+    if shared.rules.path().is_some() {
+        let rules = shared.rules.current();
+        let url = match path {
+            Some(path) => rules::url(host, port, path),
+            None if host.contains(':') => format!("[{host}]:{port}"),
+            None => format!("{host}:{port}"),
+        };
+        let request = rules::Request {
+            method: &head.method,
+            host,
+            port,
+            url: &url,
+        };
+        if let Verdict::Block(why) = rules.check(&request) {
+            let file = shared
+                .rules
+                .path()
+                .and_then(|p| p.file_name())
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let why = format!("{file} {why}");
+            ctx.blocked_by = Some(why.clone());
+            return Err(ProxyError::Blocked(why).into());
+        }
+    }
+    Ok(())
+}
+
+/// A Host header value split into lower-case name (no brackets) and port (80 if none).
+fn split_host_header(host: &str) -> (&str, u16) {
+    if let Some(rest) = host.strip_prefix('[') {
+        let (name, after) = rest.split_once(']').unwrap_or((rest, ""));
+        let port = after.strip_prefix(':').and_then(|p| p.parse().ok());
+        return (name, port.unwrap_or(80));
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) => (name, port.parse().unwrap_or(80)),
+        None => (host, 80),
+    }
+}
+
+/// The host part of a cache key (`http://host:port/path`), as rules see it.
+fn host_of_key(key: &str) -> &str {
+    let rest = key.strip_prefix("http://").unwrap_or(key);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    split_host_header(authority).0
 }
 
 /// Opens a CONNECT tunnel: port policy, loop check, dial, `200`, then bytes both ways.
@@ -249,7 +434,7 @@ async fn connect(
     }
     let server = shared.upstreams.dial(&authority, &addrs).await?;
     let mut ok = ResponseHead::new(200, "Connection Established");
-    if let Some(via) = config.via_entry(head.version) {
+    if let Some(via) = shared.via(head.version) {
         ok.headers.push("Via", via);
     }
     let mut out = Vec::with_capacity(128);
@@ -259,7 +444,16 @@ async fn connect(
         .await
         .map_err(|e| Failure::Abort(format!("client went away: {e}")))?;
     ctx.status = 200;
+    ctx.result = "TCP_TUNNEL";
+    shared
+        .metrics
+        .tunnels_active
+        .fetch_add(1, Ordering::Relaxed);
     let stats = crate::tunnel::relay(conn, server, config.tunnel_idle_timeout).await;
+    shared
+        .metrics
+        .tunnels_active
+        .fetch_sub(1, Ordering::Relaxed);
     ctx.bytes_up = stats.up;
     ctx.bytes_down = stats.down;
     if stats.idled_out {
@@ -321,7 +515,6 @@ async fn forward(
             return answer_max_forwards(conn, head, framing, ctx).await;
         }
     }
-    ctx.upstream = Some(authority.clone());
 
     // The cache stage: answer from a stored response if it is fresh enough for this
     // request; otherwise forward, with conditionals when a stale one can be revalidated.
@@ -363,8 +556,22 @@ async fn forward(
                 } else {
                     "proxylab; hit"
                 };
-                let (next, sent) = serve_stored(shared, conn, &head, &entry, age, status).await?;
+                let (next, sent, bytes) =
+                    serve_stored(shared, conn, &head, &entry, age, status).await?;
                 ctx.status = sent;
+                ctx.bytes_down = bytes;
+                ctx.result = if sent == 304 {
+                    "TCP_IMS_HIT"
+                } else {
+                    "TCP_HIT"
+                };
+                if shared.access_log.is_some() {
+                    ctx.content_type = entry
+                        .head
+                        .headers
+                        .get("content-type")
+                        .map(|v| String::from_utf8_lossy(v).into_owned());
+                }
                 return Ok(next);
             }
             Lookup::Forward { stored, fwd, .. } => (stored, fwd),
@@ -385,6 +592,10 @@ async fn forward(
             fwd,
         });
     }
+    ctx.result = match plan.as_ref().and_then(|p| p.stored.as_ref()) {
+        Some(_) => "TCP_REFRESH_MODIFIED",
+        None => "TCP_MISS",
+    };
     let client = ClientWants {
         version: head.version,
         keep_alive: head.wants_keep_alive(),
@@ -404,10 +615,17 @@ async fn forward(
     if !keep_host {
         forward::set_host(&mut up.headers, &authority.host_header());
     }
-    if let Some(via) = config.via_entry(client.version) {
-        forward::add_via(&mut up.headers, &via);
+    if let Some(via) = shared.via(client.version) {
+        forward::add_via(&mut up.headers, via);
     }
     forward::forwarded_for(&mut up.headers, config.forwarded_for, conn.peer.ip());
+    if shared.rules.path().is_some() {
+        shared.rules.current().rewrite(
+            Direction::Request,
+            host_of_key(&client.key),
+            &mut up.headers,
+        );
+    }
     if framing == Framing::Chunked {
         up.headers.push("Transfer-Encoding", "chunked");
     }
@@ -611,7 +829,7 @@ async fn purge(
     ctx.status = status;
     let (mut res, _) = error_page(status, "", None);
     res.headers.set("Content-Length", text.len().to_string());
-    finish_own(conn, head, framing, res, text.as_bytes()).await
+    finish_own(conn, head, framing, res, text.as_bytes(), ctx).await
 }
 
 /// What the client's request said about the response it can take.
@@ -673,13 +891,11 @@ fn client_condition_met(request: &wire::Headers, entry: &Entry) -> bool {
             .tokens("if-none-match")
             .any(|t| t == "*" || weak(t.as_bytes()) == ours);
     }
-    match (
-        freshness::http_date(request, "if-modified-since"),
-        freshness::http_date(&entry.head.headers, "last-modified"),
-    ) {
-        (Some(since), Some(modified)) => modified <= since,
-        _ => false,
-    }
+    // The stored date is parsed only when the client sent one to compare it with.
+    let Some(since) = freshness::http_date(request, "if-modified-since") else {
+        return false;
+    };
+    freshness::http_date(&entry.head.headers, "last-modified").is_some_and(|m| m <= since)
 }
 
 /// Answers from a stored response: `Age` set, `Cache-Status` added, and a 304 when the
@@ -691,7 +907,7 @@ async fn serve_stored(
     entry: &Entry,
     age: Duration,
     cache_status: &str,
-) -> Result<(Next, u16), Failure> {
+) -> Result<(Next, u16, u64), Failure> {
     let next = shared.next(head.wants_keep_alive());
     let asked = Asked {
         method: &head.method,
@@ -703,7 +919,7 @@ async fn serve_stored(
         .write_all(&out)
         .await
         .map_err(|e| Failure::Abort(format!("client went away: {e}")))?;
-    Ok((next, status))
+    Ok((next, status, out.len() as u64))
 }
 
 /// What of a request matters to the answer a stored response gives.
@@ -733,16 +949,41 @@ fn stored_bytes(
     } else {
         entry.head.reason.as_str()
     };
-    // write! into the Vec: no intermediate Strings on the hit path.
-    let _ = write!(out, "HTTP/1.1 {status} {reason}\r\n");
+    // Bytes pushed straight into the Vec: the formatting machinery cost more than the
+    // rest of building the response (perf, cache-hit bench).
+    let mut number = itoa::Buffer::new();
+    let line = |out: &mut Vec<u8>, parts: &[&[u8]]| {
+        for part in parts {
+            out.extend_from_slice(part);
+        }
+        out.extend_from_slice(b"\r\n");
+    };
+    line(
+        &mut out,
+        &[
+            b"HTTP/1.1 ",
+            number.format(status).as_bytes(),
+            b" ",
+            reason.as_bytes(),
+        ],
+    );
     out.extend_from_slice(&entry.facts.replay);
-    let _ = write!(out, "Age: {}\r\n", age.as_secs());
-    if let Some(via) = shared.config.via_entry(entry.head.version) {
-        let _ = write!(out, "Via: {via}\r\n");
+    line(
+        &mut out,
+        &[b"Age: ", number.format(age.as_secs()).as_bytes()],
+    );
+    if let Some(via) = shared.via(entry.head.version) {
+        line(&mut out, &[b"Via: ", via.as_bytes()]);
     }
-    let _ = write!(out, "Cache-Status: {cache_status}\r\n");
+    line(&mut out, &[b"Cache-Status: ", cache_status.as_bytes()]);
     if !not_modified {
-        let _ = write!(out, "Content-Length: {}\r\n", entry.body.len());
+        line(
+            &mut out,
+            &[
+                b"Content-Length: ",
+                number.format(entry.body.len()).as_bytes(),
+            ],
+        );
     }
     match (next, asked.version) {
         (Next::Close, _) => out.extend_from_slice(b"Connection: close\r\n"),
@@ -873,6 +1114,20 @@ async fn relay_response(
     let upstream_keeps = res.keeps_alive() && from != Framing::Close;
 
     forward::strip_hop_by_hop(&mut res.headers);
+    if shared.rules.path().is_some() {
+        // Before the cache stores the response: stored responses carry the rewrites.
+        shared.rules.current().rewrite(
+            Direction::Response,
+            host_of_key(&client.key),
+            &mut res.headers,
+        );
+    }
+    if shared.access_log.is_some() {
+        ctx.content_type = res
+            .headers
+            .get("content-type")
+            .map(|v| String::from_utf8_lossy(v).into_owned());
+    }
     // An unsafe method that succeeded makes stored responses for its target stale
     // (RFC 9111 §4.4), and those for same-origin Location / Content-Location too.
     if !matches!(client.method.as_str(), "GET" | "HEAD" | "OPTIONS" | "TRACE") && res.status < 400 {
@@ -905,6 +1160,8 @@ async fn relay_response(
             };
             let (status_code, last) = stored_bytes(shared, &asked, &entry, age, &status, next);
             ctx.status = status_code;
+            ctx.result = "TCP_REFRESH_UNMODIFIED";
+            ctx.bytes_down = last.len() as u64;
             return Ok(Relayed {
                 next,
                 upstream_reusable: upstream_keeps,
@@ -939,8 +1196,8 @@ async fn relay_response(
         );
         res.headers.push("Cache-Status", status);
     }
-    if let Some(via) = config.via_entry(res.version) {
-        forward::add_via(&mut res.headers, &via);
+    if let Some(via) = shared.via(res.version) {
+        forward::add_via(&mut res.headers, via);
     }
     // Chunked and close-delimited bodies go to HTTP/1.1 clients chunked (so the client's
     // connection can stay open), to HTTP/1.0 clients close-delimited.
@@ -962,6 +1219,7 @@ async fn relay_response(
 
     let mut out = Vec::with_capacity(512);
     res.write_to(&mut out);
+    let head_len = out.len() as u64;
     let copied = wire::copy_body_but_last_write(
         up_rd,
         from,
@@ -974,7 +1232,7 @@ async fn relay_response(
     .await;
     match copied {
         Ok((c, last)) => {
-            ctx.bytes_down = c.bytes;
+            ctx.bytes_down = head_len + c.bytes;
             if let Some((plan, head, capture)) = store {
                 match capture.into_body() {
                     // Larger than --cache-max-object: not stored, so not worth waiting for.
@@ -1066,7 +1324,7 @@ async fn answer_max_forwards(
         let mut res = ResponseHead::new(200, "OK");
         res.headers.push("Allow", ALLOWED);
         res.headers.push("Content-Length", "0");
-        return finish_own(conn, &head, framing, res, b"").await;
+        return finish_own(conn, &head, framing, res, b"", ctx).await;
     }
     // TRACE reflects the request as received, minus credentials (RFC 9110 §9.3.8).
     let mut reflected = head.clone();
@@ -1078,7 +1336,7 @@ async fn answer_max_forwards(
     let mut res = ResponseHead::new(200, "OK");
     res.headers.push("Content-Type", "message/http");
     res.headers.push("Content-Length", body.len().to_string());
-    finish_own(conn, &head, framing, res, &body).await
+    finish_own(conn, &head, framing, res, &body, ctx).await
 }
 
 /// The page the proxy serves about itself for origin-form requests.
@@ -1104,7 +1362,7 @@ async fn own_page(
     res.headers.set("Content-Length", body.len().to_string());
     res.headers.remove("cache-control");
     ctx.status = status;
-    finish_own(conn, head, framing, res, body.as_bytes()).await
+    finish_own(conn, head, framing, res, body.as_bytes(), ctx).await
 }
 
 const STATUS_PAGE: &str = "\
@@ -1125,6 +1383,7 @@ async fn finish_own(
     framing: Framing,
     res: ResponseHead,
     body: &[u8],
+    ctx: &mut RequestContext,
 ) -> Result<Next, Failure> {
     let drained = wire::discard_body(&mut conn.reader, framing, None)
         .await
@@ -1139,7 +1398,7 @@ async fn finish_own(
     } else {
         body
     };
-    respond(conn, head.version, res, body, next)
+    ctx.bytes_down = respond(conn, head.version, res, body, next)
         .await
         .map_err(|e| Failure::Abort(format!("writing the response failed: {e}")))?;
     Ok(next)
@@ -1152,12 +1411,13 @@ pub async fn respond(
     mut res: ResponseHead,
     body: &[u8],
     next: Next,
-) -> std::io::Result<()> {
+) -> std::io::Result<u64> {
     set_connection(&mut res.headers, client_version, next);
     let mut out = Vec::with_capacity(256 + body.len());
     res.write_to(&mut out);
     out.extend_from_slice(body);
-    conn.writer.write_all(&out).await
+    conn.writer.write_all(&out).await?;
+    Ok(out.len() as u64)
 }
 
 /// `Connection: close` when the connection ends; `keep-alive` for HTTP/1.0 clients that stay.
@@ -1169,8 +1429,18 @@ fn set_connection(headers: &mut wire::Headers, client_version: Version, next: Ne
     }
 }
 
+/// The end of every request: the log line, the access log, the metrics.
+pub fn finish(shared: &Shared, ctx: &RequestContext) {
+    log(ctx);
+    if let Some(access_log) = &shared.access_log {
+        access_log.write(ctx);
+    }
+    shared.metrics.record(ctx);
+}
+
 fn log(ctx: &RequestContext) {
-    let elapsed = ctx.started.elapsed();
+    // The elapsed time is read only when a line is written (the macros skip their
+    // arguments when their level is off).
     if ctx.method == "CONNECT" && ctx.status == 200 {
         // A tunnel is a connection-long event: worth a line at the default level.
         tracing::info!(
@@ -1180,7 +1450,7 @@ fn log(ctx: &RequestContext) {
             ctx.target,
             ctx.bytes_up,
             ctx.bytes_down,
-            elapsed,
+            ctx.started.elapsed(),
             ctx.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
         );
         return;
@@ -1191,7 +1461,7 @@ fn log(ctx: &RequestContext) {
             client = %ctx.peer,
             reused = ctx.upstream_reused,
             "{} {} -> {} ({} B up, {} B down, {:.1?})",
-            ctx.method, ctx.target, ctx.status, ctx.bytes_up, ctx.bytes_down, elapsed
+            ctx.method, ctx.target, ctx.status, ctx.bytes_up, ctx.bytes_down, ctx.started.elapsed()
         ),
         Some(err) => tracing::warn!(
             id = ctx.id,
@@ -1200,7 +1470,7 @@ fn log(ctx: &RequestContext) {
             ctx.method,
             ctx.target,
             if ctx.status == 0 { "aborted".to_string() } else { ctx.status.to_string() },
-            elapsed
+            ctx.started.elapsed()
         ),
     }
 }

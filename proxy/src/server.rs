@@ -36,6 +36,10 @@ pub async fn run(
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
     let active = Arc::new(AtomicUsize::new(0));
     tokio::pin!(shutdown);
+    if let Err(e) = shared.rules.watch() {
+        tracing::warn!("rules: cannot watch the file ({e}); SIGHUP still reloads it");
+    }
+    let signals = tokio::spawn(on_signals(shared.clone()));
 
     loop {
         let permit = tokio::select! {
@@ -55,6 +59,9 @@ pub async fn run(
         let active = active.clone();
         tokio::spawn(async move {
             let now = active.fetch_add(1, Ordering::Relaxed) + 1;
+            let metrics = &shared.metrics;
+            metrics.connections_total.fetch_add(1, Ordering::Relaxed);
+            metrics.connections_active.fetch_add(1, Ordering::Relaxed);
             let thread = std::thread::current();
             tracing::info!(
                 "[NEW CONNECTION] {peer} on {} [ACTIVE CONNECTIONS] {now}",
@@ -63,6 +70,10 @@ pub async fn run(
             let started = Instant::now();
             let served = serve(&shared, stream, peer, stop).await;
             let left = active.fetch_sub(1, Ordering::Relaxed) - 1;
+            shared
+                .metrics
+                .connections_active
+                .fetch_sub(1, Ordering::Relaxed);
             tracing::info!(
                 "[CLOSED] {peer} after {served} request{} in {:.1?} [ACTIVE CONNECTIONS] {left}",
                 if served == 1 { "" } else { "s" },
@@ -74,6 +85,7 @@ pub async fn run(
     }
 
     drop(listener);
+    signals.abort();
     shared
         .draining
         .store(true, std::sync::atomic::Ordering::Relaxed);
@@ -95,7 +107,40 @@ pub async fn run(
             active.load(Ordering::Relaxed)
         );
     }
+    if let Some(log) = &shared.access_log {
+        log.close();
+    }
     Ok(())
+}
+
+/// SIGHUP reloads the rules file; SIGUSR1 reopens the access log (after rotation).
+async fn on_signals(shared: Arc<Shared>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut hup), Ok(mut usr1)) = (
+            signal(SignalKind::hangup()),
+            signal(SignalKind::user_defined1()),
+        ) else {
+            tracing::warn!("cannot listen for SIGHUP and SIGUSR1");
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP: reloading the rules");
+                    let _ = shared.rules.reload();
+                }
+                _ = usr1.recv() => {
+                    if let Some(log) = &shared.access_log {
+                        log.reopen();
+                    }
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = shared;
 }
 
 /// Accepts the next connection. Accept errors (out of file descriptors, say) are logged and
@@ -184,8 +229,7 @@ async fn serve(
 /// Answers an error that happened before a request head could be read, and logs it.
 async fn answer_error(shared: &Shared, conn: &mut ClientConn, err: ProxyError) {
     tracing::warn!(client = %conn.peer, "-> {}: {err}", err.status());
-    let via = shared.config.via_entry(Version::Http11);
-    let (head, body) = err.response(via.as_deref());
+    let (head, body) = err.response(shared.via(Version::Http11));
     let _ = pipeline::respond(conn, Version::Http11, head, &body, Next::Close).await;
 }
 
@@ -214,6 +258,7 @@ pub struct Handle {
     shared: Arc<Shared>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<io::Result<()>>,
+    admin: Option<(SocketAddr, tokio::task::JoinHandle<()>)>,
 }
 
 impl Handle {
@@ -227,6 +272,11 @@ impl Handle {
         format!("http://{}", self.addr)
     }
 
+    /// Where `--admin` serves /metrics and /stats, when it was given.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|(addr, _)| *addr)
+    }
+
     /// Configuration and counters (the upstream pool's among them).
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
@@ -236,6 +286,9 @@ impl Handle {
     pub async fn shutdown(mut self) -> io::Result<()> {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
+        }
+        if let Some((_, admin)) = self.admin.take() {
+            admin.abort();
         }
         match (&mut self.task).await {
             Ok(r) => r,
@@ -248,7 +301,15 @@ impl Handle {
 pub async fn start(config: crate::Config) -> io::Result<Handle> {
     let listener = TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
+    let admin = bind_admin(&config).await?;
     let shared = Arc::new(Shared::new(config, addr)?);
+    let admin = match admin {
+        Some(listener) => Some((
+            listener.local_addr()?,
+            tokio::spawn(crate::admin::serve(listener, shared.clone())),
+        )),
+        None => None,
+    };
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(run(listener, shared.clone(), async {
         let _ = stopped.await;
@@ -258,7 +319,18 @@ pub async fn start(config: crate::Config) -> io::Result<Handle> {
         shared,
         stop: Some(stop),
         task,
+        admin,
     })
+}
+
+/// Binds `--admin`'s address, when it was given.
+pub async fn bind_admin(config: &crate::Config) -> io::Result<Option<TcpListener>> {
+    match config.admin {
+        Some(addr) => TcpListener::bind(addr).await.map(Some).map_err(|e| {
+            io::Error::new(e.kind(), format!("cannot listen on {addr} (--admin): {e}"))
+        }),
+        None => Ok(None),
+    }
 }
 
 /// Completes on Ctrl-C or SIGTERM (what every proxylab server stops on).

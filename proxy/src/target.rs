@@ -28,10 +28,19 @@ impl Authority {
     }
 
     fn host_for_url(&self) -> String {
+        let mut out = String::with_capacity(self.host.len() + 2);
+        self.push_host_for_url(&mut out);
+        out
+    }
+
+    /// Appends the host as it appears in a URL: IPv6 literals in brackets.
+    pub fn push_host_for_url(&self, out: &mut String) {
         if self.host.contains(':') {
-            format!("[{}]", self.host)
+            out.push('[');
+            out.push_str(&self.host);
+            out.push(']');
         } else {
-            self.host.clone()
+            out.push_str(&self.host);
         }
     }
 }

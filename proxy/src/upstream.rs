@@ -190,3 +190,12 @@ fn still_open(conn: &UpstreamConn) -> bool {
         Ok(_) => false,
     }
 }
+
+impl Upstreams {
+    /// Idle pooled connections, over every server (for metrics).
+    pub fn idle_count(&self) -> usize {
+        self.idle
+            .lock()
+            .map_or(0, |idle| idle.values().map(Vec::len).sum())
+    }
+}

@@ -121,3 +121,189 @@ fn prints_listening_line_serves_and_stops_on_sigterm() {
     assert!(log.contains("[ACTIVE CONNECTIONS] 1"), "{log}");
     assert!(log.contains("proxy stopped"), "{log}");
 }
+
+/// `proxy block`, `unblock` and `rules check` edit and read both file formats.
+#[test]
+fn block_unblock_and_check_edit_the_rules_file() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["rules.toml", "blacklist.txt"] {
+        let path = dir.path().join(name);
+        let file = path.to_str().unwrap();
+        // The file is created by the first block.
+        proxy()
+            .args(["--rules", file, "block", "*.ads.example"])
+            .assert()
+            .success()
+            .stdout(format!("blocked *.ads.example in {file}\n"));
+        proxy()
+            .args(["--rules", file, "block", "*.ads.example"])
+            .assert()
+            .success()
+            .stdout(format!("*.ads.example is already blocked in {file}\n"));
+        proxy()
+            .args(["block", "http://site.example/private/", "--rules", file])
+            .assert()
+            .success();
+        let out = proxy().args(["rules", "check", file]).assert().success();
+        let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+        assert_eq!(
+            text,
+            format!(
+                "{file}: ok: 2 rule(s) (2 block, 0 allow), default allow, 0 header rewrite(s)\n"
+            )
+        );
+        proxy()
+            .args(["--rules", file, "unblock", "*.ads.example"])
+            .assert()
+            .success();
+        let left = std::fs::read_to_string(&path).unwrap();
+        assert!(!left.contains("ads.example"), "{left}");
+        assert!(left.contains("http://site.example/private/"), "{left}");
+        let out = proxy()
+            .args(["--rules", file, "unblock", "never.example"])
+            .assert()
+            .failure();
+        let err = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+        assert!(err.contains("no block rule for never.example"), "{err}");
+        // No temporary files are left beside the rules file.
+        let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(files.len() <= 2, "{files:?}");
+    }
+}
+
+#[test]
+fn rules_check_points_at_the_mistake() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rules.toml");
+    std::fs::write(
+        &path,
+        "default = \"allow\"\n\n[[rule]]\naction = \"block\"\nregex = \"(unclosed\"\n",
+    )
+    .unwrap();
+    let out = proxy()
+        .args(["rules", "check", path.to_str().unwrap()])
+        .assert()
+        .failure();
+    let err = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+    assert!(
+        err.starts_with(&format!("proxy: {}:5:9: invalid regex", path.display())),
+        "{err}"
+    );
+    // A broken rules file stops the proxy at start, with the same message.
+    let out = proxy()
+        .args(["--listen", "127.0.0.1:0", "--rules", path.to_str().unwrap()])
+        .assert()
+        .failure();
+    let err = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+    assert!(err.contains("line 5, column 9: invalid regex"), "{err}");
+}
+
+#[test]
+fn hash_password_makes_a_line_the_auth_file_accepts() {
+    let out = proxy()
+        .args(["hash-password", "ann"])
+        .write_stdin("s3cret\n")
+        .assert()
+        .success();
+    let line = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    assert!(line.starts_with("ann:$2"), "{line}");
+    assert!(!line.contains("s3cret"));
+    proxy::auth::Auth::parse(&line).unwrap();
+}
+
+/// Reads `NAME listening on http://ADDR` lines until `name`'s, and returns ADDR.
+fn listening(lines: &mut impl BufRead, name: &str) -> String {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(lines.read_line(&mut line).unwrap() > 0, "no {name} line");
+        if let Some(addr) = line
+            .trim()
+            .strip_prefix(&format!("{name} listening on http://"))
+        {
+            return addr.to_string();
+        }
+    }
+}
+
+fn http_get(addr: &str, request: &str) -> String {
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    conn.write_all(request.as_bytes()).unwrap();
+    let mut page = String::new();
+    conn.read_to_string(&mut page).unwrap();
+    page
+}
+
+/// The access log is written, reopened on SIGUSR1 after rotation, and flushed at exit;
+/// the admin listener serves /metrics.
+#[test]
+fn access_log_rotates_on_sigusr1_and_admin_serves_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("access.log");
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("proxy"))
+        .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+        .args([
+            "--access-log",
+            log_path.to_str().unwrap(),
+            "--log-format",
+            "common",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut running = Running(child);
+    let mut out = BufReader::new(running.0.stdout.take().unwrap());
+    let addr = listening(&mut out, "proxy");
+    let admin = listening(&mut out, "proxy admin");
+    let page = http_get(
+        &addr,
+        "GET / HTTP/1.1\r\nHost: p\r\nConnection: close\r\n\r\n",
+    );
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    // Wait for the line, then rotate the file away and ask for a new one.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::fs::read_to_string(&log_path)
+        .unwrap_or_default()
+        .is_empty()
+    {
+        assert!(std::time::Instant::now() < deadline, "no access log line");
+        std::thread::yield_now();
+    }
+    let rotated = dir.path().join("access.log.1");
+    std::fs::rename(&log_path, &rotated).unwrap();
+    let pid = running.0.id().to_string();
+    let sent = |signal: &str| {
+        std::process::Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(sent("-USR1"));
+    while !log_path.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the log was not reopened"
+        );
+        std::thread::yield_now();
+    }
+    let page = http_get(
+        &addr,
+        "GET /nowhere HTTP/1.1\r\nHost: p\r\nConnection: close\r\n\r\n",
+    );
+    assert!(page.starts_with("HTTP/1.1 404"), "{page}");
+    let metrics = http_get(&admin, "GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert!(metrics.starts_with("HTTP/1.1 200 OK"), "{metrics}");
+    assert!(
+        metrics.contains("proxylab_requests_total{method=\"GET\",status=\"2xx\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(sent("-TERM"));
+    assert!(running.0.wait().unwrap().success());
+    let first = std::fs::read_to_string(&rotated).unwrap();
+    let second = std::fs::read_to_string(&log_path).unwrap();
+    assert!(first.contains("\"GET / HTTP/1.1\" 200"), "{first}");
+    assert!(second.contains("\"GET /nowhere HTTP/1.1\" 404"), "{second}");
+    assert_eq!((first.lines().count(), second.lines().count()), (1, 1));
+}

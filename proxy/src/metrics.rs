@@ -1,0 +1,294 @@
+//! Counters for `/metrics` (Prometheus text exposition) and `/stats` (JSON), served on
+//! `--admin ADDR` to allowed clients.
+//!
+//! Takes: one call per finished request and per connection event. Returns: the counters as
+//! text. Every counter is a relaxed atomic: a request never waits for a lock to be counted.
+
+use crate::pipeline::{RequestContext, Shared};
+use std::cell::Cell;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+
+const METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "other",
+];
+/// Status classes; index 0 is "aborted" (no status was sent).
+const CLASSES: [&str; 6] = ["aborted", "1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// The proxy's counters.
+#[derive(Debug)]
+pub struct Metrics {
+    pub connections_active: AtomicI64,
+    pub connections_total: AtomicU64,
+    requests: [[AtomicU64; CLASSES.len()]; METHODS.len()],
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+    cache_hits: AtomicU64,
+    cache_misses: AtomicU64,
+    blocked: AtomicU64,
+    denied: AtomicU64,
+    pub tunnels_active: AtomicI64,
+    tunnels_total: AtomicU64,
+    /// Requests finished on each runtime worker thread (`worker-N` at index N; index 0 for
+    /// any other thread).
+    per_worker: Vec<AtomicU64>,
+}
+
+thread_local! {
+    static WORKER: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+/// This thread's worker number (from its name, `worker-N`), 0 for other threads.
+fn worker_index() -> usize {
+    WORKER.with(|w| {
+        if let Some(i) = w.get() {
+            return i;
+        }
+        let i = std::thread::current()
+            .name()
+            .and_then(|n| n.strip_prefix("worker-"))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        w.set(Some(i));
+        i
+    })
+}
+
+impl Metrics {
+    pub fn new(workers: usize) -> Metrics {
+        Metrics {
+            connections_active: AtomicI64::new(0),
+            connections_total: AtomicU64::new(0),
+            requests: Default::default(),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            cache_hits: AtomicU64::new(0),
+            cache_misses: AtomicU64::new(0),
+            blocked: AtomicU64::new(0),
+            denied: AtomicU64::new(0),
+            tunnels_active: AtomicI64::new(0),
+            tunnels_total: AtomicU64::new(0),
+            per_worker: (0..=workers.max(1)).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// Counts a finished request (or a closed tunnel).
+    pub fn record(&self, ctx: &RequestContext) {
+        let method = METHODS
+            .iter()
+            .position(|m| *m == ctx.method)
+            .unwrap_or(METHODS.len() - 1);
+        let class = match ctx.status {
+            100..=599 => usize::from(ctx.status / 100),
+            _ => 0,
+        };
+        self.requests[method][class].fetch_add(1, Relaxed);
+        self.bytes_in.fetch_add(ctx.bytes_up, Relaxed);
+        self.bytes_out.fetch_add(ctx.bytes_down, Relaxed);
+        match ctx.result {
+            "TCP_HIT" | "TCP_IMS_HIT" => self.cache_hits.fetch_add(1, Relaxed),
+            "TCP_MISS" | "TCP_REFRESH_MODIFIED" | "TCP_REFRESH_UNMODIFIED"
+                if ctx.method == "GET" || ctx.method == "HEAD" =>
+            {
+                self.cache_misses.fetch_add(1, Relaxed)
+            }
+            _ => 0,
+        };
+        if ctx.blocked_by.is_some() {
+            self.blocked.fetch_add(1, Relaxed);
+        } else if ctx.status == 403 || ctx.status == 407 {
+            self.denied.fetch_add(1, Relaxed);
+        }
+        if ctx.result == "TCP_TUNNEL" {
+            self.tunnels_total.fetch_add(1, Relaxed);
+        }
+        let worker = worker_index().min(self.per_worker.len() - 1);
+        self.per_worker[worker].fetch_add(1, Relaxed);
+    }
+
+    /// Every metric as (name, help, type, [(labels, value)]).
+    fn families(&self, shared: &Shared) -> Vec<Family> {
+        let cache = shared.cache.stats();
+        let gauge = |v: i64| vec![(String::new(), v as f64)];
+        let counter = |v: &AtomicU64| vec![(String::new(), v.load(Relaxed) as f64)];
+        let mut requests = Vec::new();
+        for (m, method) in METHODS.iter().enumerate() {
+            for (c, class) in CLASSES.iter().enumerate() {
+                let n = self.requests[m][c].load(Relaxed);
+                if n > 0 {
+                    requests.push((format!("method=\"{method}\",status=\"{class}\""), n as f64));
+                }
+            }
+        }
+        let workers = self
+            .per_worker
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let name = if i == 0 {
+                    "other".to_string()
+                } else {
+                    format!("worker-{i}")
+                };
+                (format!("thread=\"{name}\""), n.load(Relaxed) as f64)
+            })
+            .collect();
+        vec![
+            Family::new(
+                "connections_active",
+                "Client connections open now.",
+                "gauge",
+                gauge(self.connections_active.load(Relaxed)),
+            ),
+            Family::new(
+                "connections_total",
+                "Client connections accepted.",
+                "counter",
+                counter(&self.connections_total),
+            ),
+            Family::new(
+                "requests_total",
+                "Requests finished, by method and status class.",
+                "counter",
+                requests,
+            ),
+            Family::new(
+                "request_bytes_total",
+                "Request body bytes received from clients and sent upstream.",
+                "counter",
+                counter(&self.bytes_in),
+            ),
+            Family::new(
+                "response_bytes_total",
+                "Response bytes sent to clients.",
+                "counter",
+                counter(&self.bytes_out),
+            ),
+            Family::new(
+                "cache_hits_total",
+                "GET and HEAD requests answered from the cache.",
+                "counter",
+                counter(&self.cache_hits),
+            ),
+            Family::new(
+                "cache_misses_total",
+                "GET and HEAD requests that went upstream.",
+                "counter",
+                counter(&self.cache_misses),
+            ),
+            Family::new(
+                "cache_entries",
+                "Responses stored.",
+                "gauge",
+                gauge(cache.entries as i64),
+            ),
+            Family::new(
+                "cache_bytes",
+                "Bytes stored.",
+                "gauge",
+                gauge(cache.bytes as i64),
+            ),
+            Family::new(
+                "cache_evictions_total",
+                "Stored responses evicted to make room.",
+                "counter",
+                vec![(String::new(), cache.evictions as f64)],
+            ),
+            Family::new(
+                "blocked_total",
+                "Requests blocked by a filtering rule.",
+                "counter",
+                counter(&self.blocked),
+            ),
+            Family::new(
+                "denied_total",
+                "Requests refused by access control or authentication.",
+                "counter",
+                counter(&self.denied),
+            ),
+            Family::new(
+                "tunnels_active",
+                "CONNECT tunnels open now.",
+                "gauge",
+                gauge(self.tunnels_active.load(Relaxed)),
+            ),
+            Family::new(
+                "tunnels_total",
+                "CONNECT tunnels closed.",
+                "counter",
+                counter(&self.tunnels_total),
+            ),
+            Family::new(
+                "worker_requests_total",
+                "Requests finished on each runtime worker thread.",
+                "counter",
+                workers,
+            ),
+            Family::new(
+                "upstream_pool_idle",
+                "Idle upstream connections in the pool.",
+                "gauge",
+                gauge(shared.upstreams.idle_count() as i64),
+            ),
+        ]
+    }
+
+    /// Prometheus text exposition format (version 0.0.4).
+    pub fn prometheus(&self, shared: &Shared) -> String {
+        let mut out = String::new();
+        for f in self.families(shared) {
+            let _ = writeln!(out, "# HELP proxylab_{} {}", f.name, f.help);
+            let _ = writeln!(out, "# TYPE proxylab_{} {}", f.name, f.kind);
+            for (labels, value) in &f.samples {
+                if labels.is_empty() {
+                    let _ = writeln!(out, "proxylab_{} {value}", f.name);
+                } else {
+                    let _ = writeln!(out, "proxylab_{}{{{labels}}} {value}", f.name);
+                }
+            }
+        }
+        out
+    }
+
+    /// The same figures as one JSON object: `{"name": value}` or, for labelled metrics,
+    /// `{"name": {"labels": value}}`.
+    pub fn json(&self, shared: &Shared) -> String {
+        let mut map = serde_json::Map::new();
+        for f in self.families(shared) {
+            let value = match f.samples.as_slice() {
+                [(labels, v)] if labels.is_empty() => serde_json::json!(v),
+                samples => serde_json::Value::Object(
+                    samples
+                        .iter()
+                        .map(|(l, v)| (l.replace('"', ""), serde_json::json!(v)))
+                        .collect(),
+                ),
+            };
+            map.insert(f.name.to_string(), value);
+        }
+        serde_json::Value::Object(map).to_string()
+    }
+}
+
+struct Family {
+    name: &'static str,
+    help: &'static str,
+    kind: &'static str,
+    samples: Vec<(String, f64)>,
+}
+
+impl Family {
+    fn new(
+        name: &'static str,
+        help: &'static str,
+        kind: &'static str,
+        samples: Vec<(String, f64)>,
+    ) -> Family {
+        Family {
+            name,
+            help,
+            kind,
+            samples,
+        }
+    }
+}
