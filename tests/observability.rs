@@ -240,3 +240,132 @@ async fn metrics_are_only_for_allowed_clients() {
     assert!(!res.text().contains("proxylab_"));
     bench.stop().await;
 }
+
+/// One direction of a captured TCP connection: its frames checked, its payload joined.
+#[derive(Debug, Default)]
+struct Direction {
+    /// The next sequence number expected (set by the SYN).
+    next: Option<u32>,
+    payload: Vec<u8>,
+    syn: bool,
+    fin: bool,
+}
+
+/// Reads a capture back with pcap-file and checks every frame with etherparse: the
+/// checksummed IPv4/TCP headers parse, each direction starts with a SYN, and sequence
+/// numbers run on without gaps or overlaps through the data up to the FIN. Returns each
+/// direction's payload, by (source port, destination port).
+fn read_capture(path: &Path) -> std::collections::HashMap<(u16, u16), Direction> {
+    use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+    let file = std::fs::File::open(path).unwrap();
+    let mut reader = pcap_file::pcap::PcapReader::new(file).unwrap();
+    assert_eq!(reader.header().datalink, pcap_file::DataLink::ETHERNET);
+    let mut flows: std::collections::HashMap<(u16, u16), Direction> = Default::default();
+    while let Some(packet) = reader.next_packet() {
+        let packet = packet.unwrap();
+        let sliced = SlicedPacket::from_ethernet(&packet.data).unwrap();
+        let Some(NetSlice::Ipv4(ip)) = &sliced.net else {
+            panic!("not IPv4: {sliced:?}");
+        };
+        assert_eq!(ip.header().source_addr().to_string(), "127.0.0.1");
+        let Some(TransportSlice::Tcp(tcp)) = &sliced.transport else {
+            panic!("not TCP: {sliced:?}");
+        };
+        let dir = flows
+            .entry((tcp.source_port(), tcp.destination_port()))
+            .or_default();
+        let seq = tcp.sequence_number();
+        if tcp.syn() {
+            assert!(!dir.syn, "a second SYN");
+            dir.syn = true;
+            dir.next = Some(seq.wrapping_add(1));
+            continue;
+        }
+        let expected = dir.next.expect("data before the SYN");
+        assert!(!dir.fin, "a segment after the FIN");
+        assert_eq!(seq, expected, "sequence numbers must be continuous");
+        assert!(tcp.ack(), "every segment after the SYN acknowledges");
+        let payload = tcp.payload();
+        dir.payload.extend_from_slice(payload);
+        dir.next = Some(expected.wrapping_add(payload.len() as u32 + u32::from(tcp.fin())));
+        dir.fin = tcp.fin();
+    }
+    flows
+}
+
+/// The capture holds both legs, and each leg's payload is exactly what went over it: what
+/// the client sent and got, and what our own origin received and answered.
+#[tokio::test]
+async fn a_capture_holds_both_legs_byte_exact() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const ANSWER: &[u8] =
+        b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\nConnection: close\r\n\r\nhello world";
+    // An origin of our own, so that we know the bytes on the upstream leg exactly.
+    let origin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin_addr = origin.local_addr().unwrap();
+    let received = tokio::spawn(async move {
+        let (mut conn, _) = origin.accept().await.unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        // The forwarded request: a head and a 5-byte body.
+        while !(got.windows(4).any(|w| w == b"\r\n\r\n") && got.ends_with(b"hello")) {
+            let n = conn.read(&mut buf).await.unwrap();
+            assert!(
+                n > 0,
+                "the proxy closed early: {:?}",
+                String::from_utf8_lossy(&got)
+            );
+            got.extend_from_slice(&buf[..n]);
+        }
+        conn.write_all(ANSWER).await.unwrap();
+        conn.shutdown().await.unwrap();
+        got
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("proxy.pcap");
+    let proxy = proxy::start(proxy::Config {
+        pcap: Some(pcap.clone()),
+        ..proxy::Config::for_tests()
+    })
+    .await
+    .unwrap();
+    let request = format!(
+        "POST http://{origin_addr}/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello"
+    );
+    let mut client = tokio::net::TcpStream::connect(proxy.addr()).await.unwrap();
+    let client_port = client.local_addr().unwrap().port();
+    client.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    client.read_to_end(&mut answer).await.unwrap();
+    assert!(
+        answer.ends_with(b"hello world"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    let origin_got = received.await.unwrap();
+    drop(client);
+    let proxy_port = proxy.addr().port();
+    // Shutting down writes out the capture.
+    proxy.shutdown().await.unwrap();
+
+    let flows = read_capture(&pcap);
+    let leg = |from: u16, to: u16| {
+        flows
+            .get(&(from, to))
+            .unwrap_or_else(|| panic!("no frames {from} -> {to}: {:?}", flows.keys()))
+    };
+    // Client leg: exactly what the client sent, and exactly what it received.
+    assert_eq!(leg(client_port, proxy_port).payload, request.as_bytes());
+    assert_eq!(leg(proxy_port, client_port).payload, answer);
+    // Upstream leg: the proxy's ephemeral port is the one that talks to the origin.
+    let (&(upstream_port, _), _) = flows
+        .iter()
+        .find(|((_, to), _)| *to == origin_addr.port())
+        .expect("an upstream leg");
+    assert_eq!(leg(upstream_port, origin_addr.port()).payload, origin_got);
+    assert_eq!(leg(origin_addr.port(), upstream_port).payload, ANSWER);
+    // Every direction was opened, and the client leg was closed both ways.
+    assert!(flows.values().all(|d| d.syn));
+    assert!(leg(client_port, proxy_port).fin && leg(proxy_port, client_port).fin);
+    assert_eq!(flows.len(), 4, "{:?}", flows.keys());
+}

@@ -17,7 +17,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
         let (stream, peer) = crate::server::accept(&listener).await;
         let shared = shared.clone();
         tokio::spawn(async move {
-            let (read, writer) = stream.into_split();
+            let (read, writer) = crate::capture::split(stream, None, peer, false);
             let mut conn = ClientConn {
                 reader: Reader::new(read),
                 writer,

@@ -146,6 +146,15 @@ pub struct Config {
     #[arg(long, value_name = "IP:PORT")]
     pub admin: Option<SocketAddr>,
 
+    /// Record both legs of every exchange (client↔proxy, proxy↔upstream) in this pcap
+    /// file, as TCP frames Wireshark can follow.
+    #[arg(long, value_name = "FILE")]
+    pub pcap: Option<std::path::PathBuf>,
+
+    /// The largest the --pcap file may grow; later frames are counted, not written.
+    #[arg(long, default_value = "256MiB", value_parser = parse_size_u64, value_name = "BYTES")]
+    pub pcap_max: u64,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -399,4 +408,8 @@ fn parse_resolve(s: &str) -> Result<(String, IpAddr), String> {
         .parse()
         .map_err(|_| format!("{ip:?} is not an IP address"))?;
     Ok((name.to_string(), ip))
+}
+
+fn parse_size_u64(s: &str) -> Result<u64, String> {
+    parse_size(s).map(|n| n as u64)
 }

@@ -42,6 +42,7 @@ pub mod accesslog;
 pub mod admin;
 pub mod auth;
 pub mod cache;
+pub mod capture;
 pub mod config;
 pub mod disk;
 pub mod error;

@@ -17,6 +17,7 @@
 use crate::accesslog::AccessLog;
 use crate::auth::Auth;
 use crate::cache::{self, Cache, Entry};
+use crate::capture::{Capture, TapRead, TapWrite};
 use crate::config::{Config, LogFormat};
 use crate::error::{error_page, ProxyError};
 use crate::forward;
@@ -34,7 +35,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 /// What every connection shares: configuration and the upstream pool.
 #[derive(Debug)]
@@ -59,6 +59,8 @@ pub struct Shared {
     pub auth: Option<Arc<Auth>>,
     pub access_log: Option<AccessLog>,
     pub metrics: Metrics,
+    /// `--pcap`: every connection's bytes, as frames.
+    pub capture: Option<Arc<Capture>>,
 }
 
 impl Shared {
@@ -112,6 +114,13 @@ impl Shared {
             })?),
             None => None,
         };
+        let capture = match &config.pcap {
+            Some(path) => Some(
+                Capture::create(path, config.pcap_max)
+                    .map_err(|e| std::io::Error::other(format!("pcap {}: {e}", path.display())))?,
+            ),
+            None => None,
+        };
         let workers = config
             .workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -125,7 +134,7 @@ impl Shared {
             local_addr,
             cache,
             reverse: crate::reverse::Reverse::new(&config.upstreams),
-            upstreams: Upstreams::new(&config),
+            upstreams: Upstreams::new(&config, capture.clone()),
             limits: Limits::default(),
             draining: AtomicBool::new(false),
             via: [
@@ -137,6 +146,7 @@ impl Shared {
             auth,
             access_log,
             metrics: Metrics::new(workers),
+            capture,
             config,
             next_request: AtomicU64::new(1),
         })
@@ -147,8 +157,8 @@ impl Shared {
 /// flows down.
 #[derive(Debug)]
 pub struct ClientConn {
-    pub reader: Reader<OwnedReadHalf>,
-    pub writer: OwnedWriteHalf,
+    pub reader: Reader<TapRead>,
+    pub writer: TapWrite,
     pub peer: SocketAddr,
 }
 
@@ -1007,7 +1017,7 @@ struct Relayed {
 }
 
 impl Relayed {
-    async fn finish(self, client: &mut OwnedWriteHalf) -> Result<Next, Failure> {
+    async fn finish(self, client: &mut TapWrite) -> Result<Next, Failure> {
         if !self.last.is_empty() {
             client
                 .write_all(&self.last)
@@ -1065,8 +1075,8 @@ async fn exchange_without_body(
 /// for what the client understands.
 async fn relay_response(
     shared: &Shared,
-    up_rd: &mut Reader<OwnedReadHalf>,
-    client_wr: &mut OwnedWriteHalf,
+    up_rd: &mut Reader<TapRead>,
+    client_wr: &mut TapWrite,
     authority: &Authority,
     client: &ClientWants,
     ctx: &mut RequestContext,

@@ -110,6 +110,9 @@ pub async fn run(
     if let Some(log) = &shared.access_log {
         log.close();
     }
+    if let Some(capture) = &shared.capture {
+        capture.close();
+    }
     Ok(())
 }
 
@@ -166,7 +169,7 @@ async fn serve(
     mut stop: watch::Receiver<bool>,
 ) -> u64 {
     let _ = stream.set_nodelay(true);
-    let (read, writer) = stream.into_split();
+    let (read, writer) = crate::capture::split(stream, shared.capture.as_ref(), peer, false);
     let mut conn = ClientConn {
         reader: Reader::new(read),
         writer,

@@ -9,13 +9,13 @@
 //! first FIN is the classic student bug that cuts responses short. A tunnel with no bytes
 //! either way for `--tunnel-idle-timeout` is closed. Lab 5 grades this module.
 
+use crate::capture::{TapRead, TapWrite};
 use crate::pipeline::ClientConn;
 use crate::upstream::UpstreamConn;
 use crate::wire::Reader;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 /// What a tunnel carried, for the log line.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -83,8 +83,8 @@ struct Pumped {
 /// One direction: whatever `src` had read ahead first, then everything until EOF, then a
 /// FIN to `dst`. Waits no longer than `idle` past the last byte moved in either direction.
 async fn pump(
-    src: &mut Reader<OwnedReadHalf>,
-    dst: &mut OwnedWriteHalf,
+    src: &mut Reader<TapRead>,
+    dst: &mut TapWrite,
     activity: &Activity,
     idle: Duration,
 ) -> Pumped {

@@ -6,23 +6,24 @@
 //! keeps finished connections by host and port and hands them back out, after checking
 //! that the server has not closed them meanwhile. Lab 2 checks reuse via `X-Origin-Conn`.
 
+use crate::capture::{Capture, TapRead, TapWrite};
 use crate::config::Config;
 use crate::error::ProxyError;
 use crate::target::Authority;
 use crate::wire::Reader;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
 /// One connection to an upstream server, split so a body can go up while the response
 /// comes down.
 #[derive(Debug)]
 pub struct UpstreamConn {
-    pub reader: Reader<OwnedReadHalf>,
-    pub writer: OwnedWriteHalf,
+    pub reader: Reader<TapRead>,
+    pub writer: TapWrite,
     pub authority: Authority,
     pub peer: SocketAddr,
     /// Whether this connection served an earlier request (a failure on it may be a
@@ -45,10 +46,11 @@ pub struct Upstreams {
     max_idle: usize,
     idle_timeout: Duration,
     idle: Mutex<HashMap<Authority, Vec<Idle>>>,
+    capture: Option<Arc<Capture>>,
 }
 
 impl Upstreams {
-    pub fn new(config: &Config) -> Self {
+    pub fn new(config: &Config, capture: Option<Arc<Capture>>) -> Self {
         Upstreams {
             resolve: config.resolve_map(),
             offline: config.offline,
@@ -56,6 +58,7 @@ impl Upstreams {
             max_idle: config.pool_max_idle,
             idle_timeout: config.pool_idle_timeout,
             idle: Mutex::new(HashMap::new()),
+            capture,
         }
     }
 
@@ -106,7 +109,7 @@ impl Upstreams {
         };
         // Small heads and bodies should leave at once, not wait for Nagle's algorithm.
         let _ = stream.set_nodelay(true);
-        let (read, writer) = stream.into_split();
+        let (read, writer) = crate::capture::split(stream, self.capture.as_ref(), peer, true);
         Ok(UpstreamConn {
             reader: Reader::new(read),
             writer,
