@@ -1,11 +1,209 @@
-//! proxylab's graded labs — not built yet.
+//! proxylab's graded labs: a grader for any proxy program, in any language, offline.
 //!
-//! This crate will hold the grader (issue 6): a harness that starts origin-sim and any
-//! proxy program, runs each lab's checks with partial credit, hints and reproducer
-//! commands, and reports as a table, JSON or Gradescope results. Until then it is empty
-//! on purpose: nothing here pretends to grade.
+//! Takes: a lab number and a subject — the reference proxy (default), any program started
+//! with `--cmd "python3 myproxy.py {port}"`, or one already running at `--addr`. Returns: a
+//! report with each check's points, what it proves, and for a failure what happened, a hint
+//! and a command that reproduces it.
 //!
-//! The five labs, as planned: 1 sockets and many clients (a chat server), 2 forwarding,
-//! 3 concurrency, 4 caching, 5 HTTPS tunnels and filtering.
+//! How a check is run ([`run_lab`]): origin-sim and the subject start fresh for it (nothing
+//! one check does can change another's result), it gets a time limit, and everything is torn
+//! down after it, the subject's whole process group included. Checks never sleep to wait
+//! for something: concurrency is proven by responses the origin holds until the test lets
+//! them go, caching by `X-Origin-Hits` (how many requests reached the origin).
+//!
+//! - [`harness`]: the origin, the subject, raw HTTP connections.
+//! - [`labs`]: the checks of each lab.
+//! - [`report`]: the table, JSON and Gradescope output.
 
 #![forbid(unsafe_code)]
+
+pub mod harness;
+pub mod labs;
+pub mod report;
+
+use harness::{Env, Subject};
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+/// What a check's body returns.
+pub type CheckFuture<'a> = Pin<Box<dyn Future<Output = Result<(), Fail>> + Send + 'a>>;
+
+/// One graded check.
+pub struct Check {
+    /// A short stable name: `--only`, the cargo test, the reports.
+    pub id: &'static str,
+    pub points: u32,
+    /// What passing proves, in one sentence.
+    pub proves: &'static str,
+    /// Where to look when it fails.
+    pub hint: &'static str,
+    pub run: for<'a> fn(&'a Env) -> CheckFuture<'a>,
+}
+
+/// Why a check failed: what the harness saw, and a command to see it yourself.
+#[derive(Debug, Clone)]
+pub struct Fail {
+    pub what: String,
+    pub reproduce: String,
+}
+
+impl Fail {
+    pub fn new(what: impl Into<String>, reproduce: impl Into<String>) -> Fail {
+        Fail {
+            what: what.into(),
+            reproduce: reproduce.into(),
+        }
+    }
+}
+
+/// A lab: its checks, and how the reference proxy runs for it.
+pub struct Lab {
+    pub number: u8,
+    pub title: &'static str,
+    /// Flags the reference proxy runs with for this lab (the handout states the same
+    /// requirements for any subject).
+    pub reference_flags: &'static [&'static str],
+    /// What the rules file (`{rules}`) holds when the subject starts.
+    pub rules: &'static str,
+    pub checks: Vec<Check>,
+}
+
+impl Lab {
+    pub fn points(&self) -> u32 {
+        self.checks.iter().map(|c| c.points).sum()
+    }
+
+    pub fn check(&self, id: &str) -> Option<&Check> {
+        self.checks.iter().find(|c| c.id == id)
+    }
+
+    /// The reference proxy for this lab, with `extra` flags (a mutant when they switch a
+    /// feature off).
+    pub fn reference(&self, extra: &[&str]) -> Subject {
+        Subject::reference(self.reference_flags, extra)
+    }
+}
+
+/// Every lab, in order.
+pub fn all_labs() -> Vec<Lab> {
+    vec![
+        labs::lab2::lab(),
+        labs::lab3::lab(),
+        labs::lab4::lab(),
+        labs::lab5::lab(),
+    ]
+}
+
+pub fn lab(number: u8) -> Option<Lab> {
+    all_labs().into_iter().find(|l| l.number == number)
+}
+
+/// The result of one check.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Outcome {
+    pub id: String,
+    pub points: u32,
+    pub max: u32,
+    pub proves: String,
+    /// `None` when it passed.
+    pub failure: Option<String>,
+    pub hint: Option<String>,
+    pub reproduce: Option<String>,
+    #[serde(skip)]
+    pub elapsed: Duration,
+}
+
+impl Outcome {
+    pub fn passed(&self) -> bool {
+        self.failure.is_none()
+    }
+}
+
+/// How long one check may take, start and teardown included.
+pub const CHECK_LIMIT: Duration = Duration::from_secs(30);
+
+/// Runs one check of `lab` against a fresh origin and subject.
+pub async fn run_check(lab: &Lab, check: &Check, subject: &Subject) -> Outcome {
+    let started = Instant::now();
+    let result = tokio::time::timeout(CHECK_LIMIT, async {
+        let env = Env::start(subject, lab.rules)
+            .await
+            .map_err(|e| Fail::new(e.to_string(), "(see the message above)"))?;
+        let result = (check.run)(&env).await;
+        env.stop().await;
+        result
+    })
+    .await
+    .unwrap_or_else(|_| {
+        Err(Fail::new(
+            format!("the check did not finish within {CHECK_LIMIT:?}"),
+            "(run the subject by hand and try the check's requests with curl)",
+        ))
+    });
+    let (failure, hint, reproduce) = match result {
+        Ok(()) => (None, None, None),
+        Err(f) => (
+            Some(f.what),
+            Some(check.hint.to_string()),
+            Some(f.reproduce),
+        ),
+    };
+    Outcome {
+        id: check.id.to_string(),
+        points: if failure.is_none() { check.points } else { 0 },
+        max: check.points,
+        proves: check.proves.to_string(),
+        failure,
+        hint,
+        reproduce,
+        elapsed: started.elapsed(),
+    }
+}
+
+/// Runs a lab's checks (or only one) and reports each as it finishes to `progress`.
+pub async fn run_lab(
+    lab: &Lab,
+    subject: &Subject,
+    only: Option<&str>,
+    mut progress: impl FnMut(usize, usize, &Outcome),
+) -> report::Report {
+    let started = Instant::now();
+    let checks: Vec<&Check> = lab
+        .checks
+        .iter()
+        .filter(|c| only.is_none_or(|o| o == c.id))
+        .collect();
+    let mut outcomes = Vec::new();
+    for (i, check) in checks.iter().enumerate() {
+        let outcome = run_check(lab, check, subject).await;
+        progress(i + 1, checks.len(), &outcome);
+        outcomes.push(outcome);
+    }
+    report::Report {
+        lab: lab.number,
+        title: lab.title.to_string(),
+        subject: describe(subject),
+        outcomes,
+        elapsed: started.elapsed(),
+    }
+}
+
+/// How a report names the subject.
+pub fn describe(subject: &Subject) -> String {
+    match subject {
+        Subject::Reference(flags) if flags.is_empty() => "the reference proxy".into(),
+        Subject::Reference(flags) => format!("the reference proxy ({})", flags.join(" ")),
+        Subject::Command(cmd) => format!("`{cmd}`"),
+        Subject::Addr(addr) => format!("the proxy at {addr}"),
+    }
+}
+
+/// The subject `cargo test` grades: `PROXYLAB_SUBJECT` (a command with `{port}`), or the
+/// reference proxy with the lab's flags.
+pub fn subject_from_env(lab: &Lab) -> Subject {
+    match std::env::var("PROXYLAB_SUBJECT") {
+        Ok(cmd) if !cmd.trim().is_empty() => Subject::Command(cmd),
+        _ => lab.reference(&[]),
+    }
+}

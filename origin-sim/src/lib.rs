@@ -92,6 +92,8 @@ pub struct Origin {
     hits: Mutex<HashMap<String, u64>>,
     connections: AtomicU64,
     requests: AtomicU64,
+    /// 304 answers sent to conditional requests (a cache revalidating).
+    not_modified: AtomicU64,
     /// `/gate/NAME` responses wait until their gate is opened (by `/open/NAME` or
     /// [`Origin::open_gate`]): a test can hold a response as long as it needs, causally.
     gates: Mutex<HashMap<String, watch::Sender<bool>>>,
@@ -104,6 +106,7 @@ impl Origin {
             hits: Mutex::new(HashMap::new()),
             connections: AtomicU64::new(0),
             requests: AtomicU64::new(0),
+            not_modified: AtomicU64::new(0),
             gates: Mutex::new(HashMap::new()),
         }
     }
@@ -141,6 +144,16 @@ impl Origin {
             .lock()
             .map(|h| h.get(target).copied().unwrap_or(0))
             .unwrap_or(0)
+    }
+
+    /// How many 304 (Not Modified) answers conditional requests have had: a cache that
+    /// revalidates a stored response shows up here.
+    pub fn not_modified(&self) -> u64 {
+        self.not_modified.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_not_modified(&self) {
+        self.not_modified.fetch_add(1, Ordering::Relaxed);
     }
 
     /// TCP connections accepted so far.

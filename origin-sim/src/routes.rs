@@ -57,7 +57,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ),
     (
         "/cache/N",
-        "Cache-Control: max-age=N, an ETag and a fixed Last-Modified; 304 to matching conditionals",
+        "Cache-Control: max-age=N, an ETag and a fixed Last-Modified; 304 to matching conditionals; ?bytes=M for a body of M seeded bytes",
     ),
     (
         "/etag/TAG?max-age=N",
@@ -222,14 +222,13 @@ pub(crate) async fn respond<R: Rd, W: Wr>(
                 modified: Some(fixed_last_modified()),
             };
             let cc = format!("max-age={secs}");
-            cached(
-                &ex,
-                conn,
-                &validators,
-                &[("Cache-Control", &cc)],
-                format!("fresh for {secs} s\n"),
-            )
-            .await
+            // `?bytes=M`: a body of M seeded bytes (at most 64 MiB), for size limits.
+            let body = match query_value(&query, "bytes").and_then(|b| b.parse::<u64>().ok()) {
+                // The same bytes as /bytes/M.
+                Some(n) => crate::seeded_body(seed, n.min(64 << 20)),
+                None => format!("fresh for {secs} s\n").into_bytes(),
+            };
+            cached(&ex, conn, &validators, &[("Cache-Control", &cc)], body).await
         }
         (["etag", tag], _) => {
             let validators = Validators {
@@ -268,14 +267,14 @@ pub(crate) async fn respond<R: Rd, W: Wr>(
                 conn,
                 &v,
                 &[("Cache-Control", "no-store")],
-                "never store this\n".into(),
+                "never store this\n",
             )
             .await
         }
         (["private"], _) => {
             let v = Validators::none();
             let cc = [("Cache-Control", "private, max-age=60")];
-            cached(&ex, conn, &v, &cc, "for one user only\n".into()).await
+            cached(&ex, conn, &v, &cc, "for one user only\n").await
         }
         (["nocache"], _) => {
             let v = Validators {
@@ -283,7 +282,7 @@ pub(crate) async fn respond<R: Rd, W: Wr>(
                 modified: None,
             };
             let cc = [("Cache-Control", "no-cache")];
-            cached(&ex, conn, &v, &cc, "revalidate me every time\n".into()).await
+            cached(&ex, conn, &v, &cc, "revalidate me every time\n").await
         }
         (["vary", name], _) => {
             let value = ex
@@ -314,7 +313,7 @@ pub(crate) async fn respond<R: Rd, W: Wr>(
                 etag: None,
                 modified: Some(SystemTime::now() - Duration::from_secs(10 * 86_400)),
             };
-            cached(&ex, conn, &v, &[], "heuristically fresh\n".into()).await
+            cached(&ex, conn, &v, &[], "heuristically fresh\n").await
         }
         (["gate", name], _) => {
             ex.origin.wait_gate(name).await;
@@ -627,8 +626,9 @@ async fn cached<R: Rd, W: Wr>(
     conn: &mut Conn<R, W>,
     validators: &Validators,
     extra: &[(&str, &str)],
-    body: String,
+    body: impl Into<Vec<u8>>,
 ) -> io::Result<After> {
+    let body: Vec<u8> = body.into();
     let not_modified = validators.not_modified(&ex.head);
     let mut head = base(ex, if not_modified { 304 } else { 200 });
     for (name, value) in extra {
@@ -642,6 +642,7 @@ async fn cached<R: Rd, W: Wr>(
             .push("Last-Modified", httpdate::fmt_http_date(modified));
     }
     if not_modified {
+        ex.origin.count_not_modified();
         let mut out = Vec::new();
         head.write_to(&mut out);
         conn.writer.write_all(&out).await?;
@@ -649,7 +650,7 @@ async fn cached<R: Rd, W: Wr>(
     }
     head.headers
         .push("Content-Type", "text/plain; charset=utf-8");
-    send(ex, conn, head, body.as_bytes(), true).await
+    send(ex, conn, head, &body, true).await
 }
 
 fn headers_json(head: &RequestHead) -> String {

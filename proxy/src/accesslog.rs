@@ -225,6 +225,20 @@ impl Sink {
         }
     }
 
+    /// After log rotation moved the file away: close it and open a new one at the path.
+    fn reopen(&mut self) {
+        self.flush();
+        if let Sink::File(path, _) = self {
+            match Sink::open(&path.clone()) {
+                Ok(s) => {
+                    *self = s;
+                    tracing::info!("access log reopened");
+                }
+                Err(e) => tracing::error!("access log: cannot reopen {}: {e}", path.display()),
+            }
+        }
+    }
+
     fn flush(&mut self) {
         let _ = match self {
             Sink::Stdout => std::io::stdout().flush(),
@@ -236,38 +250,23 @@ impl Sink {
 impl AccessLog {
     /// Opens (appends to) `path`, or stdout for `-`.
     pub fn open(path: &std::path::Path, format: LogFormat) -> std::io::Result<AccessLog> {
-        let mut sink = Sink::open(path)?;
+        let sink = Sink::open(path)?;
         let (tx, rx) = mpsc::channel::<Message>();
         let thread = std::thread::Builder::new()
             .name("access-log".into())
             .spawn(move || {
-                while let Ok(first) = rx.recv() {
-                    let mut next = Some(first);
-                    // Everything already queued goes out in one write.
-                    while let Some(message) = next {
+                let sink = std::cell::RefCell::new(sink);
+                crate::batch::drain_in_ticks(
+                    rx,
+                    |message| {
+                        let mut sink = sink.borrow_mut();
                         match message {
                             Message::Line(line) => sink.write(&line),
-                            Message::Reopen => {
-                                sink.flush();
-                                if let Sink::File(path, _) = &sink {
-                                    match Sink::open(&path.clone()) {
-                                        Ok(s) => {
-                                            sink = s;
-                                            tracing::info!("access log reopened");
-                                        }
-                                        Err(e) => tracing::error!(
-                                            "access log: cannot reopen {}: {e}",
-                                            path.display()
-                                        ),
-                                    }
-                                }
-                            }
+                            Message::Reopen => sink.reopen(),
                         }
-                        next = rx.try_recv().ok();
-                    }
-                    sink.flush();
-                }
-                sink.flush();
+                    },
+                    || sink.borrow_mut().flush(),
+                );
             })?;
         Ok(AccessLog {
             format,

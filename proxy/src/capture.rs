@@ -23,8 +23,9 @@ use std::time::SystemTime;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
-/// Events queued for the writer before new ones are dropped.
-const QUEUE: usize = 8192;
+/// Events queued for the writer before new ones are dropped: at 40,000 requests/s a tick
+/// ([`crate::batch::TICK`]) brings about 5,000.
+const QUEUE: usize = 64 * 1024;
 /// The largest TCP payload put in one frame (IPv4 allows a 64 KiB packet).
 const SEGMENT: usize = 32 * 1024;
 
@@ -160,9 +161,9 @@ fn write_frames(file: SharedFile, rx: mpsc::Receiver<Event>, max_bytes: u64) -> 
     };
     let mut flows = Flows::default();
     let mut size = 24u64; // the pcap file header
-    while let Ok(first) = rx.recv() {
-        let mut next = Some(first);
-        while let Some(event) = next {
+    crate::batch::drain_in_ticks(
+        rx,
+        |event| {
             for (at, frame) in flows.frames(event) {
                 let record = 16 + frame.len() as u64;
                 if size + record > max_bytes {
@@ -178,11 +179,11 @@ fn write_frames(file: SharedFile, rx: mpsc::Receiver<Event>, max_bytes: u64) -> 
                     written.frames += 1;
                 }
             }
-            next = rx.try_recv().ok();
-        }
-        let _ = flush.flush();
-    }
-    let _ = flush.flush();
+        },
+        || {
+            let _ = flush.flush();
+        },
+    );
     written
 }
 

@@ -165,7 +165,7 @@ pub enum Command {
     /// Add a block rule to the --rules file (created if missing): a host, *.domain, or an
     /// http:// URL prefix. A running proxy applies it within a second.
     Block {
-        /// e.g. ads.example, *.tracker.example, http://example.com/private/
+        /// e.g. `ads.example`, `*.tracker.example`, `http://example.com/private/`
         pattern: String,
     },
     /// Remove the block rules for exactly this host or URL from the --rules file.

@@ -11,6 +11,8 @@
 //!                   │
 //!                   ▼
 //!                 pipeline ─▶ target    absolute-form? origin-form (status page)? CONNECT ─▶ tunnel
+//!                   │      ─▶ auth, rules  407 without credentials; 403 when a rule blocks
+//!                   │      ─▶ cache     a fresh stored response answers at once
 //!                   │      ─▶ forward   strip hop-by-hop, Host, Via, X-Forwarded-For, loops
 //!                   │      ─▶ upstream  resolve (or --resolve), dial, or reuse from the pool
 //!                   │      ─▶ wire      body up, response head and body down, re-framed
@@ -18,7 +20,7 @@
 //!                 error      anything that failed becomes one status and one sentence
 //!                   │
 //!                   ▼
-//!                 log line (RequestContext), then the next request on the same connection
+//!                 log line, access log, metrics (RequestContext), then the next request
 //! ```
 //!
 //! - [`config`]: every command-line option, with defaults and help text.
@@ -29,6 +31,10 @@
 //! - [`cache`], [`freshness`]: the shared HTTP cache and its arithmetic (RFC 9111).
 //! - [`reverse`]: reverse mode's upstream choice and passive health.
 //! - [`tunnel`]: CONNECT tunnels, bytes both ways with half-close.
+//! - [`rules`]: filtering rules (block, allow, header rewrites) and their live reload.
+//! - [`auth`]: Basic proxy authentication against a file of bcrypt hashes.
+//! - [`accesslog`], [`metrics`], [`admin`], [`capture`]: what the operator sees: access log
+//!   lines, counters served on `--admin`, and `--pcap` captures of both legs.
 //! - [`pipeline`]: one request from head to log line.
 //! - [`server`]: the accept loop, per-connection loop, and graceful shutdown.
 //! - [`error`]: the one error type, tagged by side, and the error pages.
@@ -41,6 +47,7 @@
 pub mod accesslog;
 pub mod admin;
 pub mod auth;
+pub mod batch;
 pub mod cache;
 pub mod capture;
 pub mod config;

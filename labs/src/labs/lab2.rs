@@ -1,0 +1,342 @@
+//! Lab 2 — forwarding: requests reach the origin and responses the client, byte for byte,
+//! with the header changes a proxy must make and the errors it must answer itself.
+
+use super::{expect_body, expect_status, get_ok, no_response, SEED};
+use crate::harness::Env;
+use crate::{Check, CheckFuture, Fail, Lab};
+
+pub fn lab() -> Lab {
+    Lab {
+        number: 2,
+        title: "Forwarding",
+        reference_flags: &[],
+        rules: "",
+        checks: vec![
+            Check { id: "get-small", points: 10, proves: "a GET's 100-byte body arrives byte-exact", hint: "forward the request line with an origin-form target (GET /path HTTP/1.1) and relay every byte of the response", run: get_small },
+            Check { id: "get-large-binary", points: 10, proves: "a 1 MiB binary body arrives byte-exact", hint: "loop on recv() until the whole body arrived: one read is never the whole response, and the bytes are binary (no string handling)", run: get_large },
+            Check { id: "head", points: 5, proves: "HEAD gets the headers and no body", hint: "a response to HEAD has Content-Length but no body: do not wait for one", run: head },
+            Check { id: "post-body", points: 10, proves: "a 64 KiB POST body reaches the origin byte-exact (echoed back)", hint: "read the request body by its Content-Length and forward all of it", run: post_body },
+            Check { id: "put-chunked", points: 10, proves: "a chunked PUT body reaches the origin (echoed back)", hint: "Transfer-Encoding: chunked bodies end with a zero-size chunk; forward them as they come", run: put_chunked },
+            Check { id: "chunked-response", points: 10, proves: "a chunked response arrives whole", hint: "relay chunked responses until the last chunk (0\\r\\n\\r\\n)", run: chunked_response },
+            Check { id: "close-delimited", points: 5, proves: "a response without a length arrives whole (it ends when the origin closes)", hint: "with neither Content-Length nor chunked, the body ends at the origin's close: read until EOF", run: close_delimited },
+            Check { id: "status-codes", points: 10, proves: "201, 404 and 500 from the origin reach the client unchanged", hint: "pass the origin's status line through; do not map errors to 404 or 200", run: status_codes },
+            Check { id: "headers-kept", points: 5, proves: "end-to-end request headers reach the origin, names and values unchanged", hint: "forward every header except the hop-by-hop ones", run: headers_kept },
+            Check { id: "hop-by-hop", points: 5, proves: "Connection, Proxy-Connection, Keep-Alive and the headers Connection names are not forwarded", hint: "RFC 9110 §7.6.1: remove Connection and every header it lists, plus Proxy-Connection, Keep-Alive, TE, Upgrade", run: hop_by_hop },
+            Check { id: "via", points: 5, proves: "the request reaches the origin with a Via header", hint: "RFC 9110 §7.6.3: a proxy adds Via: 1.1 NAME to what it forwards", run: via },
+            Check { id: "keep-alive", points: 5, proves: "two requests on one client connection are both answered", hint: "after a response, keep reading the client connection for its next request", run: keep_alive },
+            Check { id: "unreachable-502", points: 5, proves: "an origin that refuses the connection gets 502 Bad Gateway", hint: "when connect() to the origin fails, answer 502 rather than closing or 404", run: unreachable },
+            Check { id: "malformed-400", points: 5, proves: "a malformed request line gets 400 Bad Request", hint: "answer requests you cannot parse with 400, then close", run: malformed },
+        ],
+    }
+}
+
+fn get_small(env: &Env) -> CheckFuture<'_> {
+    Box::pin(async move {
+        let res = get_ok(env, "/bytes/100").await?;
+        expect_body(
+            &res.body,
+            &origin_sim::seeded_body(SEED, 100),
+            &env.curl("", &env.url("/bytes/100")),
+        )
+    })
+}
+
+fn get_large(env: &Env) -> CheckFuture<'_> {
+    Box::pin(async move {
+        let res = get_ok(env, "/bytes/1048576").await?;
+        expect_body(
+            &res.body,
+            &origin_sim::seeded_body(SEED, 1 << 20),
+            &env.curl("-o /tmp/out ", &env.url("/bytes/1048576")),
+        )
+    })
+}
+
+fn head(env: &Env) -> CheckFuture<'_> {
+    Box::pin(async move {
+        let url = env.url("/bytes/1000");
+        let reproduce = env.curl("-I ", &url);
+        let res = env
+            .request("HEAD", &url, &[], b"")
+            .await
+            .map_err(|e| no_response(e, &reproduce))?;
+        expect_status(&res, 200, &reproduce)?;
+        if res.header("content-length").as_deref() != Some("1000") {
+            return Err(Fail::new(
+                format!(
+                    "Content-Length was {:?}, the origin sent 1000",
+                    res.header("content-length")
+                ),
+                reproduce,
+            ));
+        }
+        Ok(())
+    })
+}
+
+/// A body of `n` bytes in which every byte value occurs.
+fn binary(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i * 7 + i / 256) as u8).collect()
+}
+
+fn post_body(env: &Env) -> CheckFuture<'_> {
+    Box::pin(async move {
+        let url = env.url("/echo");
+        let reproduce = env.curl("--data-binary @somefile ", &url);
+        let body = binary(64 * 1024);
+        let res = env
+            .request(
+                "POST",
+                &url,
+                &[("Content-Type", "application/octet-stream")],
+                &body,
+            )
+            .await
+            .map_err(|e| no_response(e, &reproduce))?;
+        expect_status(&res, 200, &reproduce)?;
+        expect_body(&res.body, &body, &reproduce)
+    })
+}
+
+fn put_chunked(env: &Env) -> CheckFuture<'_> {
+    Box::pin(async move {
+        let url = env.url("/echo");
+        let reproduce = env.curl("-T somefile -H 'Transfer-Encoding: chunked' ", &url);
+        let body = binary(10_000);
+        let mut conn = env
+            .connect()
+            .await
+            .map_err(|e| no_response(e, &reproduce))?;
+        let mut req = format!(
+            "PUT {url} HTTP/1.1\r\nHost: {}\r\nTransfer-Encoding: chunked\r\n\r\n",
+            env.origin.addr()
+        )
+        .into_bytes();
+        for chunk in body.chunks(3000) {
+            req.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+            req.extend_from_slice(chunk);
+            req.extend_from_slice(b"\r\n");
+        }
+        req.extend_from_slice(b"0\r\n\r\n");
+        conn.send(&req)
+            .await
+            .map_err(|e| no_response(e, &reproduce))?;
+        let res = conn
+            .read("PUT")
+            .await
+            .map_err(|e| no_response(e, &reproduce))?;
+        expect_status(&res, 200, &reproduce)?;
+        expect_body(&res.body, &body, &reproduce)
+    })
+}
+
+fn chunked_response(env: &Env) -> CheckFuture<'_> {
+    Box::pin(async move {
+        let res = get_ok(env, "/chunked/50000").await?;
+        expect_body(
+            &res.body,
+            &origin_sim::seeded_body(SEED, 50_000),
+            &env.curl("--raw ", &env.url("/chunked/50000")),
+        )
+    })
+}
+
+fn close_delimited(env: &Env) -> CheckFuture<'_> {
+    Box::pin(async move {
+        let res = get_ok(env, "/close/50000").await?;
+        expect_body(
+            &res.body,
+            &origin_sim::seeded_body(SEED, 50_000),
+            &env.curl("", &env.url("/close/50000")),
+        )
+    })
+}
+
+fn status_codes(env: &Env) -> CheckFuture<'_> {
+    Box::pin(async move {
+        for code in [201u16, 404, 500] {
+            let url = env.url(&format!("/status/{code}"));
+            let reproduce = env.curl("", &url);
+            let res = env
+                .get(&url)
+                .await
+                .map_err(|e| no_response(e, &reproduce))?;
+            expect_status(&res, code, &reproduce)?;
+        }
+        Ok(())
+    })
+}
+
+/// The headers the origin received, in order, from `/headers`.
+async fn seen_headers(
+    env: &Env,
+    extra: &[(&str, &str)],
+    reproduce: &str,
+) -> Result<Vec<(String, String)>, Fail> {
+    let url = env.url("/headers");
+    let res = env
+        .request("GET", &url, extra, b"")
+        .await
+        .map_err(|e| no_response(e, reproduce))?;
+    expect_status(&res, 200, reproduce)?;
+    let json: serde_json::Value = serde_json::from_slice(&res.body).map_err(|e| {
+        Fail::new(
+            format!("the origin's JSON did not arrive intact: {e}"),
+            reproduce,
+        )
+    })?;
+    Ok(json["headers"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|h| {
+                    (
+                        h[0].as_str().unwrap_or("").to_string(),
+                        h[1].as_str().unwrap_or("").to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+fn headers_kept(env: &Env) -> CheckFuture<'_> {
+    Box::pin(async move {
+        let reproduce = env.curl(
+            "-H 'X-Lab-Token: abc123' -H 'Accept-Language: fr' ",
+            &env.url("/headers"),
+        );
+        let seen = seen_headers(
+            env,
+            &[("X-Lab-Token", "abc123"), ("Accept-Language", "fr")],
+            &reproduce,
+        )
+        .await?;
+        for (name, value) in [("X-Lab-Token", "abc123"), ("Accept-Language", "fr")] {
+            if !seen
+                .iter()
+                .any(|(n, v)| n.eq_ignore_ascii_case(name) && v == value)
+            {
+                return Err(Fail::new(
+                    format!("the origin did not receive {name}: {value} (it saw {seen:?})"),
+                    reproduce,
+                ));
+            }
+        }
+        Ok(())
+    })
+}
+
+fn hop_by_hop(env: &Env) -> CheckFuture<'_> {
+    Box::pin(async move {
+        let reproduce = env.curl(
+            "-H 'Connection: X-Drop-Me' -H 'X-Drop-Me: 1' -H 'Proxy-Connection: keep-alive' ",
+            &env.url("/headers"),
+        );
+        let sent = [
+            ("Connection", "X-Drop-Me"),
+            ("X-Drop-Me", "1"),
+            ("Proxy-Connection", "keep-alive"),
+            ("Keep-Alive", "timeout=5"),
+        ];
+        let seen = seen_headers(env, &sent, &reproduce).await?;
+        let leaked: Vec<&(String, String)> = seen
+            .iter()
+            .filter(|(n, v)| {
+                ["x-drop-me", "proxy-connection", "keep-alive"]
+                    .contains(&n.to_ascii_lowercase().as_str())
+                    || (n.eq_ignore_ascii_case("connection")
+                        && v.to_ascii_lowercase().contains("x-drop-me"))
+            })
+            .collect();
+        if leaked.is_empty() {
+            Ok(())
+        } else {
+            Err(Fail::new(
+                format!("hop-by-hop headers reached the origin: {leaked:?}"),
+                reproduce,
+            ))
+        }
+    })
+}
+
+fn via(env: &Env) -> CheckFuture<'_> {
+    Box::pin(async move {
+        let reproduce = env.curl("", &env.url("/headers"));
+        let seen = seen_headers(env, &[], &reproduce).await?;
+        let via = seen.iter().find(|(n, _)| n.eq_ignore_ascii_case("via"));
+        match via {
+            Some((_, v))
+                if v.starts_with("1.1 ") || v.starts_with("1.0 ") || v.starts_with("HTTP/1.") =>
+            {
+                Ok(())
+            }
+            Some((_, v)) => Err(Fail::new(
+                format!(
+                    "Via should start with the protocol version, as \"1.1 name\"; it was {v:?}"
+                ),
+                reproduce,
+            )),
+            None => Err(Fail::new("the origin received no Via header", reproduce)),
+        }
+    })
+}
+
+fn keep_alive(env: &Env) -> CheckFuture<'_> {
+    Box::pin(async move {
+        let url = env.url("/bytes/10");
+        let reproduce = format!("curl -sv -x http://{} {url} {url}   (curl reuses the connection: look for \"Re-using existing connection\")", env.subject);
+        let mut conn = env
+            .connect()
+            .await
+            .map_err(|e| no_response(e, &reproduce))?;
+        for n in 1..=2 {
+            conn.send_request("GET", &url, &[], b"")
+                .await
+                .map_err(|e| no_response(e, &reproduce))?;
+            let res = conn.read("GET").await.map_err(|e| {
+                Fail::new(
+                    format!("request {n} on the connection got no response: {e}"),
+                    &reproduce,
+                )
+            })?;
+            expect_status(&res, 200, &reproduce)?;
+        }
+        Ok(())
+    })
+}
+
+fn unreachable(env: &Env) -> CheckFuture<'_> {
+    Box::pin(async move {
+        // Port 1 on loopback: nothing listens there, the connection is refused at once.
+        let url = "http://127.0.0.1:1/";
+        let reproduce = env.curl("", url);
+        let res = env
+            .get(url)
+            .await
+            .map_err(|e| Fail::new(format!("no 502 came back: {e}"), &reproduce))?;
+        expect_status(&res, 502, &reproduce)
+    })
+}
+
+fn malformed(env: &Env) -> CheckFuture<'_> {
+    Box::pin(async move {
+        let reproduce = format!(
+            "printf 'THIS IS NOT HTTP\\r\\n\\r\\n' | nc {} {}",
+            env.subject.ip(),
+            env.subject.port()
+        );
+        let mut conn = env
+            .connect()
+            .await
+            .map_err(|e| no_response(e, &reproduce))?;
+        conn.send(b"THIS IS NOT HTTP\r\n\r\n")
+            .await
+            .map_err(|e| no_response(e, &reproduce))?;
+        let res = conn
+            .read("GET")
+            .await
+            .map_err(|e| Fail::new(format!("no 400 came back: {e}"), &reproduce))?;
+        expect_status(&res, 400, &reproduce)
+    })
+}

@@ -1,0 +1,261 @@
+//! Lab 4 — caching: what the proxy may store, for how long, and what it must ask the origin
+//! again. Proven by `X-Origin-Hits` (how many requests for a path reached the origin) and
+//! by origin-sim's count of 304 answers, never by timing.
+//!
+//! The handout's limits, which the reference runs with: at most 1 MiB cached in all, and no
+//! object over 100 KiB (as CMU's Proxy Lab).
+
+use super::{expect_body, expect_status, no_response, SEED};
+use crate::harness::{Env, Response};
+use crate::{Check, CheckFuture, Fail, Lab};
+use std::time::Duration;
+
+pub fn lab() -> Lab {
+    Lab {
+        number: 4,
+        title: "Caching",
+        reference_flags: &["--cache-size", "1MiB", "--cache-max-object", "100KiB"],
+        rules: "",
+        checks: vec![
+            Check { id: "hit", points: 15, proves: "a fresh response is served again without asking the origin", hint: "key the cache by the absolute URL (not the raw request bytes) and store responses whose Cache-Control allows it", run: hit },
+            Check { id: "no-store-private", points: 10, proves: "responses marked no-store or private are never served from the cache", hint: "a shared cache must not store Cache-Control: no-store or private responses (RFC 9111 §3, §5.2.2)", run: no_store_private },
+            Check { id: "max-age-expiry", points: 10, proves: "a response is served from the cache while fresh and fetched again once max-age has passed", hint: "remember when each response was stored and compare its age with max-age", run: expiry },
+            Check { id: "etag-revalidation", points: 15, proves: "a stale response with an ETag is revalidated with If-None-Match, and the origin's 304 is turned into the full response", hint: "send If-None-Match with the stored ETag; on 304 serve the stored body (RFC 9111 §4.3)", run: etag },
+            Check { id: "vary", points: 10, proves: "Vary keeps one stored response per value of the header it names", hint: "add the values of the headers Vary names to the cache key (RFC 9111 §4.1)", run: vary },
+            Check { id: "post-invalidation", points: 10, proves: "a POST to a URL makes its stored response stale", hint: "a successful unsafe method invalidates the stored responses for its URL (RFC 9111 §4.4)", run: invalidation },
+            Check { id: "size-limit", points: 10, proves: "a 50 KiB object is cached and a 200 KiB one (over the 100 KiB limit) is not", hint: "count bytes as the body streams past; stop collecting (but keep relaying) once it is over the object limit", run: size_limit },
+            Check { id: "eviction", points: 10, proves: "with 1.2 MiB of objects through a 1 MiB cache, the least recently used is evicted and the newest kept", hint: "track the total bytes stored and evict least-recently-used entries when it passes the limit", run: eviction },
+            Check { id: "origin-stopped", points: 10, proves: "a fresh stored response is served even after the origin went away", hint: "a hit must not contact the origin at all, not even to connect", run: origin_stopped },
+        ],
+    }
+}
+
+async fn fetch(env: &Env, path: &str, headers: &[(&str, &str)]) -> Result<Response, Fail> {
+    let url = env.url(path);
+    let flags: String = headers
+        .iter()
+        .map(|(n, v)| format!("-H '{n}: {v}' "))
+        .collect();
+    let reproduce = env.curl(&flags, &url);
+    let res = env
+        .request("GET", &url, headers, b"")
+        .await
+        .map_err(|e| no_response(e, &reproduce))?;
+    expect_status(&res, 200, &reproduce)?;
+    Ok(res)
+}
+
+/// Fails unless the origin has seen `expected` requests for `path`.
+fn expect_hits(env: &Env, path: &str, expected: u64, why: &str) -> Result<(), Fail> {
+    let hits = env.hits(path);
+    if hits == expected {
+        Ok(())
+    } else {
+        Err(Fail::new(
+            format!("{why}: the origin received {hits} request(s) for {path}, expected {expected}"),
+            format!(
+                "{}   (twice; compare X-Origin-Hits)",
+                env.curl("-D - -o /dev/null ", &env.url(path))
+            ),
+        ))
+    }
+}
+
+fn hit(env: &Env) -> CheckFuture<'_> {
+    Box::pin(async move {
+        let path = "/cache/60?lab=hit";
+        let first = fetch(env, path, &[]).await?;
+        let second = fetch(env, path, &[]).await?;
+        expect_body(&second.body, &first.body, &env.curl("", &env.url(path)))?;
+        expect_hits(
+            env,
+            path,
+            1,
+            "the second request should have been a cache hit",
+        )
+    })
+}
+
+fn no_store_private(env: &Env) -> CheckFuture<'_> {
+    Box::pin(async move {
+        for path in ["/nostore", "/private"] {
+            fetch(env, path, &[]).await?;
+            fetch(env, path, &[]).await?;
+            expect_hits(env, path, 2, "this response must not be stored")?;
+        }
+        Ok(())
+    })
+}
+
+fn expiry(env: &Env) -> CheckFuture<'_> {
+    Box::pin(async move {
+        let path = "/cache/1?lab=expiry";
+        fetch(env, path, &[]).await?;
+        fetch(env, path, &[]).await?;
+        expect_hits(
+            env,
+            path,
+            1,
+            "within max-age=1 the second request should be a hit",
+        )?;
+        // max-age=1: once it has passed, a request must go to the origin again. Ask until it
+        // does (a proxy that caches forever never will).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(6);
+        while env.hits(path) < 2 {
+            if tokio::time::Instant::now() > deadline {
+                return Err(Fail::new(
+                    "5 seconds after a max-age=1 response was stored it was still served from the cache",
+                    env.curl("-D - ", &env.url(path)),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            fetch(env, path, &[]).await?;
+        }
+        Ok(())
+    })
+}
+
+fn etag(env: &Env) -> CheckFuture<'_> {
+    Box::pin(async move {
+        // max-age=0: stale at once, but it has an ETag, so it can be revalidated.
+        let path = "/etag/lab4?max-age=0";
+        let first = fetch(env, path, &[]).await?;
+        let second = fetch(env, path, &[]).await?;
+        let reproduce = env.curl("-D - ", &env.url(path));
+        expect_body(&second.body, &first.body, &reproduce)?;
+        let revalidations = env.origin.origin().not_modified();
+        if revalidations != 1 {
+            return Err(Fail::new(
+                format!("the origin answered {revalidations} conditional request(s) with 304; the second request should have been revalidated with If-None-Match"),
+                reproduce,
+            ));
+        }
+        Ok(())
+    })
+}
+
+fn vary(env: &Env) -> CheckFuture<'_> {
+    Box::pin(async move {
+        let path = "/vary/X-Lab-Lang";
+        let fr = fetch(env, path, &[("X-Lab-Lang", "fr")]).await?;
+        let de = fetch(env, path, &[("X-Lab-Lang", "de")]).await?;
+        if de.body == fr.body {
+            return Err(Fail::new(
+                "a request with X-Lab-Lang: de got the response stored for X-Lab-Lang: fr",
+                env.curl("-H 'X-Lab-Lang: de' ", &env.url(path)),
+            ));
+        }
+        expect_hits(env, path, 2, "a different X-Lab-Lang must go to the origin")?;
+        let again = fetch(env, path, &[("X-Lab-Lang", "fr")]).await?;
+        expect_body(
+            &again.body,
+            &fr.body,
+            &env.curl("-H 'X-Lab-Lang: fr' ", &env.url(path)),
+        )?;
+        expect_hits(env, path, 2, "X-Lab-Lang: fr again should be a hit")
+    })
+}
+
+fn invalidation(env: &Env) -> CheckFuture<'_> {
+    Box::pin(async move {
+        let path = "/cache/60?lab=invalidate";
+        fetch(env, path, &[]).await?;
+        fetch(env, path, &[]).await?;
+        expect_hits(env, path, 1, "the second GET should be a hit")?;
+        let url = env.url(path);
+        let reproduce = env.curl("-d x ", &url);
+        let res = env
+            .request("POST", &url, &[], b"x")
+            .await
+            .map_err(|e| no_response(e, &reproduce))?;
+        expect_status(&res, 200, &reproduce)?;
+        fetch(env, path, &[]).await?;
+        expect_hits(
+            env,
+            path,
+            3,
+            "after the POST, the GET must go to the origin again",
+        )
+    })
+}
+
+fn size_limit(env: &Env) -> CheckFuture<'_> {
+    Box::pin(async move {
+        let small = "/cache/60?bytes=51200";
+        let large = "/cache/60?bytes=204800";
+        for (path, len) in [(small, 51_200u64), (large, 204_800)] {
+            for _ in 0..2 {
+                let res = fetch(env, path, &[]).await?;
+                expect_body(
+                    &res.body,
+                    &origin_sim::seeded_body(SEED, len),
+                    &env.curl("", &env.url(path)),
+                )?;
+            }
+        }
+        expect_hits(
+            env,
+            small,
+            1,
+            "a 50 KiB object is under the limit and should be cached",
+        )?;
+        expect_hits(
+            env,
+            large,
+            2,
+            "a 200 KiB object is over the 100 KiB limit and must not be cached",
+        )
+    })
+}
+
+fn eviction(env: &Env) -> CheckFuture<'_> {
+    Box::pin(async move {
+        // Twelve objects of 100,000 bytes: 1.2 MB through a 1 MiB cache.
+        let path = |i: usize| format!("/cache/60?bytes=100000&n={i}");
+        for i in 0..12 {
+            fetch(env, &path(i), &[]).await?;
+        }
+        // The newest is still there; the oldest was evicted.
+        fetch(env, &path(11), &[]).await?;
+        expect_hits(
+            env,
+            &path(11),
+            1,
+            "the most recently stored object should still be cached",
+        )?;
+        fetch(env, &path(0), &[]).await?;
+        expect_hits(
+            env,
+            &path(0),
+            2,
+            "the least recently used object should have been evicted",
+        )
+    })
+}
+
+fn origin_stopped(env: &Env) -> CheckFuture<'_> {
+    Box::pin(async move {
+        // An origin of its own, so it can be stopped.
+        let origin = origin_sim::start(origin_sim::Config::default())
+            .await
+            .map_err(|e| Fail::new(format!("a second origin-sim did not start: {e}"), ""))?;
+        let url = format!("{}/cache/60?lab=stopped", origin.url());
+        let reproduce = format!(
+            "{}   (then stop the origin and run it again)",
+            env.curl("", &url)
+        );
+        let first = env
+            .get(&url)
+            .await
+            .map_err(|e| no_response(e, &reproduce))?;
+        expect_status(&first, 200, &reproduce)?;
+        origin.shutdown().await;
+        let second = env
+            .get(&url)
+            .await
+            .map_err(|e| Fail::new(format!("with the origin stopped: {e}"), &reproduce))?;
+        expect_status(&second, 200, &reproduce)?;
+        expect_body(&second.body, &first.body, &reproduce)?;
+        Ok(())
+    })
+}
