@@ -1,0 +1,190 @@
+//! The grader's own proof: the reference proxy scores full marks; each mutant — the
+//! reference with one feature switched off by its real flag — loses exactly that feature's
+//! checks and keeps all the others; a tiny Python proxy gets the partial score it deserves;
+//! runs repeat exactly; and the report reads as reviewed.
+
+#![allow(clippy::unwrap_used)]
+
+use labs::harness::Subject;
+use labs::report::Report;
+use std::collections::BTreeSet;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn grade(number: u8, subject: &Subject) -> Report {
+    let lab = labs::lab(number).unwrap();
+    runtime().block_on(labs::run_lab(&lab, subject, None, |_, _, _| {}))
+}
+
+/// The checks a report failed.
+fn failed(report: &Report) -> BTreeSet<&str> {
+    report
+        .outcomes
+        .iter()
+        .filter(|o| !o.passed())
+        .map(|o| o.id.as_str())
+        .collect()
+}
+
+fn set<'a>(ids: &[&'a str]) -> BTreeSet<&'a str> {
+    ids.iter().copied().collect()
+}
+
+/// A mutant: the lab's reference flags, without `drop` (flag and value), plus `extra`.
+fn mutant(number: u8, drop: &[&str], extra: &[&str]) -> Subject {
+    let lab = labs::lab(number).unwrap();
+    let mut flags: Vec<String> = Vec::new();
+    let mut skip = 0;
+    for flag in lab.reference_flags {
+        if skip > 0 {
+            skip -= 1;
+            continue;
+        }
+        if drop.contains(flag) {
+            skip = 1;
+            continue;
+        }
+        flags.push(flag.to_string());
+    }
+    flags.extend(extra.iter().map(|s| s.to_string()));
+    Subject::Reference(flags)
+}
+
+#[test]
+fn the_reference_scores_full_marks_on_every_lab() {
+    for lab in labs::all_labs() {
+        let report = grade(lab.number, &lab.reference(&[]));
+        assert!(report.full_marks(), "{}", report.table());
+        assert_eq!(report.score(), 100, "lab {}", lab.number);
+    }
+}
+
+#[test]
+fn without_via_only_the_via_check_is_lost() {
+    let report = grade(2, &mutant(2, &[], &["--no-via"]));
+    assert_eq!(failed(&report), set(&["via"]), "{}", report.table());
+    assert_eq!(report.score(), 95);
+}
+
+#[test]
+fn a_sequential_proxy_loses_exactly_the_concurrency_checks() {
+    let report = grade(3, &mutant(3, &[], &["--sequential"]));
+    assert_eq!(
+        failed(&report),
+        set(&["overlap", "fifty-clients", "slow-client"]),
+        "{}",
+        report.table()
+    );
+    assert_eq!(report.score(), 25);
+}
+
+#[test]
+fn without_a_cache_every_caching_check_but_no_store_is_lost() {
+    let report = grade(4, &mutant(4, &["--cache-size"], &["--cache-size", "0"]));
+    let all: BTreeSet<&str> = labs::lab(4)
+        .unwrap()
+        .checks
+        .iter()
+        .map(|c| c.id)
+        .filter(|id| *id != "no-store-private")
+        .collect();
+    assert_eq!(failed(&report), all, "{}", report.table());
+    assert_eq!(report.score(), 10);
+}
+
+#[test]
+fn without_rules_the_filtering_checks_are_lost() {
+    let report = grade(5, &mutant(5, &["--rules"], &[]));
+    assert_eq!(
+        failed(&report),
+        set(&[
+            "block-http",
+            "block-wildcard",
+            "block-connect",
+            "rule-added-live"
+        ]),
+        "{}",
+        report.table()
+    );
+    assert_eq!(report.score(), 55);
+}
+
+#[test]
+fn connect_only_to_443_loses_the_tunnel_checks() {
+    let report = grade(
+        5,
+        &mutant(5, &["--connect-ports"], &["--connect-ports", "443"]),
+    );
+    assert_eq!(
+        failed(&report),
+        set(&["connect-tls", "chat-tunnel"]),
+        "{}",
+        report.table()
+    );
+    assert_eq!(report.score(), 65);
+}
+
+fn tiny_proxy() -> Subject {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/subjects/tiny_proxy.py");
+    Subject::Command(format!("python3 {script} {{port}}"))
+}
+
+#[test]
+fn a_tiny_get_only_python_proxy_gets_its_partial_score_the_same_five_times() {
+    let expected = set(&[
+        "head",
+        "post-body",
+        "put-chunked",
+        "hop-by-hop",
+        "via",
+        "keep-alive",
+    ]);
+    for run in 1..=5 {
+        let report = grade(2, &tiny_proxy());
+        assert_eq!(failed(&report), expected, "run {run}:\n{}", report.table());
+        assert_eq!(report.score(), 60, "run {run}");
+    }
+}
+
+#[test]
+fn a_program_that_never_listens_is_reported_clearly() {
+    let report = grade(2, &Subject::Command("exit 3".into()));
+    assert_eq!(report.score(), 0);
+    let why = report.outcomes[0].failure.clone().unwrap();
+    assert!(
+        why.contains("exited (exit status: 3) before listening"),
+        "{why}"
+    );
+}
+
+/// The table and the Gradescope file, with what changes from run to run (ports, time)
+/// replaced.
+#[test]
+fn the_report_reads_as_reviewed() {
+    let report = grade(2, &tiny_proxy());
+    let ports = regex::Regex::new(r"127\.0\.0\.1:\d+").unwrap();
+    let time = regex::Regex::new(r"in \d+\.\d s").unwrap();
+    let script = regex::Regex::new(r"python3 \S+tiny_proxy\.py").unwrap();
+    let clean = |text: &str| {
+        let text = ports.replace_all(text, "127.0.0.1:PORT");
+        let text = time.replace_all(&text, "in T s");
+        script
+            .replace_all(&text, "python3 tiny_proxy.py")
+            .into_owned()
+    };
+    insta::assert_snapshot!("lab2_table", clean(&report.table()));
+    let gradescope: serde_json::Value =
+        serde_json::from_str(&labs::report::gradescope(std::slice::from_ref(&report))).unwrap();
+    assert_eq!(gradescope["score"], 60);
+    assert_eq!(gradescope["tests"].as_array().unwrap().len(), 14);
+    assert_eq!(gradescope["tests"][2]["name"], "lab2: head");
+    assert_eq!(gradescope["tests"][2]["score"], 0);
+    assert_eq!(gradescope["tests"][2]["max_score"], 5);
+    assert_eq!(gradescope["tests"][2]["visibility"], "visible");
+}
