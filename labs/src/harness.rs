@@ -106,13 +106,19 @@ pub struct Env {
 
 impl Env {
     /// Starts origin-sim (every listener, on loopback) and the subject, with the rules file
-    /// holding `rules`.
-    pub async fn start(subject: &Subject, rules: &str) -> Result<Env, HarnessError> {
+    /// holding `rules`. For a chat lab the reference subject is origin-sim's own chat room.
+    pub async fn start(subject: &Subject, rules: &str, chat: bool) -> Result<Env, HarnessError> {
         let origin = origin_sim::start(origin_sim::Config::all_on_loopback())
             .await
             .map_err(|e| HarnessError::Origin(e.to_string()))?;
         let files = Files::new(rules).map_err(|e| HarnessError::Subject(e.to_string()))?;
         let (subject, running) = match subject {
+            Subject::Reference(_) if chat => {
+                let addr = origin
+                    .chat_addr()
+                    .ok_or_else(|| HarnessError::Origin("origin-sim has no chat room".into()))?;
+                (addr, Running::External)
+            }
             Subject::Reference(flags) => {
                 let mut args = vec!["proxy".to_string(), "--listen".into(), "127.0.0.1:0".into()];
                 args.extend(flags.iter().map(|f| files.fill(f, 0)));

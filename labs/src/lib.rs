@@ -66,6 +66,8 @@ pub struct Lab {
     pub reference_flags: &'static [&'static str],
     /// What the rules file (`{rules}`) holds when the subject starts.
     pub rules: &'static str,
+    /// A chat-server lab (its reference is origin-sim's chat room), not a proxy lab.
+    pub chat: bool,
     pub checks: Vec<Check>,
 }
 
@@ -88,6 +90,7 @@ impl Lab {
 /// Every lab, in order.
 pub fn all_labs() -> Vec<Lab> {
     vec![
+        labs::lab1::lab(),
         labs::lab2::lab(),
         labs::lab3::lab(),
         labs::lab4::lab(),
@@ -127,7 +130,7 @@ pub const CHECK_LIMIT: Duration = Duration::from_secs(30);
 pub async fn run_check(lab: &Lab, check: &Check, subject: &Subject) -> Outcome {
     let started = Instant::now();
     let result = tokio::time::timeout(CHECK_LIMIT, async {
-        let env = Env::start(subject, lab.rules)
+        let env = Env::start(subject, lab.rules, lab.chat)
             .await
             .map_err(|e| Fail::new(e.to_string(), "(see the message above)"))?;
         let result = (check.run)(&env).await;
@@ -192,7 +195,7 @@ pub async fn run_lab(
 /// How a report names the subject.
 pub fn describe(subject: &Subject) -> String {
     match subject {
-        Subject::Reference(flags) if flags.is_empty() => "the reference proxy".into(),
+        Subject::Reference(flags) if flags.is_empty() => "the reference".into(),
         Subject::Reference(flags) => format!("the reference proxy ({})", flags.join(" ")),
         Subject::Command(cmd) => format!("`{cmd}`"),
         Subject::Addr(addr) => format!("the proxy at {addr}"),

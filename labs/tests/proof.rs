@@ -1,4 +1,5 @@
-//! The grader's own proof: the reference proxy scores full marks; each mutant — the
+//! The grader's own proof: the references (the proxy, and origin-sim's chat room for lab 1)
+//! score full marks; each mutant — the
 //! reference with one feature switched off by its real flag — loses exactly that feature's
 //! checks and keeps all the others; a tiny Python proxy gets the partial score it deserves;
 //! runs repeat exactly; and the report reads as reviewed.
@@ -124,6 +125,20 @@ fn connect_only_to_443_loses_the_tunnel_checks() {
     assert_eq!(
         failed(&report),
         set(&["connect-tls", "chat-tunnel"]),
+        "{}",
+        report.table()
+    );
+    assert_eq!(report.score(), 65);
+}
+
+#[test]
+fn a_naive_chat_server_loses_the_checks_of_its_classic_mistakes() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/subjects/naive_chat.py");
+    let report = grade(1, &Subject::Command(format!("python3 {script} {{port}}")));
+    // One recv() taken as one line, and a blocking broadcast under a lock.
+    assert_eq!(
+        failed(&report),
+        set(&["vanish-mid-line", "long-lines", "slow-reader"]),
         "{}",
         report.table()
     );

@@ -11,6 +11,7 @@ pub fn lab() -> Lab {
         title: "Forwarding",
         reference_flags: &[],
         rules: "",
+        chat: false,
         checks: vec![
             Check { id: "get-small", points: 10, proves: "a GET's 100-byte body arrives byte-exact", hint: "forward the request line with an origin-form target (GET /path HTTP/1.1) and relay every byte of the response", run: get_small },
             Check { id: "get-large-binary", points: 10, proves: "a 1 MiB binary body arrives byte-exact", hint: "loop on recv() until the whole body arrived: one read is never the whole response, and the bytes are binary (no string handling)", run: get_large },

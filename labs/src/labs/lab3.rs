@@ -16,6 +16,7 @@ pub fn lab() -> Lab {
         title: "Concurrency",
         reference_flags: &[],
         rules: "",
+        chat: false,
         checks: vec![
             Check { id: "overlap", points: 25, proves: "a second client is served while the first one's response is still on its way", hint: "serve each client in its own thread (or task, or select loop): a proxy that handles one client at a time makes the second wait for the first", run: overlap },
             Check { id: "fifty-clients", points: 25, proves: "50 clients' requests all reach the origin at the same time", hint: "do not cap concurrency below 50, and never hold a lock while waiting on the network", run: fifty },

@@ -16,6 +16,7 @@ pub fn lab() -> Lab {
         title: "Caching",
         reference_flags: &["--cache-size", "1MiB", "--cache-max-object", "100KiB"],
         rules: "",
+        chat: false,
         checks: vec![
             Check { id: "hit", points: 15, proves: "a fresh response is served again without asking the origin", hint: "key the cache by the absolute URL (not the raw request bytes) and store responses whose Cache-Control allows it", run: hit },
             Check { id: "no-store-private", points: 10, proves: "responses marked no-store or private are never served from the cache", hint: "a shared cache must not store Cache-Control: no-store or private responses (RFC 9111 §3, §5.2.2)", run: no_store_private },

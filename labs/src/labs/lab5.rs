@@ -22,6 +22,7 @@ pub fn lab() -> Lab {
         // --offline: the reference never asks DNS about the lab's made-up names.
         reference_flags: &["--connect-ports", "443,1024-65535", "--rules", "{rules}", "--access-log", "{log}", "--offline"],
         rules: "# the lab's blacklist: one host or *.domain per line\nblocked.lab.test\n*.wild.lab.test\n",
+        chat: false,
         checks: vec![
             Check { id: "connect-tls", points: 20, proves: "CONNECT opens a tunnel in which a TLS handshake with the origin verifies and an HTTPS GET arrives byte-exact", hint: "answer CONNECT with 200, then copy bytes both ways until either side closes; never look inside", run: connect_tls },
             Check { id: "port-policy", points: 10, proves: "CONNECT to port 25 (mail) is refused with 403", hint: "only tunnel to the ports the handout allows (443, 1024-65535); answer others 403", run: port_policy },
@@ -280,11 +281,18 @@ fn chat_tunnel(env: &Env) -> CheckFuture<'_> {
                 ));
             };
             let (read, mut write) = tokio::io::split(stream);
+            let mut read = BufReader::new(read);
+            // The room's greeting first: then the room knows this member and cannot miss
+            // telling it about the next one.
+            let mut greeting = String::new();
+            read.read_line(&mut greeting)
+                .await
+                .map_err(|e| no_response(e.to_string(), &reproduce))?;
             write
                 .write_all(format!("/name {name}\n").as_bytes())
                 .await
                 .map_err(|e| no_response(e.to_string(), &reproduce))?;
-            members.push((BufReader::new(read), write));
+            members.push((read, write));
         }
         let (alice, bob) = members.split_at_mut(1);
         // Once bob's arrival reached alice, both are in the room.
