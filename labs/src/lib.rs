@@ -210,3 +210,60 @@ pub fn subject_from_env(lab: &Lab) -> Subject {
         _ => lab.reference(&[]),
     }
 }
+
+/// `lab new DIR`: a starter project for students who write their proxy in Rust. It
+/// compiles with the standard library alone, listens on the port it is given, and answers
+/// 501 where the TODOs are.
+pub fn write_starter(dir: &std::path::Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+    if dir.join("Cargo.toml").exists() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            format!("{} already holds a Cargo.toml", dir.display()),
+        ));
+    }
+    std::fs::create_dir_all(dir.join("src"))?;
+    let files = [
+        (
+            dir.join("Cargo.toml"),
+            include_str!("../starter/Cargo.toml.txt"),
+        ),
+        (
+            dir.join("src/main.rs"),
+            include_str!("../starter/main.rs.txt"),
+        ),
+    ];
+    for (path, text) in &files {
+        std::fs::write(path, text)?;
+    }
+    Ok(files.into_iter().map(|(p, _)| p).collect())
+}
+
+/// `lab export classroom`: GitHub Classroom's `autograding.json`, one test per check, each
+/// a `cargo test` of that check with its points. `subject` is the command that runs the
+/// student's program (`{port}` for its port); `chat_subject` the same for lab 1.
+pub fn classroom(subject: &str, chat_subject: &str) -> String {
+    let tests: Vec<serde_json::Value> = all_labs()
+        .iter()
+        .flat_map(|lab| {
+            let who = if lab.chat { chat_subject } else { subject };
+            lab.checks.iter().map(move |check| {
+                serde_json::json!({
+                    "name": format!("lab{}: {}", lab.number, check.id),
+                    "setup": "",
+                    "run": format!(
+                        "PROXYLAB_SUBJECT='{}' cargo test -q -p labs --test lab{} -- --exact {}",
+                        who.replace('\'', "'\\''"),
+                        lab.number,
+                        check.id.replace('-', "_")
+                    ),
+                    "input": "",
+                    "output": "",
+                    "comparison": "included",
+                    "timeout": 5,
+                    "points": check.points,
+                })
+            })
+        })
+        .collect();
+    serde_json::to_string_pretty(&serde_json::json!({ "tests": tests })).unwrap_or_default()
+}

@@ -47,8 +47,42 @@ enum Command {
     Grade {
         #[command(flatten)]
         subject: SubjectArgs,
+        /// The chat server to grade on lab 1 (`{port}` as for --cmd); default: the
+        /// reference room.
+        #[arg(long, value_name = "COMMAND")]
+        chat_cmd: Option<String>,
         #[command(flatten)]
         output: OutputArgs,
+    },
+    /// Write files for graders elsewhere.
+    #[command(subcommand)]
+    Export(Export),
+    /// Write a starter project for a proxy in Rust (std only: it compiles offline, listens
+    /// on the port it is given, and answers 501 where the TODOs are).
+    New {
+        /// The directory to create it in.
+        dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum Export {
+    /// GitHub Classroom's autograding.json: one test per check, with its points, each a
+    /// `cargo test -p labs --test labN` of that check.
+    Classroom {
+        /// The command that runs the student's proxy (`{port}` for its port).
+        #[arg(long, value_name = "COMMAND")]
+        cmd: String,
+        /// The command that runs the student's chat server (lab 1) [default: --cmd's].
+        #[arg(long, value_name = "COMMAND")]
+        chat_cmd: Option<String>,
+        /// Where to write it.
+        #[arg(
+            long,
+            default_value = ".github/classroom/autograding.json",
+            value_name = "FILE"
+        )]
+        out: PathBuf,
     },
 }
 
@@ -131,11 +165,17 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Grade {
             subject: who,
+            chat_cmd,
             output,
         } => {
             let mut reports = Vec::new();
             for lab in labs::all_labs() {
-                let subject = subject(&who, &lab);
+                // Lab 1 grades a chat server, not the proxy.
+                let subject = match (&chat_cmd, lab.chat) {
+                    (Some(cmd), true) => Subject::Command(cmd.clone()),
+                    (None, true) => lab.reference(&[]),
+                    (_, false) => subject(&who, &lab),
+                };
                 reports.push(runtime.block_on(grade(&lab, &subject, None, &output))?);
             }
             let (score, max): (u32, u32) = reports
@@ -148,6 +188,28 @@ fn main() -> anyhow::Result<()> {
             } else {
                 1
             });
+        }
+        Command::Export(Export::Classroom { cmd, chat_cmd, out }) => {
+            let chat = chat_cmd.as_deref().unwrap_or(&cmd);
+            if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+            }
+            std::fs::write(&out, labs::classroom(&cmd, chat))
+                .with_context(|| format!("writing {}", out.display()))?;
+            println!("wrote {}", out.display());
+            Ok(())
+        }
+        Command::New { dir } => {
+            let files = labs::write_starter(&dir)?;
+            for f in files {
+                println!("wrote {}", f.display());
+            }
+            println!(
+                "build it with `cargo build --release --manifest-path {0}/Cargo.toml`; grade it with\n  make lab2 PROXY_CMD=\"{0}/target/release/myproxy {{port}}\"",
+                dir.display()
+            );
+            Ok(())
         }
     }
 }
@@ -178,6 +240,13 @@ async fn grade(
         _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted"),
     };
     print!("{}", report.table());
+    if lab.number == 3 && only.is_none() {
+        // Reported, not graded: speed depends on the machine.
+        match labs::labs::lab3::sweep(subject).await {
+            Ok(text) => print!("{text}"),
+            Err(e) => println!("\n(no concurrency sweep: {e})"),
+        }
+    }
     Ok(report)
 }
 

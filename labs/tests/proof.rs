@@ -203,3 +203,79 @@ fn the_report_reads_as_reviewed() {
     assert_eq!(gradescope["tests"][2]["max_score"], 5);
     assert_eq!(gradescope["tests"][2]["visibility"], "visible");
 }
+
+#[test]
+fn the_starter_project_compiles_and_earns_only_the_400_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("myproxy");
+    labs::write_starter(&project).unwrap();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let built = std::process::Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--offline",
+            "--quiet",
+            "--manifest-path",
+        ])
+        .arg(project.join("Cargo.toml"))
+        .env("CARGO_TARGET_DIR", project.join("target"))
+        .status()
+        .unwrap();
+    assert!(built.success());
+    let binary = project.join("target/release/myproxy");
+    let report = grade(
+        2,
+        &Subject::Command(format!("{} {{port}}", binary.display())),
+    );
+    assert_eq!(report.score(), 5, "{}", report.table());
+    assert!(failed(&report).len() == 13 && !failed(&report).contains("malformed-400"));
+    // A second `lab new` into the same place refuses rather than overwrite.
+    assert!(labs::write_starter(&project).is_err());
+}
+
+#[test]
+fn the_classroom_export_maps_every_check_to_its_points() {
+    let json: serde_json::Value = serde_json::from_str(&labs::classroom(
+        "python3 proxy.py {port}",
+        "python3 chat.py {port}",
+    ))
+    .unwrap();
+    let tests = json["tests"].as_array().unwrap();
+    let checks: usize = labs::all_labs().iter().map(|l| l.checks.len()).sum();
+    assert_eq!(tests.len(), checks);
+    let points: u64 = tests.iter().map(|t| t["points"].as_u64().unwrap()).sum();
+    assert_eq!(points, 100 * labs::all_labs().len() as u64);
+    assert_eq!(
+        tests[0]["run"],
+        "PROXYLAB_SUBJECT='python3 chat.py {port}' cargo test -q -p labs --test lab1 -- --exact greeting"
+    );
+    assert!(tests
+        .iter()
+        .any(|t| t["run"] == "PROXYLAB_SUBJECT='python3 proxy.py {port}' cargo test -q -p labs --test lab4 -- --exact etag_revalidation"));
+}
+
+#[test]
+fn lab_run_exits_0_only_on_full_marks_and_says_why() {
+    let lab = || assert_cmd::Command::cargo_bin("lab").unwrap();
+    lab()
+        .args(["run", "2", "--only", "get-small"])
+        .assert()
+        .success();
+    let out = lab()
+        .args(["run", "2", "--only", "get-small", "--cmd", "exit 3"])
+        .assert()
+        .code(1);
+    let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    assert!(text.contains("FAIL  get-small"), "{text}");
+    assert!(
+        text.contains("exited (exit status: 3) before listening"),
+        "{text}"
+    );
+    let out = lab().args(["run", "9"]).assert().failure();
+    let err = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+    assert!(err.contains("there is no lab 9"), "{err}");
+    let out = lab().arg("list").assert().success();
+    let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    assert!(text.contains("Lab 4: Caching (100 points)") && text.contains("etag-revalidation"));
+}

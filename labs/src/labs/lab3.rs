@@ -186,3 +186,49 @@ fn beyond_limit(env: &Env) -> CheckFuture<'_> {
         Ok(())
     })
 }
+
+/// Reported after lab 3's checks, never graded (speed depends on the machine): requests
+/// per second through the subject with 1, 4, 16 and 64 keep-alive clients, each making
+/// 200 requests for 100 bytes.
+pub async fn sweep(subject: &crate::harness::Subject) -> Result<String, String> {
+    let env = Env::start(subject, "", false)
+        .await
+        .map_err(|e| e.to_string())?;
+    let url = env.url("/bytes/100");
+    let mut out =
+        String::from("\nConcurrency sweep (reported, not graded): 200 requests per client\n");
+    for clients in [1usize, 4, 16, 64] {
+        let started = std::time::Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..clients {
+            let mut conn = env.connect().await?;
+            let url = url.clone();
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..200 {
+                    conn.send_request("GET", &url, &[], b"").await?;
+                    let res = conn.read("GET").await?;
+                    if res.status() != 200 {
+                        return Err(format!("status {}", res.status()));
+                    }
+                }
+                Ok::<(), String>(())
+            }));
+        }
+        let mut failed = None;
+        for t in tasks {
+            if let Ok(Err(e)) | Err(e) = t.await.map_err(|e| e.to_string()) {
+                failed = Some(e);
+            }
+        }
+        let secs = started.elapsed().as_secs_f64();
+        match failed {
+            None => out.push_str(&format!(
+                "  {clients:>3} client(s): {:>8.0} requests/s\n",
+                (clients * 200) as f64 / secs
+            )),
+            Some(e) => out.push_str(&format!("  {clients:>3} client(s): failed ({e})\n")),
+        }
+    }
+    env.stop().await;
+    Ok(out)
+}
