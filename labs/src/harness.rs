@@ -4,9 +4,11 @@
 //! one already running at `--addr`). Returns: an [`Env`] the checks run against, torn down
 //! (the subject's whole process group killed) when it is dropped, even on panic.
 
+use proxy::capture::{split, Capture, TapRead, TapWrite};
 use proxy::wire::{self, Framing, Limits, Reader, ResponseHead};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -102,15 +104,34 @@ pub struct Env {
     pub subject: SocketAddr,
     pub files: Files,
     running: Running,
+    /// `--pcap-dir`: what the harness saw on both sides (its own connections to the
+    /// subject, and the origin's connections from it).
+    pub capture: Option<Arc<Capture>>,
 }
 
 impl Env {
     /// Starts origin-sim (every listener, on loopback) and the subject, with the rules file
     /// holding `rules`. For a chat lab the reference subject is origin-sim's own chat room.
-    pub async fn start(subject: &Subject, rules: &str, chat: bool) -> Result<Env, HarnessError> {
-        let origin = origin_sim::start(origin_sim::Config::all_on_loopback())
-            .await
-            .map_err(|e| HarnessError::Origin(e.to_string()))?;
+    /// With `pcap`, both sides' traffic is recorded there.
+    pub async fn start(
+        subject: &Subject,
+        rules: &str,
+        chat: bool,
+        pcap: Option<&Path>,
+    ) -> Result<Env, HarnessError> {
+        let capture = match pcap {
+            Some(path) => Some(
+                Capture::create(path, 256 << 20)
+                    .map_err(|e| HarnessError::Origin(format!("{}: {e}", path.display())))?,
+            ),
+            None => None,
+        };
+        let origin = origin_sim::start(origin_sim::Config {
+            capture: capture.clone(),
+            ..origin_sim::Config::all_on_loopback()
+        })
+        .await
+        .map_err(|e| HarnessError::Origin(e.to_string()))?;
         let files = Files::new(rules).map_err(|e| HarnessError::Subject(e.to_string()))?;
         let (subject, running) = match subject {
             Subject::Reference(_) if chat => {
@@ -147,18 +168,25 @@ impl Env {
             subject,
             files,
             running,
+            capture,
         })
     }
 
     /// Stops the subject and the origin.
     pub async fn stop(self) {
         let Env {
-            origin, running, ..
+            origin,
+            running,
+            capture,
+            ..
         } = self;
         if let Running::Reference(handle) = running {
             let _ = handle.shutdown().await;
         }
         origin.shutdown().await;
+        if let Some(capture) = capture {
+            capture.close();
+        }
     }
 
     /// `http://ORIGIN{path}`.
@@ -177,8 +205,10 @@ impl Env {
             .await
             .map_err(|e| format!("cannot connect to the subject at {}: {e}", self.subject))?;
         let _ = stream.set_nodelay(true);
+        let (read, writer) = split(stream, self.capture.as_ref(), self.subject, true);
         Ok(Conn {
-            reader: Reader::new(stream),
+            reader: Reader::new(read),
+            writer,
         })
     }
 
@@ -260,7 +290,8 @@ async fn wait_until_accepting(
 
 /// A raw HTTP/1 connection to the subject.
 pub struct Conn {
-    pub reader: Reader<TcpStream>,
+    pub reader: Reader<TapRead>,
+    pub writer: TapWrite,
 }
 
 /// A response as the harness read it.
@@ -296,8 +327,7 @@ impl Response {
 
 impl Conn {
     pub async fn send(&mut self, bytes: &[u8]) -> Result<(), String> {
-        self.reader
-            .get_mut()
+        self.writer
             .write_all(bytes)
             .await
             .map_err(|e| format!("sending to the subject failed: {e}"))

@@ -128,9 +128,20 @@ pub const CHECK_LIMIT: Duration = Duration::from_secs(30);
 
 /// Runs one check of `lab` against a fresh origin and subject.
 pub async fn run_check(lab: &Lab, check: &Check, subject: &Subject) -> Outcome {
+    run_check_recorded(lab, check, subject, None).await
+}
+
+/// [`run_check`], recording the traffic on both sides in `pcap_dir/labN-CHECK.pcap`.
+pub async fn run_check_recorded(
+    lab: &Lab,
+    check: &Check,
+    subject: &Subject,
+    pcap_dir: Option<&std::path::Path>,
+) -> Outcome {
     let started = Instant::now();
+    let pcap = pcap_dir.map(|dir| dir.join(format!("lab{}-{}.pcap", lab.number, check.id)));
     let result = tokio::time::timeout(CHECK_LIMIT, async {
-        let env = Env::start(subject, lab.rules, lab.chat)
+        let env = Env::start(subject, lab.rules, lab.chat, pcap.as_deref())
             .await
             .map_err(|e| Fail::new(e.to_string(), "(see the message above)"))?;
         let result = (check.run)(&env).await;
@@ -169,8 +180,22 @@ pub async fn run_lab(
     lab: &Lab,
     subject: &Subject,
     only: Option<&str>,
+    progress: impl FnMut(usize, usize, &Outcome),
+) -> report::Report {
+    run_lab_recorded(lab, subject, only, None, progress).await
+}
+
+/// [`run_lab`], with a pcap per check in `pcap_dir` (created if missing).
+pub async fn run_lab_recorded(
+    lab: &Lab,
+    subject: &Subject,
+    only: Option<&str>,
+    pcap_dir: Option<&std::path::Path>,
     mut progress: impl FnMut(usize, usize, &Outcome),
 ) -> report::Report {
+    if let Some(dir) = pcap_dir {
+        let _ = std::fs::create_dir_all(dir);
+    }
     let started = Instant::now();
     let checks: Vec<&Check> = lab
         .checks
@@ -179,7 +204,7 @@ pub async fn run_lab(
         .collect();
     let mut outcomes = Vec::new();
     for (i, check) in checks.iter().enumerate() {
-        let outcome = run_check(lab, check, subject).await;
+        let outcome = run_check_recorded(lab, check, subject, pcap_dir).await;
         progress(i + 1, checks.len(), &outcome);
         outcomes.push(outcome);
     }

@@ -110,6 +110,10 @@ struct OutputArgs {
     /// Print every check's result as it finishes, passed ones included.
     #[arg(long)]
     verbose: bool,
+    /// Write one pcap per check (labN-CHECK.pcap) of the traffic the grader saw on both
+    /// sides: its connections to the subject, and the subject's connections to the origin.
+    #[arg(long, value_name = "DIR")]
+    pcap_dir: Option<PathBuf>,
 }
 
 fn subject(args: &SubjectArgs, lab: &labs::Lab) -> Subject {
@@ -224,17 +228,23 @@ async fn grade(
 ) -> anyhow::Result<labs::report::Report> {
     let terminal = std::io::stderr().is_terminal();
     let verbose = output.verbose;
-    let run = labs::run_lab(lab, subject, only, |i, n, outcome| {
-        if terminal || verbose {
-            let mark = if outcome.passed() { "pass" } else { "FAIL" };
-            eprintln!(
-                "[{i}/{n}] lab {} {:<20} {mark} ({:.1} s)",
-                lab.number,
-                outcome.id,
-                outcome.elapsed.as_secs_f64()
-            );
-        }
-    });
+    let run = labs::run_lab_recorded(
+        lab,
+        subject,
+        only,
+        output.pcap_dir.as_deref(),
+        |i, n, outcome| {
+            if terminal || verbose {
+                let mark = if outcome.passed() { "pass" } else { "FAIL" };
+                eprintln!(
+                    "[{i}/{n}] lab {} {:<20} {mark} ({:.1} s)",
+                    lab.number,
+                    outcome.id,
+                    outcome.elapsed.as_secs_f64()
+                );
+            }
+        },
+    );
     let report = tokio::select! {
         report = run => report,
         _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted"),

@@ -279,3 +279,51 @@ fn lab_run_exits_0_only_on_full_marks_and_says_why() {
     let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();
     assert!(text.contains("Lab 4: Caching (100 points)") && text.contains("etag-revalidation"));
 }
+
+/// `--pcap-dir`: a check's capture holds both sides — the grader's connection to the
+/// subject, and the subject's connection to the origin — with the bytes each carried.
+#[test]
+fn a_check_recorded_with_pcap_dir_shows_both_sides() {
+    use etherparse::{SlicedPacket, TransportSlice};
+    let dir = tempfile::tempdir().unwrap();
+    let lab = labs::lab(2).unwrap();
+    let check = lab.check("post-body").unwrap();
+    let outcome = runtime().block_on(labs::run_check_recorded(
+        &lab,
+        check,
+        &lab.reference(&[]),
+        Some(dir.path()),
+    ));
+    assert!(outcome.passed());
+    let file = std::fs::File::open(dir.path().join("lab2-post-body.pcap")).unwrap();
+    let mut reader = pcap_file::pcap::PcapReader::new(file).unwrap();
+    let mut payloads: std::collections::BTreeMap<(u16, u16), Vec<u8>> = Default::default();
+    while let Some(packet) = reader.next_packet() {
+        let packet = packet.unwrap();
+        let sliced = SlicedPacket::from_ethernet(&packet.data).unwrap();
+        let Some(TransportSlice::Tcp(tcp)) = sliced.transport else {
+            panic!("not TCP");
+        };
+        payloads
+            .entry((tcp.source_port(), tcp.destination_port()))
+            .or_default()
+            .extend_from_slice(tcp.payload());
+    }
+    let starts = |prefix: &[u8]| payloads.values().filter(|p| p.starts_with(prefix)).count();
+    // The grader to the subject (absolute form), and the subject to the origin (origin form).
+    assert_eq!(
+        starts(b"POST http://127.0.0.1:"),
+        1,
+        "{:?}",
+        payloads.keys()
+    );
+    assert_eq!(
+        starts(b"POST /echo HTTP/1.1\r\n"),
+        1,
+        "{:?}",
+        payloads.keys()
+    );
+    // Both answers, each carrying the 64 KiB body back.
+    assert_eq!(starts(b"HTTP/1.1 200"), 2, "{:?}", payloads.keys());
+    assert!(payloads.values().all(|p| p.len() > 64 * 1024));
+}

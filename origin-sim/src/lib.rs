@@ -58,6 +58,9 @@ pub struct Config {
     pub chat: Option<SocketAddr>,
     /// The seed for every generated body.
     pub seed: u64,
+    /// Record every plain HTTP connection (both directions) in this capture (the grader's
+    /// `--pcap-dir`).
+    pub capture: Option<Arc<proxy::capture::Capture>>,
 }
 
 impl Default for Config {
@@ -68,6 +71,7 @@ impl Default for Config {
             echo: None,
             chat: None,
             seed: DEFAULT_SEED,
+            capture: None,
         }
     }
 }
@@ -94,6 +98,8 @@ pub struct Origin {
     requests: AtomicU64,
     /// 304 answers sent to conditional requests (a cache revalidating).
     not_modified: AtomicU64,
+    /// Where plain HTTP connections are recorded, if anywhere.
+    capture: Option<Arc<proxy::capture::Capture>>,
     /// `/gate/NAME` responses wait until their gate is opened (by `/open/NAME` or
     /// [`Origin::open_gate`]): a test can hold a response as long as it needs, causally.
     gates: Mutex<HashMap<String, watch::Sender<bool>>>,
@@ -107,6 +113,7 @@ impl Origin {
             connections: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             not_modified: AtomicU64::new(0),
+            capture: None,
             gates: Mutex::new(HashMap::new()),
         }
     }
@@ -197,7 +204,7 @@ pub async fn serve_http(
         let tls = tls.clone();
         tokio::spawn(async move {
             let result = match tls {
-                None => serve_plain(origin, stream, conn_id, stop).await,
+                None => serve_plain(origin, stream, peer, conn_id, stop).await,
                 Some(tls) => serve_tls(origin, stream, tls, conn_id, stop).await,
             };
             if let Err(e) = result {
@@ -212,18 +219,19 @@ pub async fn serve_http(
 async fn serve_plain(
     origin: Arc<Origin>,
     stream: TcpStream,
+    peer: SocketAddr,
     conn_id: u64,
     stop: watch::Receiver<bool>,
 ) -> io::Result<()> {
     let _ = stream.set_nodelay(true);
-    let (read, writer) = stream.into_split();
+    let (read, writer) = proxy::capture::split(stream, origin.capture.as_ref(), peer, false);
     let conn = routes::Conn {
         reader: Reader::new(read),
         writer,
     };
     if let Some(conn) = connection(origin, conn, conn_id, stop).await? {
         let (read, _) = conn.reader.into_parts();
-        let stream = read.reunite(conn.writer).map_err(io::Error::other)?;
+        let stream = read.reunite(conn.writer)?;
         // Linger 0: closing now sends RST instead of FIN.
         stream.set_zero_linger()?;
     }
@@ -435,7 +443,12 @@ impl Listeners {
 
     /// Serves every listener on the current runtime until [`Handle::shutdown`].
     pub fn spawn(self, seed: u64) -> io::Result<Handle> {
-        let origin = Arc::new(Origin::new(seed));
+        self.spawn_with(Origin::new(seed))
+    }
+
+    /// Like [`Listeners::spawn`], with an [`Origin`] set up by the caller (a capture, say).
+    pub fn spawn_with(self, origin: Origin) -> io::Result<Handle> {
+        let origin = Arc::new(origin);
         let (stop, stopped) = watch::channel(false);
         let when_stopped = move || {
             let mut rx = stopped.clone();
@@ -487,7 +500,9 @@ impl Listeners {
 /// Binds every listener in `config` and serves on the current runtime.
 pub async fn start(config: Config) -> Result<Handle, StartError> {
     let listeners = Listeners::bind(&config).await?;
-    Ok(listeners.spawn(config.seed)?)
+    let mut origin = Origin::new(config.seed);
+    origin.capture = config.capture.clone();
+    Ok(listeners.spawn_with(origin)?)
 }
 
 /// A deterministic byte generator (SplitMix64): the same seed and length always give the

@@ -72,6 +72,7 @@ fn main() -> anyhow::Result<()> {
             echo: cli.echo,
             chat: cli.chat,
             seed: cli.seed,
+            capture: None,
         };
         let listeners = origin_sim::Listeners::bind(&config).await?;
         if let Some((_, tls)) = &listeners.tls {

@@ -426,8 +426,7 @@ pub fn split(
         },
         TapWrite {
             inner: write,
-            tap,
-            shut: false,
+            fin: FinOnDrop { tap, sent: false },
         },
     )
 }
@@ -481,8 +480,40 @@ impl AsyncRead for TapRead {
 #[derive(Debug)]
 pub struct TapWrite {
     inner: OwnedWriteHalf,
+    fin: FinOnDrop,
+}
+
+/// Records our FIN once: at shutdown, or when the writing half is dropped (which closes
+/// our side of the connection).
+#[derive(Debug)]
+struct FinOnDrop {
     tap: Option<Tap>,
-    shut: bool,
+    sent: bool,
+}
+
+impl FinOnDrop {
+    fn send(&mut self) {
+        if let (Some(tap), false) = (&self.tap, self.sent) {
+            tap.fin(true);
+            self.sent = true;
+        }
+    }
+}
+
+impl Drop for FinOnDrop {
+    fn drop(&mut self) {
+        self.send();
+    }
+}
+
+impl TapRead {
+    /// Puts the halves back together (to close with a reset, say). The capture sees no FIN
+    /// from us: the connection goes on as a whole.
+    pub fn reunite(self, write: TapWrite) -> io::Result<tokio::net::TcpStream> {
+        let TapWrite { inner, mut fin } = write;
+        fin.sent = true;
+        self.inner.reunite(inner).map_err(io::Error::other)
+    }
 }
 
 impl AsyncWrite for TapWrite {
@@ -492,7 +523,7 @@ impl AsyncWrite for TapWrite {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let result = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if let (Poll::Ready(Ok(n)), Some(tap)) = (&result, &self.tap) {
+        if let (Poll::Ready(Ok(n)), Some(tap)) = (&result, &self.fin.tap) {
             tap.data(true, &buf[..*n]);
         }
         result
@@ -504,21 +535,9 @@ impl AsyncWrite for TapWrite {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let result = Pin::new(&mut self.inner).poll_shutdown(cx);
-        if let (Poll::Ready(Ok(())), Some(tap)) = (&result, &self.tap) {
-            if !self.shut {
-                tap.fin(true);
-                self.shut = true;
-            }
+        if let Poll::Ready(Ok(())) = &result {
+            self.fin.send();
         }
         result
-    }
-}
-
-impl Drop for TapWrite {
-    /// Dropping the writing half closes our side of the connection: a FIN on the wire.
-    fn drop(&mut self) {
-        if let (Some(tap), false) = (&self.tap, self.shut) {
-            tap.fin(true);
-        }
     }
 }

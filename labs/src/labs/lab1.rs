@@ -9,9 +9,9 @@
 
 use crate::harness::Env;
 use crate::{Check, CheckFuture, Fail, Lab};
+use proxy::capture::{TapRead, TapWrite};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
 /// How long a line may take to arrive.
@@ -39,8 +39,8 @@ pub fn lab() -> Lab {
 
 /// A chat member as the harness drives it.
 struct Member {
-    reader: BufReader<OwnedReadHalf>,
-    writer: OwnedWriteHalf,
+    reader: BufReader<TapRead>,
+    writer: TapWrite,
     reproduce: String,
 }
 
@@ -58,7 +58,7 @@ impl Member {
                 &reproduce,
             )
         })?;
-        let (read, write) = stream.into_split();
+        let (read, write) = proxy::capture::split(stream, env.capture.as_ref(), env.subject, true);
         let mut member = Member {
             reader: BufReader::new(read),
             writer: write,

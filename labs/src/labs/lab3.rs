@@ -191,7 +191,7 @@ fn beyond_limit(env: &Env) -> CheckFuture<'_> {
 /// per second through the subject with 1, 4, 16 and 64 keep-alive clients, each making
 /// 200 requests for 100 bytes.
 pub async fn sweep(subject: &crate::harness::Subject) -> Result<String, String> {
-    let env = Env::start(subject, "", false)
+    let env = Env::start(subject, "", false, None)
         .await
         .map_err(|e| e.to_string())?;
     let url = env.url("/bytes/100");
