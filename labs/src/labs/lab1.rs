@@ -266,12 +266,12 @@ fn long_lines(env: &Env) -> CheckFuture<'_> {
 fn slow_reader(env: &Env) -> CheckFuture<'_> {
     Box::pin(async move {
         let mut members = room(env, &["alice", "bob", "sleepy"]).await?;
-        // sleepy never reads again. alice and bob talk in turn, 20,000 lines of 400 bytes:
-        // 8 MB that the server also owes sleepy, more than socket buffers hold, so a server
+        // sleepy never reads again. alice and bob talk in turn, 3,000 lines of 3,000 bytes:
+        // 9 MB that the server also owes sleepy, more than socket buffers hold, so a server
         // whose send() to sleepy blocks stops the conversation.
         let _sleepy = members.pop();
-        let line: String = "x".repeat(400);
-        let count = 20_000;
+        let line: String = "x".repeat(3000);
+        let count = 3_000;
         let (alice, bob) = members.split_at_mut(1);
         let (alice, bob) = (&mut alice[0], &mut bob[0]);
         let reproduce = bob.reproduce.clone();
