@@ -1,6 +1,6 @@
 //! Helpers every test module uses.
 
-use proxy::wire::{self, Framing, Limits, Reader, ResponseHead};
+use proxy::wire::{self, Reader, ResponseHead};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -124,23 +124,7 @@ impl Client {
     }
 
     pub async fn try_read(&mut self, method: &str) -> Result<Response, String> {
-        let head = self
-            .reader
-            .read_response_head(Limits::default(), None)
-            .await
-            .map_err(|e| e.to_string())?;
-        let framing = wire::response_framing(method, &head)?;
-        let mut body = Vec::new();
-        wire::copy_body(
-            &mut self.reader,
-            framing,
-            &mut body,
-            Framing::Close,
-            Vec::new(),
-            None,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+        let (head, body) = wire::read_response(&mut self.reader, method).await?;
         Ok(Response { head, body })
     }
 

@@ -5,7 +5,7 @@
 //! (the subject's whole process group killed) when it is dropped, even on panic.
 
 use proxy::capture::{split, Capture, TapRead, TapWrite};
-use proxy::wire::{self, Framing, Limits, Reader, ResponseHead};
+use proxy::wire::{self, Reader, ResponseHead};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -355,24 +355,7 @@ impl Conn {
 
     /// Reads one response to a request with `method`.
     pub async fn read(&mut self, method: &str) -> Result<Response, String> {
-        let head = self
-            .reader
-            .read_response_head(Limits::default(), None)
-            .await
-            .map_err(|e| format!("no valid response: {e}"))?;
-        let framing = wire::response_framing(method, &head)
-            .map_err(|e| format!("the response's framing is invalid: {e}"))?;
-        let mut body = Vec::new();
-        wire::copy_body(
-            &mut self.reader,
-            framing,
-            &mut body,
-            Framing::Close,
-            Vec::new(),
-            None,
-        )
-        .await
-        .map_err(|e| format!("the response body was cut short: {e}"))?;
+        let (head, body) = wire::read_response(&mut self.reader, method).await?;
         Ok(Response { head, body })
     }
 }

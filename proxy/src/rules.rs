@@ -429,23 +429,45 @@ fn string_of(
     }
 }
 
+/// An error at `key`'s value in `table` (or at the table, when the key is absent).
+fn error_in(text: &str, table: &toml_edit::Table, key: &str, message: String) -> RulesError {
+    error_at(
+        text,
+        table.get(key).and_then(|i| i.span()).or(table.span()),
+        message,
+    )
+}
+
+/// Fails on the first key of `table` that is not in `allowed`.
+fn only_keys(
+    text: &str,
+    table: &toml_edit::Table,
+    what: &str,
+    allowed: &[&str],
+) -> Result<(), RulesError> {
+    match table.iter().find(|(key, _)| !allowed.contains(key)) {
+        Some((key, _)) => Err(error_in(
+            text,
+            table,
+            key,
+            format!(
+                "unknown key {key:?} in {what} (expected {})",
+                allowed.join(", ")
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
 fn toml_rule(text: &str, table: &toml_edit::Table) -> Result<Rule, RulesError> {
     let line = table.span().map_or(0, |s| line_col(text, s.start).0);
-    let at = |key: &str, message: String| {
-        error_at(
-            text,
-            table.get(key).and_then(|i| i.span()).or(table.span()),
-            message,
-        )
-    };
-    for (key, _) in table.iter() {
-        if !["action", "host", "url", "regex", "method", "port"].contains(&key) {
-            return Err(at(
-                key,
-                format!("unknown key {key:?} in a rule (expected action, host, url, regex, method, port)"),
-            ));
-        }
-    }
+    let at = |key: &str, message: String| error_in(text, table, key, message);
+    only_keys(
+        text,
+        table,
+        "a rule",
+        &["action", "host", "url", "regex", "method", "port"],
+    )?;
     let action = match string_of(text, table, "action")?.as_deref() {
         Some("block") => Action::Block,
         Some("allow") => Action::Allow,
@@ -519,21 +541,13 @@ fn toml_rule(text: &str, table: &toml_edit::Table) -> Result<Rule, RulesError> {
 }
 
 fn toml_rewrite(text: &str, table: &toml_edit::Table) -> Result<Rewrite, RulesError> {
-    let at = |key: &str, message: String| {
-        error_at(
-            text,
-            table.get(key).and_then(|i| i.span()).or(table.span()),
-            message,
-        )
-    };
-    for (key, _) in table.iter() {
-        if !["on", "hosts", "remove", "set", "add"].contains(&key) {
-            return Err(at(
-                key,
-                format!("unknown key {key:?} in a header rewrite (expected on, hosts, remove, set, add)"),
-            ));
-        }
-    }
+    let at = |key: &str, message: String| error_in(text, table, key, message);
+    only_keys(
+        text,
+        table,
+        "a header rewrite",
+        &["on", "hosts", "remove", "set", "add"],
+    )?;
     let on = match string_of(text, table, "on")?.as_deref() {
         Some("request") => Direction::Request,
         Some("response") => Direction::Response,

@@ -6,7 +6,7 @@
 //! and to ports 1024–65535, never to others; the blacklist is the file given as `{rules}`
 //! (one host or `*.domain` per line); the access log is the file given as `{log}`.
 
-use super::{expect_body, expect_status, get_ok, no_response, SEED};
+use super::{expect_body, expect_status, get_expecting, get_ok, no_response, SEED};
 use crate::harness::Env;
 use crate::{Check, CheckFuture, Fail, Lab};
 use std::time::Duration;
@@ -129,9 +129,7 @@ fn port_policy(env: &Env) -> CheckFuture<'_> {
 }
 
 async fn expect_blocked(env: &Env, url: &str) -> Result<(), Fail> {
-    let reproduce = env.curl("", url);
-    let res = env.get(url).await.map_err(|e| no_response(e, &reproduce))?;
-    expect_status(&res, 403, &reproduce)
+    get_expecting(env, url, 403).await.map(|_| ())
 }
 
 fn block_http(env: &Env) -> CheckFuture<'_> {

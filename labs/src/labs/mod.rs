@@ -64,14 +64,15 @@ pub fn expect_body(body: &[u8], expected: &[u8], reproduce: &str) -> Result<(), 
     ))
 }
 
-/// GET through the subject, expecting 200.
+/// GET `path` on the origin through the subject, expecting 200.
 pub async fn get_ok(env: &Env, path: &str) -> Result<Response, Fail> {
-    let url = env.url(path);
-    let reproduce = env.curl("", &url);
-    let res = env
-        .get(&url)
-        .await
-        .map_err(|e| no_response(e, &reproduce))?;
-    expect_status(&res, 200, &reproduce)?;
+    get_expecting(env, &env.url(path), 200).await
+}
+
+/// GET `url` through the subject, expecting `status`.
+pub async fn get_expecting(env: &Env, url: &str, status: u16) -> Result<Response, Fail> {
+    let reproduce = env.curl("", url);
+    let res = env.get(url).await.map_err(|e| no_response(e, &reproduce))?;
+    expect_status(&res, status, &reproduce)?;
     Ok(res)
 }
