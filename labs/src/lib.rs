@@ -221,7 +221,7 @@ pub async fn run_lab_recorded(
 pub fn describe(subject: &Subject) -> String {
     match subject {
         Subject::Reference(flags) if flags.is_empty() => "the reference".into(),
-        Subject::Reference(flags) => format!("the reference proxy ({})", flags.join(" ")),
+        Subject::Reference(flags) => format!("the reference ({})", flags.join(" ")),
         Subject::Command(cmd) => format!("`{cmd}`"),
         Subject::Addr(addr) => format!("the proxy at {addr}"),
     }
