@@ -87,5 +87,10 @@ echo
 step "Stopping (SIGTERM): the proxy finishes in-flight requests, then exits"
 kill -TERM "$proxy_pid"; wait "$proxy_pid" 2>/dev/null || true
 sleep 0.2 # let the last log lines through the prefixing pipe
+
+step "Grading: the reference proxy on lab 2 (any program can be graded: lab run 2 --cmd '... {port}')"
+"$bin/lab" run 2 || true
+
 echo "Done. Run it yourself: make origin (one terminal), make run (another), then"
 echo "  curl -x http://127.0.0.1:8080 http://127.0.0.1:9000/bytes/100"
+echo "and grade a proxy: make lab2 PROXY_CMD=\"python3 myproxy.py {port}\""
