@@ -307,3 +307,57 @@ fn access_log_rotates_on_sigusr1_and_admin_serves_metrics() {
     assert!(second.contains("\"GET /nowhere HTTP/1.1\" 404"), "{second}");
     assert_eq!((first.lines().count(), second.lines().count()), (1, 1));
 }
+
+/// SIGHUP reloads the rules. The rules path is a symlink into another directory, so the
+/// file watcher (which watches the link's directory) does not see the change: only the
+/// signal can apply it.
+#[test]
+fn sighup_reloads_the_rules() {
+    let watched = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let real = elsewhere.path().join("real.txt");
+    std::fs::write(&real, "# nothing blocked\n").unwrap();
+    let link = watched.path().join("rules.txt");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("proxy"))
+        .args(["--listen", "127.0.0.1:0", "--offline", "--rules"])
+        .arg(&link)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut running = Running(child);
+    let mut out = BufReader::new(running.0.stdout.take().unwrap());
+    let addr = listening(&mut out, "proxy");
+    let ask = || {
+        http_get(
+            &addr,
+            "GET http://blocked.test/ HTTP/1.1\r\nHost: blocked.test\r\nConnection: close\r\n\r\n",
+        )
+    };
+    // --offline: an unblocked name that is not local cannot be resolved.
+    assert!(ask().starts_with("HTTP/1.1 502"));
+    std::fs::write(&real, "blocked.test\n").unwrap();
+    let pid = running.0.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let page = ask();
+        if page.starts_with("HTTP/1.1 403") {
+            assert!(
+                page.contains("rules.txt rule 1 (line 1: blocked.test)"),
+                "{page}"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "SIGHUP did not reload: {page}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
