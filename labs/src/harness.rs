@@ -39,7 +39,8 @@ impl Subject {
 /// Files a lab shares with its subject.
 #[derive(Debug)]
 pub struct Files {
-    dir: tempfile::TempDir,
+    /// Holds the files; removed with them when the check ends.
+    _dir: tempfile::TempDir,
     /// A plain list of blocked hosts, one per line (lab 5).
     pub rules: PathBuf,
     /// Where the subject writes its access log (lab 5).
@@ -52,11 +53,11 @@ impl Files {
         let rules = dir.path().join("blacklist.txt");
         let log = dir.path().join("access.log");
         std::fs::write(&rules, rules_text)?;
-        Ok(Files { dir, rules, log })
-    }
-
-    pub fn dir(&self) -> &std::path::Path {
-        self.dir.path()
+        Ok(Files {
+            _dir: dir,
+            rules,
+            log,
+        })
     }
 
     fn fill(&self, template: &str, port: u16) -> String {

@@ -7,9 +7,10 @@
 //!
 //! How a check is run ([`run_lab`]): origin-sim and the subject start fresh for it (nothing
 //! one check does can change another's result), it gets a time limit, and everything is torn
-//! down after it, the subject's whole process group included. Checks never sleep to wait
-//! for something: concurrency is proven by responses the origin holds until the test lets
-//! them go, caching by `X-Origin-Hits` (how many requests reached the origin).
+//! down after it, the subject's whole process group included. Checks never wait a fixed
+//! time for something: they ask again until it happened or a deadline passed; concurrency
+//! is proven by responses the origin holds until the check lets them go, caching by
+//! `X-Origin-Hits` (how many requests reached the origin).
 //!
 //! - [`harness`]: the origin, the subject, raw HTTP connections.
 //! - [`labs`]: the checks of each lab.

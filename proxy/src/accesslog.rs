@@ -95,7 +95,6 @@ pub fn format_line(
     now: SystemTime,
     elapsed: std::time::Duration,
 ) -> String {
-    let status = if ctx.status == 0 { 0 } else { ctx.status };
     let user = opt(&ctx.user);
     match format {
         LogFormat::Squid => {
@@ -109,7 +108,7 @@ pub fn format_line(
                 elapsed.as_millis(),
                 ctx.peer.ip(),
                 ctx.result,
-                status,
+                ctx.status,
                 ctx.bytes_down,
                 squid_field(&ctx.method),
                 squid_field(&ctx.target),
@@ -139,7 +138,7 @@ pub fn format_line(
                 escape(&ctx.method),
                 escape(&ctx.target),
                 ctx.version.as_str(),
-                status,
+                ctx.status,
                 bytes,
             );
             if format == LogFormat::Combined {
@@ -163,7 +162,7 @@ pub fn format_line(
                 "method": ctx.method,
                 "url": ctx.target,
                 "version": ctx.version.as_str(),
-                "status": status,
+                "status": ctx.status,
                 "result": ctx.result,
                 "bytes_up": ctx.bytes_up,
                 "bytes_down": ctx.bytes_down,

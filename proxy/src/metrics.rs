@@ -7,7 +7,7 @@
 use crate::pipeline::{RequestContext, Shared};
 use std::cell::Cell;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 const METHODS: [&str; 9] = [
     "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "other",
@@ -18,7 +18,8 @@ const CLASSES: [&str; 6] = ["aborted", "1xx", "2xx", "3xx", "4xx", "5xx"];
 /// The proxy's counters.
 #[derive(Debug)]
 pub struct Metrics {
-    pub connections_active: AtomicI64,
+    /// Also the `[ACTIVE CONNECTIONS]` count the console shows.
+    pub connections_active: AtomicUsize,
     pub connections_total: AtomicU64,
     requests: [[AtomicU64; CLASSES.len()]; METHODS.len()],
     bytes_in: AtomicU64,
@@ -57,7 +58,7 @@ fn worker_index() -> usize {
 impl Metrics {
     pub fn new(workers: usize) -> Metrics {
         Metrics {
-            connections_active: AtomicI64::new(0),
+            connections_active: AtomicUsize::new(0),
             connections_total: AtomicU64::new(0),
             requests: Default::default(),
             bytes_in: AtomicU64::new(0),
@@ -138,7 +139,7 @@ impl Metrics {
                 "connections_active",
                 "Client connections open now.",
                 "gauge",
-                gauge(self.connections_active.load(Relaxed)),
+                gauge(self.connections_active.load(Relaxed) as i64),
             ),
             Family::new(
                 "connections_total",

@@ -23,7 +23,7 @@ use crate::error::{error_page, ProxyError};
 use crate::forward;
 use crate::freshness::{self, CacheControl};
 use crate::metrics::Metrics;
-use crate::rules::{self, Direction, Rules, Verdict};
+use crate::rules::{self, Direction, RuleSet, Rules, Verdict};
 use crate::target::{self, Authority, Target};
 use crate::upstream::{UpstreamConn, Upstreams};
 use crate::wire::{
@@ -296,7 +296,7 @@ async fn route(
             purge(shared, conn, &head, key, framing, ctx).await
         }
         Target::Absolute { authority, path } => {
-            admit(
+            let rewrites = admit(
                 shared,
                 &head,
                 &authority.host,
@@ -310,6 +310,7 @@ async fn route(
                 upstreams: vec![authority],
                 path,
                 keep_host: false,
+                rewrites,
             };
             forward(shared, conn, head, destination, framing, ctx).await
         }
@@ -327,12 +328,13 @@ async fn route(
                 .map(str::to_ascii_lowercase)
                 .unwrap_or_else(|| upstreams.first().map(|u| u.to_string()).unwrap_or_default());
             let (name, port) = split_host_header(&host);
-            admit(shared, &head, name, port, Some(&path), ctx).await?;
+            let rewrites = admit(shared, &head, name, port, Some(&path), ctx).await?;
             let destination = Destination {
                 key: format!("http://{host}{path}"),
                 upstreams,
                 path,
                 keep_host: true,
+                rewrites,
             };
             forward(shared, conn, head, destination, framing, ctx).await
         }
@@ -356,9 +358,22 @@ async fn route(
     }
 }
 
+/// The header rewrites that apply to one request: the rule set it was admitted by (so the
+/// whole request sees one set, whatever a reload does meanwhile) and the host they match.
+struct Rewrites {
+    rules: Arc<RuleSet>,
+    host: String,
+}
+
+impl Rewrites {
+    fn apply(&self, on: Direction, headers: &mut wire::Headers) {
+        self.rules.rewrite(on, &self.host, headers);
+    }
+}
+
 /// Access control for a request to `host:port` (the name the client asked for, never a
 /// resolved address): proxy authentication, then the filtering rules. `path` is `None`
-/// for CONNECT.
+/// for CONNECT. Returns the header rewrites for the request, when the rules have any.
 async fn admit(
     shared: &Shared,
     head: &RequestHead,
@@ -366,7 +381,7 @@ async fn admit(
     port: u16,
     path: Option<&str>,
     ctx: &mut RequestContext,
-) -> Result<(), Failure> {
+) -> Result<Option<Rewrites>, Failure> {
     if let Some(auth) = &shared.auth {
         match auth.check(head.headers.get("proxy-authorization")).await {
             Ok(user) => ctx.user = Some(user),
@@ -397,8 +412,14 @@ async fn admit(
             ctx.blocked_by = Some(why.clone());
             return Err(ProxyError::Blocked(why).into());
         }
+        if rules.has_rewrites() {
+            return Ok(Some(Rewrites {
+                rules,
+                host: host.to_string(),
+            }));
+        }
     }
-    Ok(())
+    Ok(None)
 }
 
 /// A Host header value split into lower-case name (no brackets) and port (80 if none).
@@ -412,13 +433,6 @@ fn split_host_header(host: &str) -> (&str, u16) {
         Some((name, port)) => (name, port.parse().unwrap_or(80)),
         None => (host, 80),
     }
-}
-
-/// The host part of a cache key (`http://host:port/path`), as rules see it.
-fn host_of_key(key: &str) -> &str {
-    let rest = key.strip_prefix("http://").unwrap_or(key);
-    let authority = rest.split('/').next().unwrap_or(rest);
-    split_host_header(authority).0
 }
 
 /// Opens a CONNECT tunnel: port policy, loop check, dial, `200`, then bytes both ways.
@@ -491,6 +505,7 @@ struct Destination {
     path: String,
     key: String,
     keep_host: bool,
+    rewrites: Option<Rewrites>,
 }
 
 async fn forward(
@@ -506,6 +521,7 @@ async fn forward(
         path,
         key,
         keep_host,
+        rewrites,
     } = destination;
     let Some(mut authority) = upstreams.first().cloned() else {
         return Err(
@@ -575,13 +591,7 @@ async fn forward(
                 } else {
                     "TCP_HIT"
                 };
-                if shared.access_log.is_some() {
-                    ctx.content_type = entry
-                        .head
-                        .headers
-                        .get("content-type")
-                        .map(|v| String::from_utf8_lossy(v).into_owned());
-                }
+                ctx.content_type = content_type_for_log(shared, &entry.head.headers);
                 return Ok(next);
             }
             Lookup::Forward { stored, fwd, .. } => (stored, fwd),
@@ -612,6 +622,7 @@ async fn forward(
         method: head.method.clone(),
         key,
         cache: plan,
+        rewrites,
     };
 
     // The request as it goes upstream: origin-form, HTTP/1.1, connection fields removed.
@@ -629,12 +640,8 @@ async fn forward(
         forward::add_via(&mut up.headers, via);
     }
     forward::forwarded_for(&mut up.headers, config.forwarded_for, conn.peer.ip());
-    if shared.rules.path().is_some() {
-        shared.rules.current().rewrite(
-            Direction::Request,
-            host_of_key(&client.key),
-            &mut up.headers,
-        );
+    if let Some(rewrites) = &client.rewrites {
+        rewrites.apply(Direction::Request, &mut up.headers);
     }
     if framing == Framing::Chunked {
         up.headers.push("Transfer-Encoding", "chunked");
@@ -851,6 +858,8 @@ struct ClientWants {
     key: String,
     /// Set for GET and HEAD when the cache is on.
     cache: Option<CachePlan>,
+    /// The rules' header rewrites for this request, if any.
+    rewrites: Option<Rewrites>,
 }
 
 /// What the cache stage decided for a request it could not answer itself.
@@ -1124,20 +1133,11 @@ async fn relay_response(
     let upstream_keeps = res.keeps_alive() && from != Framing::Close;
 
     forward::strip_hop_by_hop(&mut res.headers);
-    if shared.rules.path().is_some() {
-        // Before the cache stores the response: stored responses carry the rewrites.
-        shared.rules.current().rewrite(
-            Direction::Response,
-            host_of_key(&client.key),
-            &mut res.headers,
-        );
+    // Before the cache stores the response: stored responses carry the rewrites.
+    if let Some(rewrites) = &client.rewrites {
+        rewrites.apply(Direction::Response, &mut res.headers);
     }
-    if shared.access_log.is_some() {
-        ctx.content_type = res
-            .headers
-            .get("content-type")
-            .map(|v| String::from_utf8_lossy(v).into_owned());
-    }
+    ctx.content_type = content_type_for_log(shared, &res.headers);
     // An unsafe method that succeeded makes stored responses for its target stale
     // (RFC 9111 §4.4), and those for same-origin Location / Content-Location too.
     if !matches!(client.method.as_str(), "GET" | "HEAD" | "OPTIONS" | "TRACE") && res.status < 400 {
@@ -1437,6 +1437,14 @@ fn set_connection(headers: &mut wire::Headers, client_version: Version, next: Ne
         (Next::KeepAlive, Version::Http10) => headers.set("Connection", "keep-alive"),
         (Next::KeepAlive, Version::Http11) => {}
     }
+}
+
+/// A response's Content-Type, kept for the access log (only when there is one).
+fn content_type_for_log(shared: &Shared, headers: &wire::Headers) -> Option<String> {
+    shared.access_log.as_ref()?;
+    headers
+        .get("content-type")
+        .map(|v| String::from_utf8_lossy(v).into_owned())
 }
 
 /// The end of every request: the log line, the access log, the metrics.

@@ -307,8 +307,8 @@ impl RuleSet {
         }
     }
 
-    pub fn has_rewrites(&self, on: Direction) -> bool {
-        self.rewrites.iter().any(|r| r.on == on)
+    pub fn has_rewrites(&self) -> bool {
+        !self.rewrites.is_empty()
     }
 
     /// One line about what the file holds, for logs and `proxy rules check`.

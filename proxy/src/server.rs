@@ -13,7 +13,7 @@ use crate::wire::{HeadError, Reader, Version};
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -34,7 +34,8 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     // Every connection task holds a clone of `done_tx`; when all are dropped, all finished.
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
-    let active = Arc::new(AtomicUsize::new(0));
+    // The active-connection count lives in the metrics; the console shows it too.
+    let active = &shared.metrics.connections_active;
     tokio::pin!(shutdown);
     if let Err(e) = shared.rules.watch() {
         tracing::warn!("rules: cannot watch the file ({e}); SIGHUP still reloads it");
@@ -56,12 +57,10 @@ pub async fn run(
         let shared = shared.clone();
         let stop = stop_rx.clone();
         let done = done_tx.clone();
-        let active = active.clone();
         tokio::spawn(async move {
-            let now = active.fetch_add(1, Ordering::Relaxed) + 1;
             let metrics = &shared.metrics;
+            let now = metrics.connections_active.fetch_add(1, Ordering::Relaxed) + 1;
             metrics.connections_total.fetch_add(1, Ordering::Relaxed);
-            metrics.connections_active.fetch_add(1, Ordering::Relaxed);
             let thread = std::thread::current();
             tracing::info!(
                 "[NEW CONNECTION] {peer} on {} [ACTIVE CONNECTIONS] {now}",
@@ -69,11 +68,7 @@ pub async fn run(
             );
             let started = Instant::now();
             let served = serve(&shared, stream, peer, stop).await;
-            let left = active.fetch_sub(1, Ordering::Relaxed) - 1;
-            shared
-                .metrics
-                .connections_active
-                .fetch_sub(1, Ordering::Relaxed);
+            let left = metrics.connections_active.fetch_sub(1, Ordering::Relaxed) - 1;
             tracing::info!(
                 "[CLOSED] {peer} after {served} request{} in {:.1?} [ACTIVE CONNECTIONS] {left}",
                 if served == 1 { "" } else { "s" },

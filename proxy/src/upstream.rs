@@ -119,6 +119,13 @@ impl Upstreams {
         })
     }
 
+    /// Idle pooled connections, over every server (for metrics).
+    pub fn idle_count(&self) -> usize {
+        self.idle
+            .lock()
+            .map_or(0, |idle| idle.values().map(Vec::len).sum())
+    }
+
     /// Returns a connection whose last response ended cleanly, for the next request.
     pub fn checkin(&self, mut conn: UpstreamConn) {
         if self.max_idle == 0 || !conn.reader.buffered().is_empty() {
@@ -191,14 +198,5 @@ fn still_open(conn: &UpstreamConn) -> bool {
     match conn.reader.get_ref().try_read(&mut probe) {
         Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
         Ok(_) => false,
-    }
-}
-
-impl Upstreams {
-    /// Idle pooled connections, over every server (for metrics).
-    pub fn idle_count(&self) -> usize {
-        self.idle
-            .lock()
-            .map_or(0, |idle| idle.values().map(Vec::len).sum())
     }
 }

@@ -63,6 +63,34 @@ fn listen_on_a_taken_port_fails_clearly() {
 /// Kills the child if the test fails before it is stopped.
 struct Running(Child);
 
+impl Running {
+    /// Sends `signal` (e.g. `-TERM`) with kill(1); whether it was delivered.
+    fn signal(&self, signal: &str) -> bool {
+        std::process::Command::new("kill")
+            .args([signal, &self.0.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    }
+}
+
+/// Starts the proxy binary with `args`, stdout piped (its `listening on` lines) and stderr
+/// as given; the process is killed when the returned guard is dropped.
+fn spawn_proxy<S: AsRef<std::ffi::OsStr>>(
+    args: impl IntoIterator<Item = S>,
+    stderr: Stdio,
+) -> (Running, BufReader<std::process::ChildStdout>) {
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("proxy"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let mut running = Running(child);
+    let out = BufReader::new(running.0.stdout.take().unwrap());
+    (running, out)
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -73,17 +101,12 @@ impl Drop for Running {
 /// Prints `proxy listening on http://IP:PORT`, serves, and exits cleanly on SIGTERM.
 #[test]
 fn prints_listening_line_serves_and_stops_on_sigterm() {
-    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("proxy"))
-        .args(["--listen", "127.0.0.1:0", "--workers", "2"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut running = Running(child);
+    let (mut running, mut out) = spawn_proxy(
+        ["--listen", "127.0.0.1:0", "--workers", "2"],
+        Stdio::piped(),
+    );
     let mut line = String::new();
-    BufReader::new(running.0.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    out.read_line(&mut line).unwrap();
     let addr = line
         .trim()
         .strip_prefix("proxy listening on http://")
@@ -97,12 +120,7 @@ fn prints_listening_line_serves_and_stops_on_sigterm() {
     conn.read_to_string(&mut page).unwrap();
     assert!(page.starts_with("HTTP/1.1 200 OK"), "{page}");
 
-    let pid = running.0.id().to_string();
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    assert!(running.signal("-TERM"));
     let status = running.0.wait().unwrap();
     assert!(status.success(), "exit status {status}");
     let mut log = String::new();
@@ -240,20 +258,19 @@ fn http_get(addr: &str, request: &str) -> String {
 fn access_log_rotates_on_sigusr1_and_admin_serves_metrics() {
     let dir = tempfile::tempdir().unwrap();
     let log_path = dir.path().join("access.log");
-    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("proxy"))
-        .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
-        .args([
+    let (mut running, mut out) = spawn_proxy(
+        [
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
             "--access-log",
             log_path.to_str().unwrap(),
             "--log-format",
             "common",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut running = Running(child);
-    let mut out = BufReader::new(running.0.stdout.take().unwrap());
+        ],
+        Stdio::null(),
+    );
     let addr = listening(&mut out, "proxy");
     let admin = listening(&mut out, "proxy admin");
     let page = http_get(
@@ -272,15 +289,7 @@ fn access_log_rotates_on_sigusr1_and_admin_serves_metrics() {
     }
     let rotated = dir.path().join("access.log.1");
     std::fs::rename(&log_path, &rotated).unwrap();
-    let pid = running.0.id().to_string();
-    let sent = |signal: &str| {
-        std::process::Command::new("kill")
-            .args([signal, &pid])
-            .status()
-            .unwrap()
-            .success()
-    };
-    assert!(sent("-USR1"));
+    assert!(running.signal("-USR1"));
     while !log_path.exists() {
         assert!(
             std::time::Instant::now() < deadline,
@@ -299,7 +308,7 @@ fn access_log_rotates_on_sigusr1_and_admin_serves_metrics() {
         metrics.contains("proxylab_requests_total{method=\"GET\",status=\"2xx\"} 1\n"),
         "{metrics}"
     );
-    assert!(sent("-TERM"));
+    assert!(running.signal("-TERM"));
     assert!(running.0.wait().unwrap().success());
     let first = std::fs::read_to_string(&rotated).unwrap();
     let second = std::fs::read_to_string(&log_path).unwrap();
@@ -319,15 +328,16 @@ fn sighup_reloads_the_rules() {
     std::fs::write(&real, "# nothing blocked\n").unwrap();
     let link = watched.path().join("rules.txt");
     std::os::unix::fs::symlink(&real, &link).unwrap();
-    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("proxy"))
-        .args(["--listen", "127.0.0.1:0", "--offline", "--rules"])
-        .arg(&link)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut running = Running(child);
-    let mut out = BufReader::new(running.0.stdout.take().unwrap());
+    let (running, mut out) = spawn_proxy(
+        [
+            "--listen".as_ref(),
+            "127.0.0.1:0".as_ref(),
+            "--offline".as_ref(),
+            "--rules".as_ref(),
+            link.as_os_str(),
+        ],
+        Stdio::null(),
+    );
     let addr = listening(&mut out, "proxy");
     let ask = || {
         http_get(
@@ -338,12 +348,7 @@ fn sighup_reloads_the_rules() {
     // --offline: an unblocked name that is not local cannot be resolved.
     assert!(ask().starts_with("HTTP/1.1 502"));
     std::fs::write(&real, "blocked.test\n").unwrap();
-    let pid = running.0.id().to_string();
-    assert!(std::process::Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .unwrap()
-        .success());
+    assert!(running.signal("-HUP"));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
         let page = ask();
