@@ -3,17 +3,24 @@
 //! Takes: which subject to grade (the reference proxy, any program started with `--cmd`, or
 //! one already running at `--addr`). Returns: an [`Env`] the checks run against, torn down
 //! (the subject's whole process group killed) when it is dropped, even on panic.
+//!
+//! Every exchange with the subject has a deadline of its own (a *step*, 5 s unless told),
+//! and a step that runs out says which step it was: "sent GET …; no response head within
+//! 5 s", "Content-Length said 100; 60 bytes came, then nothing for 5 s".
 
+use crate::process::{self, Listening, Output, Process};
+use crate::Options;
 use proxy::capture::{split, Capture, TapRead, TapWrite};
-use proxy::wire::{self, Reader, ResponseHead};
+use proxy::wire::{self, BodyError, Framing, HeadError, Limits, Reader, ResponseHead};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
-/// How long a subject may take to start accepting connections.
+/// How long a subject may take to start listening.
 pub const START_DEADLINE: Duration = Duration::from_secs(15);
 
 /// What to grade.
@@ -34,6 +41,22 @@ impl Subject {
     pub fn reference(flags: &[&str], extra: &[&str]) -> Subject {
         Subject::Reference(flags.iter().chain(extra).map(|s| s.to_string()).collect())
     }
+
+    /// Whether the subject can be graded at all, said once, before any check runs: a
+    /// command must say where its port goes.
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            Subject::Command(cmd) if cmd.trim().is_empty() => {
+                Err("the command to grade is empty".into())
+            }
+            Subject::Command(cmd) if !cmd.contains("{port}") => Err(format!(
+                "the command {cmd:?} has no {{port}}: the grader starts your program on a port \
+                 of its choosing and puts the number where {{port}} is, e.g. \
+                 --cmd 'python3 myproxy.py {{port}}'"
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Files a lab shares with its subject.
@@ -53,6 +76,13 @@ impl Files {
         let rules = dir.path().join("blacklist.txt");
         let log = dir.path().join("access.log");
         std::fs::write(&rules, rules_text)?;
+        // Dated ten seconds back: a change the lab makes later gets a modification time
+        // that differs in whole seconds, so a program that compares mtimes in seconds sees it.
+        let past = std::time::SystemTime::now() - Duration::from_secs(10);
+        std::fs::File::options()
+            .append(true)
+            .open(&rules)?
+            .set_modified(past)?;
         Ok(Files {
             _dir: dir,
             rules,
@@ -71,23 +101,8 @@ impl Files {
 /// A running subject.
 enum Running {
     Reference(proxy::Handle),
-    Child(ChildGuard),
+    Child(Process),
     External,
-}
-
-/// A subject process, killed with its whole process group when dropped (a shell wrapper's
-/// children go too), whether the check passed, failed or panicked.
-struct ChildGuard(std::process::Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", self.0.id())])
-            .stderr(std::process::Stdio::null())
-            .status();
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Why the harness could not start.
@@ -95,6 +110,7 @@ impl Drop for ChildGuard {
 pub enum HarnessError {
     #[error("origin-sim did not start: {0}")]
     Origin(String),
+    /// The subject did not start listening: no check can be judged.
     #[error("the subject did not start: {0}")]
     Subject(String),
 }
@@ -108,23 +124,29 @@ pub struct Env {
     /// `--pcap-dir`: what the harness saw on both sides (its own connections to the
     /// subject, and the origin's connections from it).
     pub capture: Option<Arc<Capture>>,
+    /// How long one step may take.
+    pub step: Duration,
 }
 
 impl Env {
-    /// Starts origin-sim (every listener, on loopback) and the subject, with the rules file
-    /// holding `rules`. For a chat lab the reference subject is origin-sim's own chat room.
-    /// With `pcap`, both sides' traffic is recorded there.
+    /// Starts origin-sim (every listener, on loopback) and the subject for check `check` of
+    /// lab `lab`, with the rules file holding `rules`. For a chat lab the reference subject
+    /// is origin-sim's own chat room.
     pub async fn start(
         subject: &Subject,
-        rules: &str,
-        chat: bool,
-        pcap: Option<&Path>,
+        lab: &crate::Lab,
+        check: &str,
+        options: &Options,
     ) -> Result<Env, HarnessError> {
-        let capture = match pcap {
-            Some(path) => Some(
-                Capture::create(path, 256 << 20)
-                    .map_err(|e| HarnessError::Origin(format!("{}: {e}", path.display())))?,
-            ),
+        subject.validate().map_err(HarnessError::Subject)?;
+        let capture = match &options.pcap_dir {
+            Some(dir) => {
+                let path = dir.join(format!("lab{}-{check}.pcap", lab.number));
+                Some(
+                    Capture::create(&path, 256 << 20)
+                        .map_err(|e| HarnessError::Origin(format!("{}: {e}", path.display())))?,
+                )
+            }
             None => None,
         };
         let origin = origin_sim::start(origin_sim::Config {
@@ -133,9 +155,9 @@ impl Env {
         })
         .await
         .map_err(|e| HarnessError::Origin(e.to_string()))?;
-        let files = Files::new(rules).map_err(|e| HarnessError::Subject(e.to_string()))?;
-        let (subject, running) = match subject {
-            Subject::Reference(_) if chat => {
+        let files = Files::new(lab.rules).map_err(|e| HarnessError::Subject(e.to_string()))?;
+        let (addr, running) = match subject {
+            Subject::Reference(_) if lab.chat => {
                 let addr = origin
                     .chat_addr()
                     .ok_or_else(|| HarnessError::Origin("origin-sim has no chat room".into()))?;
@@ -153,23 +175,36 @@ impl Env {
                 (handle.addr(), Running::Reference(handle))
             }
             Subject::Command(template) => {
-                let port = free_port().map_err(|e| HarnessError::Subject(e.to_string()))?;
+                let port =
+                    process::pick_port().map_err(|e| HarnessError::Subject(e.to_string()))?;
                 let command = files.fill(template, port);
-                let child = spawn(&command)
+                let file = options
+                    .output_dir
+                    .as_ref()
+                    .map(|d| d.join(format!("lab{}-{check}.log", lab.number)));
+                let output = Output::new(file.as_deref(), options.echo_output)
+                    .map_err(|e| HarnessError::Subject(format!("the output file: {e}")))?;
+                let child = Process::spawn(&command, output)
                     .map_err(|e| HarnessError::Subject(format!("cannot run {command:?}: {e}")))?;
-                let mut running = Running::Child(ChildGuard(child));
                 let addr = SocketAddr::from(([127, 0, 0, 1], port));
-                wait_until_accepting(addr, &mut running, &command).await?;
+                let mut running = Running::Child(child);
+                wait_until_listening(addr, &mut running, &command).await?;
                 (addr, running)
             }
-            Subject::Addr(addr) => (*addr, Running::External),
+            Subject::Addr(addr) => {
+                if !process::something_listens(*addr).await {
+                    return Err(HarnessError::Subject(format!("nothing listens on {addr}")));
+                }
+                (*addr, Running::External)
+            }
         };
         Ok(Env {
             origin,
-            subject,
+            subject: addr,
             files,
             running,
             capture,
+            step: options.step,
         })
     }
 
@@ -181,12 +216,24 @@ impl Env {
             capture,
             ..
         } = self;
-        if let Running::Reference(handle) = running {
-            let _ = handle.shutdown().await;
+        match running {
+            Running::Reference(handle) => {
+                let _ = handle.shutdown().await;
+            }
+            Running::Child(child) => drop(child),
+            Running::External => {}
         }
         origin.shutdown().await;
         if let Some(capture) = capture {
             capture.close();
+        }
+    }
+
+    /// What the subject program wrote (stdout and stderr), when the grader started it.
+    pub fn output(&self) -> Option<&Output> {
+        match &self.running {
+            Running::Child(child) => Some(child.output()),
+            _ => None,
         }
     }
 
@@ -195,21 +242,40 @@ impl Env {
         format!("{}{path}", self.origin.url())
     }
 
-    /// The command a student can paste to see what the check saw.
+    /// The command a student can paste to see what the check saw (the URL quoted for the
+    /// shell).
     pub fn curl(&self, args: &str, url: &str) -> String {
-        format!("curl -sv -x http://{} {args}{url}", self.subject)
+        format!("curl -sv -x http://{} {args}{}", self.subject, sh(url))
+    }
+
+    /// A command that sends `bytes` (written for `printf`) to the subject as they are and
+    /// prints what comes back, with the workspace's own client.
+    pub fn raw(&self, printf: &str) -> String {
+        format!(
+            "printf '{printf}' | target/release/client echo --server {}",
+            self.subject
+        )
     }
 
     /// A new connection to the subject.
     pub async fn connect(&self) -> Result<Conn, String> {
-        let stream = TcpStream::connect(self.subject)
+        let stream = tokio::time::timeout(self.step, TcpStream::connect(self.subject))
             .await
+            .map_err(|_| {
+                format!(
+                    "the subject at {} did not accept a connection within {}",
+                    self.subject,
+                    secs(self.step)
+                )
+            })?
             .map_err(|e| format!("cannot connect to the subject at {}: {e}", self.subject))?;
         let _ = stream.set_nodelay(true);
         let (read, writer) = split(stream, self.capture.as_ref(), self.subject, true);
         Ok(Conn {
             reader: Reader::new(read),
             writer,
+            step: self.step,
+            sent: String::new(),
         })
     }
 
@@ -237,55 +303,84 @@ impl Env {
     }
 }
 
-/// Spawns `command` through `sh -c` in its own process group.
-fn spawn(command: &str) -> std::io::Result<std::process::Child> {
-    use std::os::unix::process::CommandExt as _;
-    std::process::Command::new("sh")
-        .args(["-c", command])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .process_group(0)
-        .spawn()
-}
-
-/// A port nothing listens on right now.
-fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-/// Retries a connection until the subject accepts, it exits, or the deadline passes.
-async fn wait_until_accepting(
+/// Waits until the subject listens on `addr` (seen in `/proc/net/tcp*`, owned by its
+/// process group), it exits, or the deadline passes. Where `/proc` cannot tell, a
+/// connection is the fallback.
+async fn wait_until_listening(
     addr: SocketAddr,
     running: &mut Running,
     command: &str,
 ) -> Result<(), HarnessError> {
-    let deadline = tokio::time::Instant::now() + START_DEADLINE;
+    let Running::Child(child) = running else {
+        return Ok(());
+    };
+    let deadline = Instant::now() + START_DEADLINE;
+    // Someone else's listener on the port: allowed after a grace period (a program that
+    // left its process group), never at once.
+    let mut foreign_since: Option<Instant> = None;
     loop {
-        if TcpStream::connect(addr).await.is_ok() {
-            return Ok(());
-        }
-        if let Running::Child(ChildGuard(child)) = running {
-            if let Ok(Some(status)) = child.try_wait() {
-                let mut err = String::new();
-                if let Some(mut stderr) = child.stderr.take() {
-                    let _ = std::io::Read::read_to_string(&mut stderr, &mut err);
-                }
-                return Err(HarnessError::Subject(format!(
-                    "{command:?} exited ({status}) before listening on {addr}:\n{}",
-                    err.trim_end()
-                )));
-            }
-        }
-        if tokio::time::Instant::now() > deadline {
+        if let Some(status) = child.exited() {
+            let said = child.output().last_lines(12).join("\n");
             return Err(HarnessError::Subject(format!(
-                "{command:?} did not accept connections on {addr} within {START_DEADLINE:?} \
-                 (does it listen on the port given as {{port}}?)"
+                "{command:?} exited ({status}) before listening on {addr}{}",
+                if said.is_empty() {
+                    String::from(" (it printed nothing)")
+                } else {
+                    format!(":\n{said}")
+                }
             )));
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        match process::listening(addr.port(), Some(child.pgid())) {
+            Some(Listening::Yes { owned: Some(true) }) => return Ok(()),
+            Some(Listening::Yes { .. }) => {
+                let since = *foreign_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > Duration::from_secs(2) {
+                    return Ok(());
+                }
+            }
+            Some(Listening::Elsewhere(ips)) => {
+                return Err(HarnessError::Subject(format!(
+                    "{command:?} listens on port {} of {ips:?}, which a connection to {addr} does not reach: listen on 127.0.0.1 (or on every address)",
+                    addr.port()
+                )))
+            }
+            Some(Listening::No) => foreign_since = None,
+            None => {
+                if TcpStream::connect(addr).await.is_ok() {
+                    return Ok(());
+                }
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(HarnessError::Subject(format!(
+                "{command:?} did not listen on {addr} within {} (does it listen on the port given as {{port}}?)",
+                secs(START_DEADLINE)
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// `5 s`, `0.5 s`.
+pub fn secs(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s.fract() == 0.0 {
+        format!("{s:.0} s")
+    } else {
+        format!("{s:.1} s")
+    }
+}
+
+/// `text` quoted for a POSIX shell when it needs to be (`&`, `?`, spaces …).
+pub fn sh(text: &str) -> String {
+    let plain = !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./:@,+=%".contains(&b));
+    if plain {
+        text.to_string()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
     }
 }
 
@@ -293,6 +388,10 @@ async fn wait_until_accepting(
 pub struct Conn {
     pub reader: Reader<TapRead>,
     pub writer: TapWrite,
+    /// How long one step may take.
+    pub step: Duration,
+    /// What was sent last, for messages ("sent GET http://…").
+    sent: String,
 }
 
 /// A response as the harness read it.
@@ -300,6 +399,9 @@ pub struct Conn {
 pub struct Response {
     pub head: ResponseHead,
     pub body: Vec<u8>,
+    /// Bytes that had already arrived after the response's end when it was read (a body
+    /// sent where none belongs, or a response sent twice).
+    pub extra: usize,
 }
 
 impl Response {
@@ -328,10 +430,28 @@ impl Response {
 
 impl Conn {
     pub async fn send(&mut self, bytes: &[u8]) -> Result<(), String> {
-        self.writer
-            .write_all(bytes)
-            .await
-            .map_err(|e| format!("sending to the subject failed: {e}"))
+        let line_end = bytes
+            .iter()
+            .position(|&b| b == b'\r' || b == b'\n')
+            .unwrap_or(bytes.len())
+            .min(120);
+        self.sent = String::from_utf8_lossy(&bytes[..line_end]).into_owned();
+        match tokio::time::timeout(self.step, self.writer.write_all(bytes)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) if closed(&e) => Err(format!(
+                "sent {:?}; the connection closed without a response",
+                self.sent
+            )),
+            Ok(Err(e)) => Err(format!(
+                "sending {:?} to the subject failed: {e}",
+                self.sent
+            )),
+            Err(_) => Err(format!(
+                "sending {:?}: the subject read none of it for {} (it is not reading this connection)",
+                self.sent,
+                secs(self.step)
+            )),
+        }
     }
 
     pub async fn send_request(
@@ -354,10 +474,111 @@ impl Conn {
         self.send(&bytes).await
     }
 
-    /// Reads one response to a request with `method`.
+    /// Reads one response to a request with `method`, each step within the step deadline.
+    /// The error says which step failed and what had arrived.
     pub async fn read(&mut self, method: &str) -> Result<Response, String> {
-        let (head, body) = wire::read_response(&mut self.reader, method).await?;
-        Ok(Response { head, body })
+        let step = self.step;
+        let after = if self.sent.is_empty() {
+            String::from("connected")
+        } else {
+            format!("sent {:?}", self.sent)
+        };
+        let head = match self
+            .reader
+            .read_response_head(Limits::default(), Some(Instant::now() + step))
+            .await
+        {
+            Ok(head) => head,
+            Err(e) => return Err(head_error(e, &after, step)),
+        };
+        let framing = wire::response_framing(method, &head).map_err(|e| {
+            format!(
+                "{after}; the response head ({} {}) has invalid framing: {e}",
+                head.status, head.reason
+            )
+        })?;
+        let mut body = Vec::new();
+        let copied = wire::copy_body(
+            &mut self.reader,
+            framing,
+            &mut body,
+            Framing::Close,
+            Vec::new(),
+            Some(step),
+        )
+        .await;
+        if let Err(e) = copied {
+            return Err(body_error(e, &head, framing, body.len(), step));
+        }
+        let extra = self.reader.buffered().len();
+        Ok(Response { head, body, extra })
+    }
+}
+
+/// Whether `e` says the peer closed the connection (reset, or a write after its close).
+fn closed(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(e.kind(), ConnectionReset | ConnectionAborted | BrokenPipe)
+}
+
+/// What a failed head read means, in words.
+fn head_error(e: HeadError, after: &str, step: Duration) -> String {
+    match e {
+        HeadError::Timeout { partial: false } => {
+            format!("{after}; no response head within {}", secs(step))
+        }
+        HeadError::Timeout { partial: true } => format!(
+            "{after}; part of a response head arrived, then nothing for {} (a head ends with an empty line: \\r\\n\\r\\n)",
+            secs(step)
+        ),
+        HeadError::Closed => format!("{after}; the connection closed without a response"),
+        // A reset is how a close looks when the peer had unread bytes: the same to a student.
+        HeadError::Io(e) if closed(&e) => {
+            format!("{after}; the connection closed without a response")
+        }
+        HeadError::Incomplete => {
+            format!("{after}; the connection closed in the middle of the response head")
+        }
+        HeadError::Io(e) => format!("{after}; reading the response failed: {e}"),
+        other => format!("{after}; the response head is not valid HTTP/1.x: {other}"),
+    }
+}
+
+/// What a failed body read means, in words.
+fn body_error(
+    e: BodyError,
+    head: &ResponseHead,
+    framing: Framing,
+    got: usize,
+    step: Duration,
+) -> String {
+    let status = format!("{} {}", head.status, head.reason);
+    let promised = match framing {
+        Framing::Length(n) => format!("the response ({status}) said Content-Length {n}"),
+        Framing::Chunked => format!("the response ({status}) was chunked"),
+        _ => format!("the response ({status}) had no length (its body ends at the close)"),
+    };
+    match e {
+        BodyError::Idle(_) if framing == Framing::Close => format!(
+            "{promised}; {got} bytes came, then nothing for {} and the connection stayed open",
+            secs(step)
+        ),
+        BodyError::Idle(_) if framing == Framing::Chunked => format!(
+            "{promised}; {got} bytes came, then nothing for {} (no last chunk, 0\\r\\n\\r\\n)",
+            secs(step)
+        ),
+        BodyError::Idle(_) => format!(
+            "{promised}; {got} bytes came, then nothing for {}",
+            secs(step)
+        ),
+        BodyError::Truncated => {
+            format!("{promised}; the connection closed after {got} body bytes")
+        }
+        BodyError::BadChunk(why) => {
+            format!("{promised}; its chunked framing is invalid after {got} bytes: {why}")
+        }
+        BodyError::Read(e) => format!("{promised}; reading the body failed after {got} bytes: {e}"),
+        BodyError::Write(e) => format!("{promised}: {e}"),
     }
 }
 
@@ -365,4 +586,19 @@ impl Conn {
 fn host_of(url: &str) -> &str {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     rest.split('/').next().unwrap_or(rest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sh;
+
+    #[test]
+    fn shell_words_are_quoted_only_when_needed() {
+        assert_eq!(
+            sh("http://127.0.0.1:80/bytes/10"),
+            "http://127.0.0.1:80/bytes/10"
+        );
+        assert_eq!(sh("http://h/a?x=1&y=2"), "'http://h/a?x=1&y=2'");
+        assert_eq!(sh("it's"), "'it'\\''s'");
+    }
 }

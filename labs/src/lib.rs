@@ -3,16 +3,23 @@
 //! Takes: a lab number and a subject — the reference proxy (default), any program started
 //! with `--cmd "python3 myproxy.py {port}"`, or one already running at `--addr`. Returns: a
 //! report with each check's points, what it proves, and for a failure what happened, a hint
-//! and a command that reproduces it.
+//! and how to reproduce it.
 //!
 //! How a check is run ([`run_lab`]): origin-sim and the subject start fresh for it (nothing
-//! one check does can change another's result), it gets a time limit, and everything is torn
-//! down after it, the subject's whole process group included. Checks never wait a fixed
-//! time for something: they ask again until it happened or a deadline passed; concurrency
-//! is proven by responses the origin holds until the check lets them go, caching by
-//! `X-Origin-Hits` (how many requests reached the origin).
+//! one check does can change another's result), every step of it has a short deadline, and
+//! everything is torn down after it, the subject's whole process group included. Checks
+//! never wait a fixed time for something: they ask again until it happened or a deadline
+//! passed; concurrency is proven by responses the origin holds until the check lets them
+//! go, caching by `X-Origin-Hits` (how many requests reached the origin).
 //!
-//! - [`harness`]: the origin, the subject, raw HTTP connections.
+//! The grader is fair to programs it did not write (docs/architecture.md, "Grading programs
+//! we did not write"): it sees readiness in `/proc` instead of connecting, drains the
+//! program's output, and a check first proves the ability it builds on — when that is
+//! missing the check is *not judged* and points to the check that covers it, instead of
+//! blaming its own feature.
+//!
+//! - [`harness`]: the origin, the subject, raw HTTP connections with step deadlines.
+//! - [`process`]: the subject as a process: port, output, readiness, teardown.
 //! - [`labs`]: the checks of each lab.
 //! - [`report`]: the table, JSON and Gradescope output.
 
@@ -20,10 +27,12 @@
 
 pub mod harness;
 pub mod labs;
+pub mod process;
 pub mod report;
 
-use harness::{Env, Subject};
+use harness::{secs, sh, Env, HarnessError, Subject};
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
@@ -37,7 +46,7 @@ pub struct Check {
     pub points: u32,
     /// What passing proves, in one sentence.
     pub proves: &'static str,
-    /// Where to look when it fails.
+    /// Where to look when it fails (unless the failure brings a hint of its own).
     pub hint: &'static str,
     pub run: for<'a> fn(&'a Env) -> CheckFuture<'a>,
 }
@@ -47,6 +56,11 @@ pub struct Check {
 pub struct Fail {
     pub what: String,
     pub reproduce: String,
+    /// A hint for what actually went wrong, instead of the check's own.
+    pub hint: Option<String>,
+    /// The check could not judge its own feature, because the ability it builds on is
+    /// missing; this names the check that covers that ability.
+    pub not_judged: Option<String>,
 }
 
 impl Fail {
@@ -54,6 +68,59 @@ impl Fail {
         Fail {
             what: what.into(),
             reproduce: reproduce.into(),
+            hint: None,
+            not_judged: None,
+        }
+    }
+
+    /// The same failure with a hint chosen for what went wrong.
+    pub fn hint(mut self, hint: impl Into<String>) -> Fail {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// `base` (a failure of the ability this check builds on) turned into "not judged:
+    /// `missing` — see `covered_by`".
+    pub fn not_judged(base: Fail, missing: &str, covered_by: &str) -> Fail {
+        if base.not_judged.is_some() {
+            return base;
+        }
+        Fail {
+            what: format!("not judged: {missing} — see {covered_by} ({})", base.what),
+            reproduce: base.reproduce,
+            hint: Some(format!(
+                "this check builds on what {covered_by} grades: make that pass first"
+            )),
+            not_judged: Some(covered_by.to_string()),
+        }
+    }
+}
+
+/// How checks run: deadlines and what to keep.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// How long one check may take in all, start and teardown included (a backstop: every
+    /// step has its own deadline).
+    pub check_limit: Duration,
+    /// How long one step may take: a response head, the next bytes of a body, a chat line.
+    pub step: Duration,
+    /// Write one pcap per check here (labN-CHECK.pcap).
+    pub pcap_dir: Option<PathBuf>,
+    /// Write the subject's stdout and stderr of each check here (labN-CHECK.log, bounded).
+    pub output_dir: Option<PathBuf>,
+    /// Copy the subject's output to stderr as it comes (`lab repro`).
+    pub echo_output: bool,
+}
+
+/// A check may take 60 s in all; a step 5 s.
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            check_limit: Duration::from_secs(60),
+            step: Duration::from_secs(5),
+            pcap_dir: None,
+            output_dir: None,
+            echo_output: false,
         }
     }
 }
@@ -103,6 +170,19 @@ pub fn lab(number: u8) -> Option<Lab> {
     all_labs().into_iter().find(|l| l.number == number)
 }
 
+/// What became of a check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    Passed,
+    Failed,
+    /// The ability the check builds on is missing (another check grades it): no points,
+    /// and no blame on this check's feature.
+    NotJudged,
+    /// The subject never started, so the check did not run.
+    NotRun,
+}
+
 /// The result of one check.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Outcome {
@@ -110,91 +190,157 @@ pub struct Outcome {
     pub points: u32,
     pub max: u32,
     pub proves: String,
+    pub verdict: Verdict,
     /// `None` when it passed.
     pub failure: Option<String>,
     pub hint: Option<String>,
+    /// What the check did, as commands (with the ports of that run).
     pub reproduce: Option<String>,
+    /// The `lab repro` command that runs the check again and keeps everything up.
+    pub repro: Option<String>,
+    /// The last lines the subject printed (stdout and stderr), when it failed.
+    pub output: Vec<String>,
     #[serde(skip)]
     pub elapsed: Duration,
 }
 
 impl Outcome {
     pub fn passed(&self) -> bool {
-        self.failure.is_none()
+        self.verdict == Verdict::Passed
     }
 }
 
-/// How long one check may take, start and teardown included.
-pub const CHECK_LIMIT: Duration = Duration::from_secs(30);
-
-/// Runs one check of `lab` against a fresh origin and subject.
-pub async fn run_check(lab: &Lab, check: &Check, subject: &Subject) -> Outcome {
-    run_check_recorded(lab, check, subject, None).await
+/// The `lab repro` command for `check` of `lab` on `subject`.
+pub fn repro_command(lab: &Lab, check: &Check, subject: &Subject) -> String {
+    let who = match subject {
+        Subject::Reference(_) => String::new(),
+        Subject::Command(cmd) => format!(" --cmd {}", sh(cmd)),
+        Subject::Addr(addr) => format!(" --addr {addr}"),
+    };
+    format!("lab repro {} {}{who}", lab.number, check.id)
 }
 
-/// [`run_check`], recording the traffic on both sides in `pcap_dir/labN-CHECK.pcap`.
-pub async fn run_check_recorded(
+/// How many lines of the subject's output a failed check shows.
+const OUTPUT_LINES: usize = 5;
+
+/// Runs one check of `lab` against a fresh origin and subject.
+pub async fn run_check(lab: &Lab, check: &Check, subject: &Subject, options: &Options) -> Outcome {
+    let started = Instant::now();
+    let (result, output) = match Env::start(subject, lab, check.id, options).await {
+        Ok(env) => {
+            let result = judge(check, &env, options).await;
+            let output = match (&result, env.output()) {
+                (Err(_), Some(out)) => out.last_lines(OUTPUT_LINES),
+                _ => Vec::new(),
+            };
+            env.stop().await;
+            (result, output)
+        }
+        Err(e) => (Err(start_failure(e)), Vec::new()),
+    };
+    outcome(lab, check, subject, result, output, started.elapsed())
+}
+
+/// A subject that did not start, as a failure.
+fn start_failure(e: HarnessError) -> Fail {
+    Fail::new(
+        e.to_string(),
+        "(run the command by hand: does it start and listen?)",
+    )
+    .hint("the program must listen on 127.0.0.1 at the port given as {port} and keep running")
+}
+
+/// Runs `check` on `env` within the check limit.
+async fn judge(check: &Check, env: &Env, options: &Options) -> Result<(), Fail> {
+    tokio::time::timeout(options.check_limit, (check.run)(env))
+        .await
+        .unwrap_or_else(|_| {
+            Err(Fail::new(
+                format!(
+                    "the check did not finish within {} in all (each of its steps had {}); --check-limit allows more",
+                    secs(options.check_limit),
+                    secs(options.step)
+                ),
+                "(see the reproduce command)",
+            ))
+        })
+}
+
+fn outcome(
     lab: &Lab,
     check: &Check,
     subject: &Subject,
-    pcap_dir: Option<&std::path::Path>,
+    result: Result<(), Fail>,
+    output: Vec<String>,
+    elapsed: Duration,
 ) -> Outcome {
-    let started = Instant::now();
-    let pcap = pcap_dir.map(|dir| dir.join(format!("lab{}-{}.pcap", lab.number, check.id)));
-    let result = tokio::time::timeout(CHECK_LIMIT, async {
-        let env = Env::start(subject, lab.rules, lab.chat, pcap.as_deref())
-            .await
-            .map_err(|e| Fail::new(e.to_string(), "(see the message above)"))?;
-        let result = (check.run)(&env).await;
-        env.stop().await;
-        result
-    })
-    .await
-    .unwrap_or_else(|_| {
-        Err(Fail::new(
-            format!("the check did not finish within {CHECK_LIMIT:?}"),
-            "(run the subject by hand and try the check's requests with curl)",
-        ))
-    });
-    let (failure, hint, reproduce) = match result {
-        Ok(()) => (None, None, None),
-        Err(f) => (
-            Some(f.what),
-            Some(check.hint.to_string()),
-            Some(f.reproduce),
-        ),
-    };
-    Outcome {
+    let base = Outcome {
         id: check.id.to_string(),
-        points: if failure.is_none() { check.points } else { 0 },
+        points: 0,
         max: check.points,
         proves: check.proves.to_string(),
-        failure,
-        hint,
-        reproduce,
-        elapsed: started.elapsed(),
+        verdict: Verdict::Passed,
+        failure: None,
+        hint: None,
+        reproduce: None,
+        repro: None,
+        output: Vec::new(),
+        elapsed,
+    };
+    match result {
+        Ok(()) => Outcome {
+            points: check.points,
+            ..base
+        },
+        Err(f) => Outcome {
+            verdict: if f.not_judged.is_some() {
+                Verdict::NotJudged
+            } else {
+                Verdict::Failed
+            },
+            failure: Some(f.what),
+            hint: Some(f.hint.unwrap_or_else(|| check.hint.to_string())),
+            reproduce: Some(f.reproduce),
+            repro: Some(repro_command(lab, check, subject)),
+            output,
+            ..base
+        },
     }
 }
 
-/// Runs a lab's checks (or only one) and reports each as it finishes to `progress`.
+/// `lab repro`: runs `check` once and keeps the origin and the subject running; the caller
+/// prints the outcome and the live commands, and stops the [`Env`] when the user is done.
+pub async fn repro(
+    lab: &Lab,
+    check: &Check,
+    subject: &Subject,
+    options: &Options,
+) -> Result<(Outcome, Env), HarnessError> {
+    let started = Instant::now();
+    let env = Env::start(subject, lab, check.id, options).await?;
+    let result = judge(check, &env, options).await;
+    let output = match (&result, env.output()) {
+        (Err(_), Some(out)) => out.last_lines(OUTPUT_LINES),
+        _ => Vec::new(),
+    };
+    let outcome = outcome(lab, check, subject, result, output, started.elapsed());
+    Ok((outcome, env))
+}
+
+/// Runs a lab's checks (or only one) and reports each as it finishes to `progress`. A
+/// subject that cannot be graded (no `{port}` in its command, or it does not start for the
+/// first check) is reported once, and no other check runs.
 pub async fn run_lab(
     lab: &Lab,
     subject: &Subject,
     only: Option<&str>,
-    progress: impl FnMut(usize, usize, &Outcome),
-) -> report::Report {
-    run_lab_recorded(lab, subject, only, None, progress).await
-}
-
-/// [`run_lab`], with a pcap per check in `pcap_dir` (created if missing).
-pub async fn run_lab_recorded(
-    lab: &Lab,
-    subject: &Subject,
-    only: Option<&str>,
-    pcap_dir: Option<&std::path::Path>,
+    options: &Options,
     mut progress: impl FnMut(usize, usize, &Outcome),
 ) -> report::Report {
-    if let Some(dir) = pcap_dir {
+    if let Some(dir) = &options.pcap_dir {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    if let Some(dir) = &options.output_dir {
         let _ = std::fs::create_dir_all(dir);
     }
     let started = Instant::now();
@@ -204,8 +350,22 @@ pub async fn run_lab_recorded(
         .filter(|c| only.is_none_or(|o| o == c.id))
         .collect();
     let mut outcomes = Vec::new();
+    let mut aborted = subject.validate().err();
     for (i, check) in checks.iter().enumerate() {
-        let outcome = run_check_recorded(lab, check, subject, pcap_dir).await;
+        let outcome = match &aborted {
+            Some(_) => not_run(check),
+            None => {
+                let outcome = run_check(lab, check, subject, options).await;
+                let did_not_start = outcome
+                    .failure
+                    .as_deref()
+                    .is_some_and(|f| f.starts_with("the subject did not start"));
+                if i == 0 && did_not_start {
+                    aborted = outcome.failure.clone();
+                }
+                outcome
+            }
+        };
         progress(i + 1, checks.len(), &outcome);
         outcomes.push(outcome);
     }
@@ -213,8 +373,25 @@ pub async fn run_lab_recorded(
         lab: lab.number,
         title: lab.title.to_string(),
         subject: describe(subject),
+        aborted,
         outcomes,
         elapsed: started.elapsed(),
+    }
+}
+
+fn not_run(check: &Check) -> Outcome {
+    Outcome {
+        id: check.id.to_string(),
+        points: 0,
+        max: check.points,
+        proves: check.proves.to_string(),
+        verdict: Verdict::NotRun,
+        failure: Some("not run: the subject could not be started (see above)".into()),
+        hint: None,
+        reproduce: None,
+        repro: None,
+        output: Vec::new(),
+        elapsed: Duration::ZERO,
     }
 }
 

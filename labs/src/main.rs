@@ -6,12 +6,25 @@ use labs::harness::Subject;
 use std::io::IsTerminal as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
-/// proxylab's grader: runs a lab's checks against a proxy — the reference proxy, or any
-/// program — offline, and explains every lost point.
+/// proxylab's grader: runs a lab's checks against a proxy (or, for lab 1, a chat server) —
+/// the reference, or any program — offline, and explains every lost point.
 ///
 /// Each check starts a fresh origin (origin-sim, on loopback) and a fresh subject, so no
-/// check depends on another. Exit status 0 only on full marks.
+/// check depends on another. A program started with --cmd is ready when a listening socket
+/// on its port shows up in /proc/net/tcp (owned by the program): the grader never opens a
+/// test connection to find out. Its stdout and stderr are read all along, and a failed check
+/// shows their last lines. Every step of a check (a response head, the next body bytes, a
+/// chat line) has its own deadline (--step), and a step that runs out says which it was.
+///
+/// A check that builds on a more basic ability proves that first; when it is missing, the
+/// check is "not judged" (N/J, no points) and names the check that grades that ability, so
+/// one defect costs its own points once. `lab repro` runs one check again and keeps
+/// everything running, printing the commands it ran with live ports.
+///
+/// Exit status 0 only on full marks. Ctrl-C, SIGTERM and SIGHUP stop at once, and the
+/// program being graded (its whole process group) stops with it.
 #[derive(Debug, Parser)]
 #[command(name = "lab", version, about, long_about)]
 #[command(after_help = "\
@@ -21,6 +34,7 @@ Examples:
   lab run 2 --cmd 'python3 myproxy.py {port}'
   lab run 4 --addr 127.0.0.1:8080 --only hit
   lab run 5 --cmd './myproxy {port} --blacklist {rules} --log {log}' --json lab5.json
+  lab repro 2 keep-alive --cmd 'python3 myproxy.py {port}'
   lab grade --cmd 'python3 myproxy.py {port}' --gradescope results.json")]
 struct Cli {
     #[command(subcommand)]
@@ -39,9 +53,24 @@ enum Command {
         subject: SubjectArgs,
         #[command(flatten)]
         output: OutputArgs,
+        #[command(flatten)]
+        limits: LimitArgs,
         /// Run only this check (its id, as `lab list` shows).
         #[arg(long, value_name = "CHECK")]
         only: Option<String>,
+    },
+    /// Run one check again and keep origin-sim and the program running: prints what the
+    /// check saw and the commands it ran, with live ports, to try by hand; the program's
+    /// output shows as it comes. Ctrl-C stops everything.
+    Repro {
+        /// The lab's number.
+        lab: u8,
+        /// The check's id (as `lab list` shows, and the report names it).
+        check: String,
+        #[command(flatten)]
+        subject: SubjectArgs,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// Grade every lab.
     Grade {
@@ -53,6 +82,8 @@ enum Command {
         chat_cmd: Option<String>,
         #[command(flatten)]
         output: OutputArgs,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// Write files for graders elsewhere.
     #[command(subcommand)]
@@ -90,7 +121,7 @@ enum Export {
 struct SubjectArgs {
     /// The program to grade, run through `sh -c`: `{port}` is replaced by the port it must
     /// listen on (127.0.0.1), `{rules}` by the blacklist file, `{log}` by the access log
-    /// file (lab 5). Default: the reference proxy.
+    /// file (lab 5). It is ready once it listens on that port. Default: the reference.
     #[arg(long, value_name = "COMMAND", conflicts_with = "addr")]
     cmd: Option<String>,
     /// Grade a proxy already running at this address (it cannot be restarted between
@@ -114,6 +145,31 @@ struct OutputArgs {
     /// sides: its connections to the subject, and the subject's connections to the origin.
     #[arg(long, value_name = "DIR")]
     pcap_dir: Option<PathBuf>,
+    /// Write what the program printed (stdout and stderr) during each check to
+    /// DIR/labN-CHECK.log (at most 4 MiB each; the report always shows the last lines).
+    #[arg(long, value_name = "DIR")]
+    output_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+struct LimitArgs {
+    /// How long one step of a check may take: a response head, the next bytes of a body,
+    /// a chat line. A step that runs out fails the check and says which step it was.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
+    step: Duration,
+    /// How long one check may take in all (a backstop behind the step deadline).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
+    check_limit: Duration,
+}
+
+impl LimitArgs {
+    fn options(&self) -> labs::Options {
+        labs::Options {
+            step: self.step,
+            check_limit: self.check_limit,
+            ..labs::Options::default()
+        }
+    }
 }
 
 fn subject(args: &SubjectArgs, lab: &labs::Lab) -> Subject {
@@ -124,12 +180,36 @@ fn subject(args: &SubjectArgs, lab: &labs::Lab) -> Subject {
     }
 }
 
+/// Stops at once on Ctrl-C, SIGTERM or SIGHUP, taking every program being graded with it
+/// (their process groups): no subject outlives the grader, whatever ends it.
+fn stop_on_signals(runtime: &tokio::runtime::Runtime) {
+    use tokio::signal::unix::{signal, SignalKind};
+    runtime.spawn(async {
+        let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) else {
+            return;
+        };
+        let (what, code) = tokio::select! {
+            _ = int.recv() => ("interrupted", 130),
+            _ = term.recv() => ("terminated", 143),
+            _ = hup.recv() => ("hung up", 129),
+        };
+        labs::process::kill_all();
+        eprintln!("\nlab: {what}; the programs being graded were stopped");
+        std::process::exit(code);
+    });
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
+    stop_on_signals(&runtime);
     match cli.command {
         Command::List => {
             for lab in labs::all_labs() {
@@ -150,6 +230,7 @@ fn main() -> anyhow::Result<()> {
             lab,
             subject: who,
             output,
+            limits,
             only,
         } => {
             let Some(lab) = labs::lab(lab) else {
@@ -163,15 +244,45 @@ fn main() -> anyhow::Result<()> {
                 );
             }
             let subject = subject(&who, &lab);
-            let report = runtime.block_on(grade(&lab, &subject, only.as_deref(), &output))?;
-            write_outputs(&output, std::slice::from_ref(&report))?;
+            subject.validate().map_err(anyhow::Error::msg)?;
+            let options = options(&output, &limits);
+            let report = runtime.block_on(grade(
+                &lab,
+                &subject,
+                only.as_deref(),
+                &output,
+                &options,
+                true,
+            ))?;
             std::process::exit(if report.full_marks() { 0 } else { 1 });
+        }
+        Command::Repro {
+            lab,
+            check,
+            subject: who,
+            limits,
+        } => {
+            let Some(lab) = labs::lab(lab) else {
+                anyhow::bail!("there is no lab {lab} (see `lab list`)");
+            };
+            let Some(check) = lab.check(&check) else {
+                anyhow::bail!("lab {} has no check {check:?} (see `lab list`)", lab.number);
+            };
+            let subject = subject(&who, &lab);
+            subject.validate().map_err(anyhow::Error::msg)?;
+            let options = labs::Options {
+                echo_output: true,
+                ..limits.options()
+            };
+            runtime.block_on(repro(&lab, check, &subject, &options))
         }
         Command::Grade {
             subject: who,
             chat_cmd,
             output,
+            limits,
         } => {
+            let options = options(&output, &limits);
             let mut reports = Vec::new();
             for lab in labs::all_labs() {
                 // Lab 1 grades a chat server, not the proxy.
@@ -180,7 +291,9 @@ fn main() -> anyhow::Result<()> {
                     (None, true) => lab.reference(&[]),
                     (_, false) => subject(&who, &lab),
                 };
-                reports.push(runtime.block_on(grade(&lab, &subject, None, &output))?);
+                subject.validate().map_err(anyhow::Error::msg)?;
+                reports
+                    .push(runtime.block_on(grade(&lab, &subject, None, &output, &options, false))?);
             }
             let (score, max): (u32, u32) = reports
                 .iter()
@@ -218,48 +331,127 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-/// Runs one lab with a progress line per check on a terminal; Ctrl-C stops it (the
-/// subject is torn down on the way out).
+fn options(output: &OutputArgs, limits: &LimitArgs) -> labs::Options {
+    labs::Options {
+        pcap_dir: output.pcap_dir.clone(),
+        output_dir: output.output_dir.clone(),
+        ..limits.options()
+    }
+}
+
+/// Runs one lab with a progress line per check on a terminal and prints the table. Alone
+/// (`lab run`), it then writes the requested files, and only then runs what is optional:
+/// lab 3's sweep (reported, not graded), which runs once every concurrency check passed.
 async fn grade(
     lab: &labs::Lab,
     subject: &Subject,
     only: Option<&str>,
     output: &OutputArgs,
+    options: &labs::Options,
+    alone: bool,
 ) -> anyhow::Result<labs::report::Report> {
     let terminal = std::io::stderr().is_terminal();
     let verbose = output.verbose;
-    let run = labs::run_lab_recorded(
-        lab,
-        subject,
-        only,
-        output.pcap_dir.as_deref(),
-        |i, n, outcome| {
-            if terminal || verbose {
-                let mark = if outcome.passed() { "pass" } else { "FAIL" };
-                eprintln!(
-                    "[{i}/{n}] lab {} {:<20} {mark} ({:.1} s)",
-                    lab.number,
-                    outcome.id,
-                    outcome.elapsed.as_secs_f64()
-                );
-            }
-        },
-    );
-    let report = tokio::select! {
-        report = run => report,
-        _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted"),
-    };
+    let report = labs::run_lab(lab, subject, only, options, |i, n, outcome| {
+        if terminal || verbose {
+            let mark = match outcome.verdict {
+                labs::Verdict::Passed => "pass",
+                labs::Verdict::Failed => "FAIL",
+                labs::Verdict::NotJudged => "not judged",
+                labs::Verdict::NotRun => "not run",
+            };
+            eprintln!(
+                "[{i}/{n}] lab {} {:<20} {mark} ({:.1} s)",
+                lab.number,
+                outcome.id,
+                outcome.elapsed.as_secs_f64()
+            );
+        }
+    })
+    .await;
     print!("{}", report.table());
+    if !alone {
+        return Ok(report);
+    }
+    write_outputs(output, std::slice::from_ref(&report))?;
     if lab.number == 3 && only.is_none() {
-        // Reported, not graded: speed depends on the machine.
-        match labs::labs::lab3::sweep(subject).await {
-            Ok(text) => print!("{text}"),
-            Err(e) => println!("\n(no concurrency sweep: {e})"),
+        if report.full_marks() {
+            use std::io::Write as _;
+            println!(
+                "\n(the grade above is final; now the concurrency sweep, which Ctrl-C may stop)"
+            );
+            let _ = std::io::stdout().flush();
+            match labs::labs::lab3::sweep(subject, options).await {
+                Ok(text) => print!("{text}"),
+                Err(e) => println!("\n(no concurrency sweep: {e})"),
+            }
+        } else {
+            println!("\n(no concurrency sweep: it runs once every concurrency check passes)");
         }
     }
     Ok(report)
 }
 
+/// `lab repro`: runs the check once, prints its outcome and what it ran (with live ports),
+/// and keeps origin-sim and the program up until Ctrl-C.
+async fn repro(
+    lab: &labs::Lab,
+    check: &labs::Check,
+    subject: &Subject,
+    options: &labs::Options,
+) -> anyhow::Result<()> {
+    let (outcome, env) = labs::repro(lab, check, subject, options).await?;
+    println!();
+    let origin = &env.origin;
+    println!("origin-sim http listening on {}", origin.url());
+    if let Some(a) = origin.tls_addr() {
+        println!("origin-sim https listening on https://{a} (its CA: lab repro writes it to origin-sim-ca.pem)");
+        if let Some(pem) = origin.ca_pem() {
+            let _ = std::fs::write("origin-sim-ca.pem", pem);
+        }
+    }
+    if let Some(a) = origin.echo_addr() {
+        println!("origin-sim echo listening on tcp://{a}");
+    }
+    if let Some(a) = origin.chat_addr() {
+        println!("origin-sim chat listening on tcp://{a}");
+    }
+    println!("the subject listens on {}", env.subject);
+    if !env.files.rules.as_os_str().is_empty() && lab.number == 5 {
+        println!("its blacklist ({{rules}}): {}", env.files.rules.display());
+        println!("its access log ({{log}}):  {}", env.files.log.display());
+    }
+    println!();
+    match &outcome.failure {
+        None => println!("lab {} {}: PASS — {}", lab.number, check.id, check.proves),
+        Some(f) => {
+            println!(
+                "lab {} {}: {} — {}",
+                lab.number,
+                check.id,
+                if outcome.verdict == labs::Verdict::NotJudged {
+                    "NOT JUDGED"
+                } else {
+                    "FAIL"
+                },
+                check.proves
+            );
+            println!("  what happened: {f}");
+            if let Some(h) = &outcome.hint {
+                println!("  hint:          {h}");
+            }
+            if let Some(r) = &outcome.reproduce {
+                println!("  try it:        {r}");
+            }
+        }
+    }
+    println!("\nEverything stays up for you to try by hand; Ctrl-C stops it.");
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    let _ = tokio::signal::ctrl_c().await;
+    env.stop().await;
+    Ok(())
+}
 fn write_outputs(output: &OutputArgs, reports: &[labs::report::Report]) -> anyhow::Result<()> {
     if let Some(path) = &output.json {
         let text = if reports.len() == 1 {

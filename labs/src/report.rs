@@ -1,6 +1,6 @@
 //! Reports: the table a student reads, JSON for scripts, and Gradescope's results.json.
 
-use crate::Outcome;
+use crate::{Outcome, Verdict};
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -10,9 +10,21 @@ pub struct Report {
     pub lab: u8,
     pub title: String,
     pub subject: String,
+    /// Why no check could run (the subject cannot be graded), said once.
+    pub aborted: Option<String>,
     pub outcomes: Vec<Outcome>,
     #[serde(skip)]
     pub elapsed: Duration,
+}
+
+/// How the table marks a verdict.
+fn mark(verdict: Verdict) -> &'static str {
+    match verdict {
+        Verdict::Passed => "PASS",
+        Verdict::Failed => "FAIL",
+        Verdict::NotJudged => "N/J ",
+        Verdict::NotRun => "----",
+    }
 }
 
 impl Report {
@@ -29,47 +41,85 @@ impl Report {
         self.outcomes.iter().all(Outcome::passed)
     }
 
-    /// The table: one line per check, then for each failure what happened, a hint and a
-    /// command to reproduce it; then the total.
+    /// The table: one line per check, then for each lost check what happened, a hint, how
+    /// to reproduce it and the subject's last output lines; then the total.
     pub fn table(&self) -> String {
         let mut out = format!(
             "Lab {}: {} — grading {}\n\n",
             self.lab, self.title, self.subject
         );
+        if let Some(why) = &self.aborted {
+            let _ = writeln!(out, "  No check could run: {why}\n");
+        }
         let width = self.outcomes.iter().map(|o| o.id.len()).max().unwrap_or(0);
         for o in &self.outcomes {
-            let mark = if o.passed() { "PASS" } else { "FAIL" };
             let _ = writeln!(
                 out,
-                "  {mark}  {:<width$}  {:>3}/{:<3}  {}",
-                o.id, o.points, o.max, o.proves
+                "  {}  {:<width$}  {:>3}/{:<3}  {}",
+                mark(o.verdict),
+                o.id,
+                o.points,
+                o.max,
+                o.proves
             );
         }
-        let failures: Vec<&Outcome> = self.outcomes.iter().filter(|o| !o.passed()).collect();
-        if !failures.is_empty() {
+        let lost: Vec<&Outcome> = self
+            .outcomes
+            .iter()
+            .filter(|o| matches!(o.verdict, Verdict::Failed | Verdict::NotJudged))
+            .collect();
+        for o in lost {
             out.push('\n');
-        }
-        for o in failures {
-            let _ = writeln!(out, "  {} lost {} point(s):", o.id, o.max);
+            let verb = match o.verdict {
+                Verdict::NotJudged => "not judged",
+                _ => "failed",
+            };
+            let _ = writeln!(out, "  {} {verb}, {} point(s) lost:", o.id, o.max);
             if let Some(f) = &o.failure {
                 let _ = writeln!(out, "    what happened: {f}");
             }
             if let Some(h) = &o.hint {
                 let _ = writeln!(out, "    hint:          {h}");
             }
-            if let Some(r) = &o.reproduce {
+            if let Some(r) = &o.repro {
                 let _ = writeln!(out, "    reproduce:     {r}");
             }
+            if let Some(r) = &o.reproduce {
+                let _ = writeln!(out, "    it ran:        {r}");
+            }
+            if !o.output.is_empty() {
+                let _ = writeln!(out, "    your program's last output:");
+                for line in &o.output {
+                    let _ = writeln!(out, "      | {line}");
+                }
+            }
         }
+        let count = |v: Verdict| self.outcomes.iter().filter(|o| o.verdict == v).count();
+        let not_judged = match count(Verdict::NotJudged) {
+            0 => String::new(),
+            n => format!(", {n} not judged"),
+        };
         let _ = writeln!(
             out,
-            "\nTotal: {}/{} ({} of {} checks passed) in {:.1} s",
+            "\nTotal: {}/{} ({} of {} checks passed{not_judged}) in {:.1} s\n",
             self.score(),
             self.max(),
-            self.outcomes.iter().filter(|o| o.passed()).count(),
+            count(Verdict::Passed),
             self.outcomes.len(),
             self.elapsed.as_secs_f64()
         );
+        if count(Verdict::NotJudged) > 0 {
+            out.push_str(
+                "N/J: not judged. The ability the check builds on is missing; the check it\n\
+                 names grades that ability, and is where to start.\n",
+            );
+        }
+        if self.outcomes.iter().any(|o| o.repro.is_some()) {
+            out.push_str(
+                "`lab repro` runs one check again, keeps origin-sim and your program running,\n\
+                 and prints the commands it ran with live ports to try by hand.\n",
+            );
+        }
         out
     }
 
@@ -78,6 +128,7 @@ impl Report {
             "lab": self.lab,
             "title": self.title,
             "subject": self.subject,
+            "aborted": self.aborted,
             "score": self.score(),
             "max_score": self.max(),
             "checks": self.outcomes,
@@ -93,8 +144,27 @@ pub fn gradescope(reports: &[Report]) -> String {
         .flat_map(|r| {
             r.outcomes.iter().map(move |o| {
                 let mut output = o.proves.clone();
-                if let (Some(f), Some(h), Some(rep)) = (&o.failure, &o.hint, &o.reproduce) {
-                    output = format!("{output}\nWhat happened: {f}\nHint: {h}\nReproduce: {rep}");
+                if let Some(f) = &o.failure {
+                    let _ = write!(output, "\nWhat happened: {f}");
+                }
+                if let Some(h) = &o.hint {
+                    let _ = write!(output, "\nHint: {h}");
+                }
+                if let Some(r) = &o.repro {
+                    let _ = write!(
+                        output,
+                        "\nReproduce (from the proxylab repository): target/release/{r}"
+                    );
+                }
+                if let Some(r) = &o.reproduce {
+                    let _ = write!(output, "\nIt ran: {r}");
+                }
+                if !o.output.is_empty() {
+                    let _ = write!(
+                        output,
+                        "\nYour program's last output:\n{}",
+                        o.output.join("\n")
+                    );
                 }
                 serde_json::json!({
                     "name": format!("lab{}: {}", r.lab, o.id),

@@ -6,6 +6,10 @@
 
 #![allow(clippy::unwrap_used)]
 
+/// Programs like the ones students hand in, graded as they are (proof/corpus.rs).
+#[path = "proof/corpus.rs"]
+mod corpus;
+
 use labs::harness::Subject;
 use labs::report::Report;
 use std::collections::BTreeSet;
@@ -18,12 +22,28 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-fn grade(number: u8, subject: &Subject) -> Report {
+pub(crate) fn grade(number: u8, subject: &Subject) -> Report {
     let lab = labs::lab(number).unwrap();
-    runtime().block_on(labs::run_lab(&lab, subject, None, |_, _, _| {}))
+    runtime().block_on(labs::run_lab(
+        &lab,
+        subject,
+        None,
+        &labs::Options::default(),
+        |_, _, _| {},
+    ))
 }
 
-/// The checks a report failed.
+/// The checks of a report with `verdict`.
+fn verdicts(report: &Report, verdict: labs::Verdict) -> BTreeSet<&str> {
+    report
+        .outcomes
+        .iter()
+        .filter(|o| o.verdict == verdict)
+        .map(|o| o.id.as_str())
+        .collect()
+}
+
+/// The checks a report failed (or could not judge): those that lost their points.
 fn failed(report: &Report) -> BTreeSet<&str> {
     report
         .outcomes
@@ -86,17 +106,18 @@ fn a_sequential_proxy_loses_exactly_the_concurrency_checks() {
 }
 
 #[test]
-fn without_a_cache_every_caching_check_but_no_store_is_lost() {
+fn without_a_cache_hit_and_revalidation_fail_and_the_rest_is_not_judged() {
     let report = grade(4, &mutant(4, &["--cache-size"], &["--cache-size", "0"]));
-    let all: BTreeSet<&str> = labs::lab(4)
-        .unwrap()
-        .checks
-        .iter()
-        .map(|c| c.id)
-        .filter(|id| *id != "no-store-private")
-        .collect();
-    assert_eq!(failed(&report), all, "{}", report.table());
-    assert_eq!(report.score(), 10);
+    assert_eq!(
+        verdicts(&report, labs::Verdict::Failed),
+        set(&["hit", "etag-revalidation"]),
+        "{}",
+        report.table()
+    );
+    // Everything that builds on a hit is not judged, no-store-private included: a proxy
+    // that caches nothing does not earn the points for not caching what it must not.
+    assert_eq!(verdicts(&report, labs::Verdict::NotJudged).len(), 7);
+    assert_eq!(report.score(), 0);
 }
 
 #[test]
@@ -117,32 +138,24 @@ fn without_rules_the_filtering_checks_are_lost() {
 }
 
 #[test]
-fn connect_only_to_443_loses_the_tunnel_checks() {
+fn connect_only_to_443_fails_connect_tls_and_leaves_the_checks_on_tunnels_not_judged() {
     let report = grade(
         5,
         &mutant(5, &["--connect-ports"], &["--connect-ports", "443"]),
     );
     assert_eq!(
-        failed(&report),
-        set(&["connect-tls", "chat-tunnel"]),
+        verdicts(&report, labs::Verdict::Failed),
+        set(&["connect-tls"]),
         "{}",
         report.table()
     );
-    assert_eq!(report.score(), 65);
-}
-
-#[test]
-fn a_naive_chat_server_loses_the_checks_of_its_classic_mistakes() {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/subjects/naive_chat.py");
-    let report = grade(1, &Subject::Command(format!("python3 {script} {{port}}")));
-    // One recv() taken as one line, and a blocking broadcast under a lock.
     assert_eq!(
-        failed(&report),
-        set(&["vanish-mid-line", "long-lines", "slow-reader"]),
+        verdicts(&report, labs::Verdict::NotJudged),
+        set(&["port-policy", "block-connect", "chat-tunnel"]),
         "{}",
         report.table()
     );
-    assert_eq!(report.score(), 65);
+    assert_eq!(report.score(), 45);
 }
 
 fn tiny_proxy() -> Subject {
@@ -168,46 +181,88 @@ fn a_tiny_get_only_python_proxy_gets_its_partial_score_the_same_five_times() {
 }
 
 #[test]
-fn a_program_that_never_listens_is_reported_clearly() {
-    let report = grade(2, &Subject::Command("exit 3".into()));
+fn a_program_that_never_listens_is_reported_once_with_what_it_said() {
+    let report = grade(
+        2,
+        &Subject::Command("echo 'cannot open config.txt' >&2; exit 3 # {port}".into()),
+    );
     assert_eq!(report.score(), 0);
-    let why = report.outcomes[0].failure.clone().unwrap();
+    let why = report.aborted.clone().unwrap();
     assert!(
-        why.contains("exited (exit status: 3) before listening"),
+        why.contains("exited (exit status: 3) before listening")
+            && why.contains("cannot open config.txt"),
         "{why}"
     );
+    // Said once: the other checks did not run (and did not wait for it again).
+    assert_eq!(report.outcomes[0].failure.as_deref(), Some(why.as_str()));
+    assert!(report.outcomes[1..]
+        .iter()
+        .all(|o| o.verdict == labs::Verdict::NotRun));
 }
 
-/// The table and the Gradescope file, with what changes from run to run (ports, time)
-/// replaced. The subject is the reference without Via: its one failure reads the same
-/// every time (a subject that closes connections early can fail with either a clean close
-/// or a reset, whichever TCP delivers first).
+#[test]
+fn a_command_without_its_port_is_refused_before_any_check() {
+    let report = grade(2, &Subject::Command("python3 myproxy.py 8080".into()));
+    let why = report.aborted.clone().unwrap();
+    assert!(why.contains("has no {port}"), "{why}");
+    assert!(report
+        .outcomes
+        .iter()
+        .all(|o| o.verdict == labs::Verdict::NotRun));
+    assert!(report.table().contains("No check could run"));
+}
+
+/// The table and the Gradescope file, with what changes from run to run (ports, time,
+/// where the repository is) replaced. The subject is the corpus's Python proxy that
+/// forwards no client headers: a failed check and a not-judged one, each with the program's
+/// last output line and its `lab repro` command.
 #[test]
 fn the_report_reads_as_reviewed() {
-    let report = grade(2, &mutant(2, &[], &["--no-via"]));
-    let ports = regex::Regex::new(r"127\.0\.0\.1:\d+").unwrap();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/subjects/student_proxy.py"
+    );
+    let report = grade(
+        2,
+        &Subject::Command(format!("python3 {script} {{port}} --defect no-headers")),
+    );
+    let ports = regex::Regex::new(r"(127\.0\.0\.1:|port )\d+").unwrap();
     let time = regex::Regex::new(r"in \d+\.\d s").unwrap();
     let clean = |text: &str| {
-        let text = ports.replace_all(text, "127.0.0.1:PORT");
+        let text = text.replace(env!("CARGO_MANIFEST_DIR"), "labs");
+        let text = ports.replace_all(&text, "${1}PORT");
         time.replace_all(&text, "in T s").into_owned()
     };
     insta::assert_snapshot!("lab2_table", clean(&report.table()));
     let gradescope: serde_json::Value =
         serde_json::from_str(&labs::report::gradescope(std::slice::from_ref(&report))).unwrap();
-    assert_eq!(gradescope["score"], 95);
-    assert_eq!(gradescope["tests"].as_array().unwrap().len(), 14);
-    assert_eq!(gradescope["tests"][10]["name"], "lab2: via");
-    assert_eq!(gradescope["tests"][10]["score"], 0);
-    assert_eq!(gradescope["tests"][10]["max_score"], 5);
-    assert_eq!(gradescope["tests"][10]["visibility"], "visible");
-    assert!(gradescope["tests"][10]["output"]
-        .as_str()
-        .unwrap()
-        .contains("Hint: RFC 9110 §7.6.3"));
+    assert_eq!(gradescope["score"], 90);
+    let tests = gradescope["tests"].as_array().unwrap();
+    assert_eq!(tests.len(), 15);
+    let hop = &tests[10];
+    assert_eq!(hop["name"], "lab2: hop-by-hop");
+    assert_eq!(hop["score"], 0);
+    assert_eq!(hop["max_score"], 5);
+    assert_eq!(hop["visibility"], "visible");
+    let output = hop["output"].as_str().unwrap();
+    assert!(
+        output.contains("What happened: not judged: client headers are not forwarded at all — see lab 2 headers-kept"),
+        "{output}"
+    );
+    assert!(
+        output.contains(
+            "Reproduce (from the proxylab repository): target/release/lab repro 2 hop-by-hop --cmd"
+        ),
+        "{output}"
+    );
+    assert!(
+        output.contains("Your program's last output:\nstudent proxy on port"),
+        "{output}"
+    );
 }
 
 #[test]
-fn the_starter_project_compiles_and_earns_only_the_400_check() {
+fn the_starter_project_compiles_and_is_graded_as_a_proxy_without_get() {
     let dir = tempfile::tempdir().unwrap();
     let project = dir.path().join("myproxy");
     labs::write_starter(&project).unwrap();
@@ -230,8 +285,14 @@ fn the_starter_project_compiles_and_earns_only_the_400_check() {
         2,
         &Subject::Command(format!("{} {{port}}", binary.display())),
     );
-    assert_eq!(report.score(), 5, "{}", report.table());
-    assert!(failed(&report).len() == 13 && !failed(&report).contains("malformed-400"));
+    // It answers 501 to everything but a malformed request: get-small fails, and every
+    // other check is not judged (malformed-400 too: answering 400 alone proves nothing).
+    assert_eq!(report.score(), 0, "{}", report.table());
+    assert_eq!(
+        verdicts(&report, labs::Verdict::Failed),
+        set(&["get-small"])
+    );
+    assert_eq!(verdicts(&report, labs::Verdict::NotJudged).len(), 14);
     // A second `lab new` into the same place refuses rather than overwrite.
     assert!(labs::write_starter(&project).is_err());
 }
@@ -265,7 +326,14 @@ fn lab_run_exits_0_only_on_full_marks_and_says_why() {
         .assert()
         .success();
     let out = lab()
-        .args(["run", "2", "--only", "get-small", "--cmd", "exit 3"])
+        .args([
+            "run",
+            "2",
+            "--only",
+            "get-small",
+            "--cmd",
+            "exit 3 # {port}",
+        ])
         .assert()
         .code(1);
     let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();
@@ -274,6 +342,12 @@ fn lab_run_exits_0_only_on_full_marks_and_says_why() {
         text.contains("exited (exit status: 3) before listening"),
         "{text}"
     );
+    let out = lab()
+        .args(["run", "2", "--cmd", "./myproxy"])
+        .assert()
+        .failure();
+    let err = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+    assert!(err.contains("has no {port}"), "{err}");
     let out = lab().args(["run", "9"]).assert().failure();
     let err = String::from_utf8(out.get_output().stderr.clone()).unwrap();
     assert!(err.contains("there is no lab 9"), "{err}");
@@ -290,12 +364,11 @@ fn a_check_recorded_with_pcap_dir_shows_both_sides() {
     let dir = tempfile::tempdir().unwrap();
     let lab = labs::lab(2).unwrap();
     let check = lab.check("post-body").unwrap();
-    let outcome = runtime().block_on(labs::run_check_recorded(
-        &lab,
-        check,
-        &lab.reference(&[]),
-        Some(dir.path()),
-    ));
+    let options = labs::Options {
+        pcap_dir: Some(dir.path().to_path_buf()),
+        ..labs::Options::default()
+    };
+    let outcome = runtime().block_on(labs::run_check(&lab, check, &lab.reference(&[]), &options));
     assert!(outcome.passed());
     let file = std::fs::File::open(dir.path().join("lab2-post-body.pcap")).unwrap();
     let mut reader = pcap_file::pcap::PcapReader::new(file).unwrap();
@@ -311,21 +384,152 @@ fn a_check_recorded_with_pcap_dir_shows_both_sides() {
             .or_default()
             .extend_from_slice(tcp.payload());
     }
-    let starts = |prefix: &[u8]| payloads.values().filter(|p| p.starts_with(prefix)).count();
-    // The grader to the subject (absolute form), and the subject to the origin (origin form).
+    // Each direction's bytes that hold `needle`, if more than 64 KiB (the body) went with it.
+    let carrying = |needle: &[u8]| {
+        payloads
+            .values()
+            .filter(|p| p.windows(needle.len()).any(|w| w == needle) && p.len() > 64 * 1024)
+            .count()
+    };
+    // The grader to the subject (absolute form), and the subject to the origin (origin
+    // form), each with the 64 KiB body.
     assert_eq!(
-        starts(b"POST http://127.0.0.1:"),
+        carrying(b"POST http://127.0.0.1:"),
         1,
         "{:?}",
         payloads.keys()
     );
     assert_eq!(
-        starts(b"POST /echo HTTP/1.1\r\n"),
+        carrying(b"POST /echo HTTP/1.1\r\n"),
         1,
         "{:?}",
         payloads.keys()
     );
     // Both answers, each carrying the 64 KiB body back.
-    assert_eq!(starts(b"HTTP/1.1 200"), 2, "{:?}", payloads.keys());
-    assert!(payloads.values().all(|p| p.len() > 64 * 1024));
+    assert_eq!(carrying(b"HTTP/1.1 200"), 2, "{:?}", payloads.keys());
+}
+
+/// A program that listens and never answers, tagged so its processes can be found.
+fn silent_subject(tag: &str) -> String {
+    format!(
+        "PROXYLAB_SIGNAL_TAG={tag} python3 -c 'import socket,sys,time; s=socket.socket(); \
+         s.bind((\"127.0.0.1\", int(sys.argv[1]))); s.listen(); time.sleep(600)' {{port}}"
+    )
+}
+
+/// Processes whose environment holds `PROXYLAB_SIGNAL_TAG=tag`.
+fn tagged(tag: &str) -> usize {
+    let needle = format!("PROXYLAB_SIGNAL_TAG={tag}");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            std::fs::read(e.path().join("environ"))
+                .map(|env| env.split(|&b| b == 0).any(|v| v == needle.as_bytes()))
+                .unwrap_or(false)
+        })
+        .count()
+}
+
+/// Waits (with a deadline) until `done` holds.
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Whatever ends `lab` — Ctrl-C, SIGTERM, SIGHUP — it ends at once and takes the program
+/// it is grading with it.
+#[test]
+fn a_signal_stops_lab_at_once_and_the_subject_with_it() {
+    let lab = assert_cmd::cargo::cargo_bin("lab");
+    for (signal, code) in [("INT", 130), ("TERM", 143), ("HUP", 129)] {
+        let tag = format!("{}-{signal}", std::process::id());
+        let mut child = std::process::Command::new(&lab)
+            .args(["run", "2", "--cmd", &silent_subject(&tag)])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // The subject runs (and the grader waits on its first step) when the signal comes.
+        wait_until("the subject never started", || tagged(&tag) > 0);
+        let sent = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let mut status = None;
+        wait_until("lab did not stop on the signal", || {
+            status = child.try_wait().unwrap();
+            status.is_some()
+        });
+        assert_eq!(status.unwrap().code(), Some(code), "SIG{signal}");
+        wait_until("the subject outlived lab", || tagged(&tag) == 0);
+    }
+}
+
+/// `lab repro` runs the check, says what happened and where everything listens, and keeps
+/// it all up until Ctrl-C.
+#[test]
+fn lab_repro_keeps_origin_and_subject_up_with_live_commands() {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("lab"))
+        .args(["repro", "2", "get-small"])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut text = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        text.push_str(&line);
+        text.push('\n');
+        if line.contains("Ctrl-C stops it") {
+            break;
+        }
+    }
+    if !text.contains("lab 2 get-small: PASS") {
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        panic!("{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let origin = regex::Regex::new(r"origin-sim http listening on http://(127\.0\.0\.1:\d+)")
+        .unwrap()
+        .captures(&text)
+        .unwrap_or_else(|| panic!("{text}"))[1]
+        .to_string();
+    let subject = regex::Regex::new(r"the subject listens on (127\.0\.0\.1:\d+)")
+        .unwrap()
+        .captures(&text)
+        .unwrap_or_else(|| panic!("{text}"))[1]
+        .to_string();
+    // Still up: a request through the subject to the origin works after the check.
+    let mut stream = std::net::TcpStream::connect(&subject).unwrap();
+    std::io::Write::write_all(
+        &mut stream,
+        format!(
+            "GET http://{origin}/bytes/3 HTTP/1.1\r\nHost: {origin}\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let mut answer = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut stream, &mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(dir.path().join("origin-sim-ca.pem").exists());
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let mut status = None;
+    wait_until("lab repro did not stop on Ctrl-C", || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
 }

@@ -29,7 +29,7 @@ mod routes;
 pub mod tls;
 
 use proxy::wire::{HeadError, Limits, Reader};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -103,6 +103,46 @@ pub struct Origin {
     /// `/gate/NAME` responses wait until their gate is opened (by `/open/NAME` or
     /// [`Origin::open_gate`]): a test can hold a response as long as it needs, causally.
     gates: Mutex<HashMap<String, watch::Sender<bool>>>,
+    /// The last requests, as they arrived ([`Origin::seen`]).
+    seen: Mutex<VecDeque<Seen>>,
+}
+
+/// How many requests [`Origin::seen`] remembers.
+const SEEN_KEPT: usize = 4096;
+
+/// A request as the origin received it: what a grader or a test checks a proxy sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    pub method: String,
+    /// The request-target as it arrived.
+    pub target: String,
+    /// The path and query it was answered for (`target` in origin-form).
+    pub path: String,
+    /// The target came in absolute-form (`http://host/path`): servers must accept it
+    /// (RFC 9112 §3.2.2), but a proxy sends origin-form (§3.2.1).
+    pub absolute: bool,
+    /// `HTTP/1.0` or `HTTP/1.1`.
+    pub version: &'static str,
+    /// Which connection it came on (as `X-Origin-Conn`).
+    pub conn: u64,
+}
+
+/// The origin-form (path and query) of a request-target, and whether it was absolute-form.
+/// `http://host:port/p?q` gives `/p?q`; `http://host` gives `/`.
+pub fn origin_form(target: &str) -> (String, bool) {
+    let lower = target.get(..8).unwrap_or(target).to_ascii_lowercase();
+    let rest = if lower.starts_with("http://") {
+        &target[7..]
+    } else if lower.starts_with("https://") {
+        &target[8..]
+    } else {
+        return (target.to_string(), false);
+    };
+    match rest.find(['/', '?']) {
+        Some(i) if rest[i..].starts_with('/') => (rest[i..].to_string(), true),
+        Some(i) => (format!("/{}", &rest[i..]), true),
+        None => ("/".to_string(), true),
+    }
 }
 
 impl Origin {
@@ -115,7 +155,27 @@ impl Origin {
             not_modified: AtomicU64::new(0),
             capture: None,
             gates: Mutex::new(HashMap::new()),
+            seen: Mutex::new(VecDeque::new()),
         }
+    }
+
+    /// The requests received so far (the last 4096), oldest first, as they arrived.
+    pub fn seen(&self) -> Vec<Seen> {
+        match self.seen.lock() {
+            Ok(s) => s.iter().cloned().collect(),
+            Err(poisoned) => poisoned.into_inner().iter().cloned().collect(),
+        }
+    }
+
+    fn record(&self, seen: Seen) {
+        let mut all = match self.seen.lock() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if all.len() == SEEN_KEPT {
+            all.pop_front();
+        }
+        all.push_back(seen);
     }
 
     /// Runs `f` on gate `name`'s sender (created closed when first named).
@@ -281,7 +341,7 @@ async fn connection<R: routes::Rd, W: routes::Wr>(
             h = conn.reader.read_request_head(Limits::default(), None) => h,
             _ = stop.changed() => return Ok(None),
         };
-        let head = match head {
+        let mut head = match head {
             Ok(h) => h,
             Err(HeadError::Closed) => return Ok(None),
             Err(HeadError::Io(e)) => return Err(e),
@@ -295,9 +355,24 @@ async fn connection<R: routes::Rd, W: routes::Wr>(
                 return Ok(None);
             }
         };
+        // Absolute-form is answered like origin-form (a server MUST accept it, RFC 9112
+        // §3.2.2), and recorded as it came, so a grader can tell a proxy that forwards the
+        // absolute URL by that one mistake.
+        let received = std::mem::take(&mut head.target);
+        let (path, absolute) = origin_form(&received);
+        head.target = path;
+        origin.record(Seen {
+            method: head.method.clone(),
+            target: received.clone(),
+            path: head.target.clone(),
+            absolute,
+            version: head.version.as_str(),
+            conn: conn_id,
+        });
         let hits = origin.count_hit(&head.target);
         let exchange = routes::Exchange {
             origin: &origin,
+            received,
             head,
             hits,
             conn_id,
@@ -551,4 +626,82 @@ pub fn seeded_body(seed: u64, len: u64) -> Vec<u8> {
     let mut out = vec![0; len as usize];
     SeededBytes::new(seed, len).fill(&mut out);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    #[test]
+    fn origin_form_of_every_target_form() {
+        assert_eq!(origin_form("/a?b=1"), ("/a?b=1".into(), false));
+        assert_eq!(origin_form("http://h:80/a?b=1"), ("/a?b=1".into(), true));
+        assert_eq!(origin_form("HTTP://h"), ("/".into(), true));
+        assert_eq!(origin_form("https://h?x=1"), ("/?x=1".into(), true));
+        assert_eq!(origin_form("*"), ("*".into(), false));
+    }
+
+    /// Sends `request` on a new connection and reads until the origin closes: the head
+    /// (as text) and the body.
+    async fn exchange(origin: &Handle, request: &str) -> (String, Vec<u8>) {
+        let mut stream = TcpStream::connect(origin.addr()).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        stream.read_to_end(&mut out).await.unwrap();
+        let end = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        let body = out.split_off(end + 4);
+        (String::from_utf8_lossy(&out).into_owned(), body)
+    }
+
+    /// RFC 9112 §3.2.2: a server MUST accept the absolute-form. It is answered like the
+    /// origin-form (same route, same hit counter) and recorded as it came.
+    #[tokio::test]
+    async fn an_absolute_form_target_is_answered_and_recorded_as_such() {
+        let origin = start(Config::default()).await.unwrap();
+        let addr = origin.addr();
+        let (abs, abs_body) = exchange(
+            &origin,
+            &format!("GET http://{addr}/bytes/10?x=1 HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
+        )
+        .await;
+        let (rel, rel_body) = exchange(
+            &origin,
+            &format!("GET /bytes/10?x=1 HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
+        )
+        .await;
+        assert!(abs.starts_with("HTTP/1.1 200"), "{abs}");
+        assert!(abs.contains("X-Origin-Hits: 1\r\n") && rel.contains("X-Origin-Hits: 2\r\n"));
+        let body = seeded_body(DEFAULT_SEED, 10);
+        assert!(abs_body == body && rel_body == body);
+        let seen = origin.origin().seen();
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen[0].target, format!("http://{addr}/bytes/10?x=1"));
+        assert_eq!(seen[0].path, "/bytes/10?x=1");
+        assert!(seen[0].absolute && !seen[1].absolute);
+        assert_eq!(
+            (seen[0].method.as_str(), seen[0].version),
+            ("GET", "HTTP/1.1")
+        );
+        assert_eq!(origin.origin().hits("/bytes/10?x=1"), 2);
+        origin.shutdown().await;
+    }
+
+    /// RFC 9112 §6.1: no Transfer-Encoding in a response to an HTTP/1.0 request; the body
+    /// ends at the close instead.
+    #[tokio::test]
+    async fn an_http_1_0_request_never_gets_a_chunked_body() {
+        let origin = start(Config::default()).await.unwrap();
+        let (head, body) = exchange(&origin, "GET /chunked/3000 HTTP/1.0\r\n\r\n").await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(
+            !head.to_ascii_lowercase().contains("transfer-encoding"),
+            "{head}"
+        );
+        assert!(head.contains("Connection: close"), "{head}");
+        assert_eq!(body, seeded_body(DEFAULT_SEED, 3000));
+        assert_eq!(origin.origin().seen()[0].version, "HTTP/1.0");
+        origin.shutdown().await;
+    }
 }

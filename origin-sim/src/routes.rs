@@ -1,7 +1,7 @@
 //! The routes: one function decides what each request gets.
 
 use crate::{After, Origin, SeededBytes};
-use proxy::wire::{self, copy_body, Framing, Reader, RequestHead, ResponseHead};
+use proxy::wire::{self, copy_body, Framing, Reader, RequestHead, ResponseHead, Version};
 use std::io;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -12,7 +12,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("/bytes/N", "N seeded bytes with Content-Length"),
     (
         "/chunked/N?chunk=K",
-        "N seeded bytes, chunked (seeded chunk sizes, or K each)",
+        "N seeded bytes, chunked (seeded chunk sizes, or K each); to HTTP/1.0, ended by the close",
     ),
     (
         "/close/N",
@@ -98,6 +98,8 @@ pub const ROUTES: &[(&str, &str)] = &[
 /// One request, with what the origin knows about it.
 pub(crate) struct Exchange<'a> {
     pub origin: &'a Origin,
+    /// The request-target as it arrived (`head.target` is its origin-form).
+    pub received: String,
     pub head: RequestHead,
     pub hits: u64,
     pub conn_id: u64,
@@ -164,6 +166,16 @@ pub(crate) async fn respond<R: Rd, W: Wr>(
                 .push("Content-Type", "application/octet-stream");
             head.headers.push("Content-Length", n.to_string());
             send_seeded(&ex, conn, head, seed, n, BodyStyle::Plain).await
+        }
+        (["chunked", _], Some(n)) if ex.head.version == Version::Http10 => {
+            // No chunked coding to an HTTP/1.0 request (RFC 9112 §6.1): the body ends
+            // at the close instead.
+            let mut head = base(&ex, 200);
+            head.headers
+                .push("Content-Type", "application/octet-stream");
+            head.headers.push("Connection", "close");
+            send_seeded(&ex, conn, head, seed, n, BodyStyle::Plain).await?;
+            Ok(After::Close)
         }
         (["chunked", _], Some(n)) => {
             let fixed = query_value(&query, "chunk")
@@ -336,7 +348,7 @@ pub(crate) async fn respond<R: Rd, W: Wr>(
             .await
         }
         (["headers"], _) => {
-            let json = headers_json(&ex.head);
+            let json = headers_json(&ex.head, &ex.received);
             let mut head = base(&ex, 200);
             head.headers.push("Content-Type", "application/json");
             send(&ex, conn, head, json.as_bytes(), true).await
@@ -653,7 +665,7 @@ async fn cached<R: Rd, W: Wr>(
     send(ex, conn, head, &body, true).await
 }
 
-fn headers_json(head: &RequestHead) -> String {
+fn headers_json(head: &RequestHead, target: &str) -> String {
     let headers: Vec<serde_json::Value> = head
         .headers
         .0
@@ -662,7 +674,7 @@ fn headers_json(head: &RequestHead) -> String {
         .collect();
     let json = serde_json::json!({
         "method": head.method,
-        "target": head.target,
+        "target": target,
         "version": head.version.as_str(),
         "headers": headers,
     });

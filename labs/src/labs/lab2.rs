@@ -1,7 +1,11 @@
 //! Lab 2 — forwarding: requests reach the origin and responses the client, byte for byte,
 //! with the header changes a proxy must make and the errors it must answer itself.
+//!
+//! Every check but `get-small` first proves that one GET works ([`single_get_works`]): a
+//! program whose GET is broken loses `get-small`'s points, and the other checks say "not
+//! judged" instead of blaming their own features.
 
-use super::{expect_body, expect_status, get_ok, no_response, SEED};
+use super::{expect_body, expect_status, get_seeded, no_response, single_get_works, SEED};
 use crate::harness::Env;
 use crate::{Check, CheckFuture, Fail, Lab};
 
@@ -13,60 +17,76 @@ pub fn lab() -> Lab {
         rules: "",
         chat: false,
         checks: vec![
-            Check { id: "get-small", points: 10, proves: "a GET's 100-byte body arrives byte-exact", hint: "forward the request line with an origin-form target (GET /path HTTP/1.1) and relay every byte of the response", run: get_small },
+            Check { id: "get-small", points: 10, proves: "a GET's 100-byte body arrives byte-exact", hint: "connect to the host and port of the absolute URL, send the request, and relay every byte of the response", run: get_small },
             Check { id: "get-large-binary", points: 10, proves: "a 1 MiB binary body arrives byte-exact", hint: "loop on recv() until the whole body arrived: one read is never the whole response, and the bytes are binary (no string handling)", run: get_large },
-            Check { id: "head", points: 5, proves: "HEAD gets the headers and no body", hint: "a response to HEAD has Content-Length but no body: do not wait for one", run: head },
+            Check { id: "head", points: 5, proves: "HEAD reaches the origin as HEAD, and its answer has the headers and no body", hint: "forward the method as it came; a response to HEAD has Content-Length but no body: do not wait for one", run: head },
             Check { id: "post-body", points: 10, proves: "a 64 KiB POST body reaches the origin byte-exact (echoed back)", hint: "read the request body by its Content-Length and forward all of it", run: post_body },
             Check { id: "put-chunked", points: 10, proves: "a chunked PUT body reaches the origin (echoed back)", hint: "Transfer-Encoding: chunked bodies end with a zero-size chunk; forward them as they come", run: put_chunked },
             Check { id: "chunked-response", points: 10, proves: "a chunked response arrives whole", hint: "relay chunked responses until the last chunk (0\\r\\n\\r\\n)", run: chunked_response },
             Check { id: "close-delimited", points: 5, proves: "a response without a length arrives whole (it ends when the origin closes)", hint: "with neither Content-Length nor chunked, the body ends at the origin's close: read until EOF", run: close_delimited },
-            Check { id: "status-codes", points: 10, proves: "201, 404 and 500 from the origin reach the client unchanged", hint: "pass the origin's status line through; do not map errors to 404 or 200", run: status_codes },
+            Check { id: "status-codes", points: 5, proves: "201, 404 and 500 from the origin reach the client unchanged", hint: "pass the origin's status line through; do not map errors to 404 or 200", run: status_codes },
+            Check { id: "origin-form", points: 5, proves: "the origin receives the request-target in origin-form (GET /path), not the absolute URL", hint: "RFC 9112 §3.2.1: a proxy sends GET /path?query HTTP/1.x to the origin, with the host in Host", run: origin_form },
             Check { id: "headers-kept", points: 5, proves: "end-to-end request headers reach the origin, names and values unchanged", hint: "forward every header except the hop-by-hop ones", run: headers_kept },
-            Check { id: "hop-by-hop", points: 5, proves: "Connection, Proxy-Connection, Keep-Alive and the headers Connection names are not forwarded", hint: "RFC 9110 §7.6.1: remove Connection and every header it lists, plus Proxy-Connection, Keep-Alive, TE, Upgrade", run: hop_by_hop },
+            Check { id: "hop-by-hop", points: 5, proves: "the client's Connection, Proxy-Connection and Keep-Alive, and the headers Connection names, are not forwarded (a proxy's own Connection: close is fine)", hint: "RFC 9110 §7.6.1: remove Connection and every header it lists, plus Proxy-Connection, Keep-Alive, TE, Upgrade", run: hop_by_hop },
             Check { id: "via", points: 5, proves: "the request reaches the origin with a Via header", hint: "RFC 9110 §7.6.3: a proxy adds Via: 1.1 NAME to what it forwards", run: via },
-            Check { id: "keep-alive", points: 5, proves: "two requests on one client connection are both answered", hint: "after a response, keep reading the client connection for its next request", run: keep_alive },
+            Check { id: "keep-alive", points: 5, proves: "two requests on one client connection each reach the origin once and each get their own response", hint: "after a response, keep reading the client connection for its next request", run: keep_alive },
             Check { id: "unreachable-502", points: 5, proves: "an origin that refuses the connection gets 502 Bad Gateway", hint: "when connect() to the origin fails, answer 502 rather than closing or 404", run: unreachable },
-            Check { id: "malformed-400", points: 5, proves: "a malformed request line gets 400 Bad Request", hint: "answer requests you cannot parse with 400, then close", run: malformed },
+            Check { id: "malformed-400", points: 5, proves: "a malformed request line gets 400 Bad Request (while a good request still works)", hint: "answer requests you cannot parse with 400, then close", run: malformed },
         ],
     }
 }
 
 fn get_small(env: &Env) -> CheckFuture<'_> {
-    Box::pin(async move {
-        let res = get_ok(env, "/bytes/100").await?;
-        expect_body(
-            &res.body,
-            &origin_sim::seeded_body(SEED, 100),
-            &env.curl("", &env.url("/bytes/100")),
-        )
-    })
+    Box::pin(async move { get_seeded(env, "/bytes/100", 100).await.map(|_| ()) })
 }
 
 fn get_large(env: &Env) -> CheckFuture<'_> {
     Box::pin(async move {
-        let res = get_ok(env, "/bytes/1048576").await?;
-        expect_body(
-            &res.body,
-            &origin_sim::seeded_body(SEED, 1 << 20),
-            &env.curl("-o /tmp/out ", &env.url("/bytes/1048576")),
-        )
+        single_get_works(env).await?;
+        get_seeded(env, "/bytes/1048576", 1 << 20).await.map(|_| ())
     })
 }
 
 fn head(env: &Env) -> CheckFuture<'_> {
     Box::pin(async move {
-        let url = env.url("/bytes/1000");
+        single_get_works(env).await?;
+        let path = "/bytes/1000?lab=head";
+        let url = env.url(path);
         let reproduce = env.curl("-I ", &url);
         let res = env
             .request("HEAD", &url, &[], b"")
             .await
             .map_err(|e| no_response(e, &reproduce))?;
+        let methods: Vec<String> = env
+            .origin
+            .origin()
+            .seen()
+            .into_iter()
+            .filter(|s| s.path == path)
+            .map(|s| s.method)
+            .collect();
+        if methods.iter().any(|m| m != "HEAD") {
+            return Err(Fail::new(
+                format!("the origin received {methods:?} for a HEAD request"),
+                reproduce,
+            )
+            .hint("forward the request's method as it came (HEAD stays HEAD)"));
+        }
         expect_status(&res, 200, &reproduce)?;
         if res.header("content-length").as_deref() != Some("1000") {
             return Err(Fail::new(
                 format!(
                     "Content-Length was {:?}, the origin sent 1000",
                     res.header("content-length")
+                ),
+                reproduce,
+            ));
+        }
+        if res.extra > 0 {
+            return Err(Fail::new(
+                format!(
+                    "{} bytes followed the response to HEAD, which has no body",
+                    res.extra
                 ),
                 reproduce,
             ));
@@ -82,6 +102,7 @@ fn binary(n: usize) -> Vec<u8> {
 
 fn post_body(env: &Env) -> CheckFuture<'_> {
     Box::pin(async move {
+        single_get_works(env).await?;
         let url = env.url("/echo");
         let reproduce = env.curl("--data-binary @somefile ", &url);
         let body = binary(64 * 1024);
@@ -101,6 +122,7 @@ fn post_body(env: &Env) -> CheckFuture<'_> {
 
 fn put_chunked(env: &Env) -> CheckFuture<'_> {
     Box::pin(async move {
+        single_get_works(env).await?;
         let url = env.url("/echo");
         let reproduce = env.curl("-T somefile -H 'Transfer-Encoding: chunked' ", &url);
         let body = binary(10_000);
@@ -133,28 +155,21 @@ fn put_chunked(env: &Env) -> CheckFuture<'_> {
 
 fn chunked_response(env: &Env) -> CheckFuture<'_> {
     Box::pin(async move {
-        let res = get_ok(env, "/chunked/50000").await?;
-        expect_body(
-            &res.body,
-            &origin_sim::seeded_body(SEED, 50_000),
-            &env.curl("--raw ", &env.url("/chunked/50000")),
-        )
+        single_get_works(env).await?;
+        get_seeded(env, "/chunked/50000", 50_000).await.map(|_| ())
     })
 }
 
 fn close_delimited(env: &Env) -> CheckFuture<'_> {
     Box::pin(async move {
-        let res = get_ok(env, "/close/50000").await?;
-        expect_body(
-            &res.body,
-            &origin_sim::seeded_body(SEED, 50_000),
-            &env.curl("", &env.url("/close/50000")),
-        )
+        single_get_works(env).await?;
+        get_seeded(env, "/close/50000", 50_000).await.map(|_| ())
     })
 }
 
 fn status_codes(env: &Env) -> CheckFuture<'_> {
     Box::pin(async move {
+        single_get_works(env).await?;
         for code in [201u16, 404, 500] {
             let url = env.url(&format!("/status/{code}"));
             let reproduce = env.curl("", &url);
@@ -165,6 +180,30 @@ fn status_codes(env: &Env) -> CheckFuture<'_> {
             expect_status(&res, code, &reproduce)?;
         }
         Ok(())
+    })
+}
+
+fn origin_form(env: &Env) -> CheckFuture<'_> {
+    Box::pin(async move {
+        single_get_works(env).await?;
+        let path = "/bytes/10?lab=origin-form";
+        let reproduce = format!(
+            "{}   (the origin's /headers route shows the target it received)",
+            env.curl("", &env.url("/headers"))
+        );
+        get_seeded(env, path, 10).await?;
+        let seen = env.origin.origin().seen();
+        match seen.iter().find(|s| s.path == path) {
+            Some(s) if s.absolute => Err(Fail::new(
+                format!(
+                    "the origin received `{} {} {}`: the absolute URL instead of {path}",
+                    s.method, s.target, s.version
+                ),
+                reproduce,
+            )),
+            Some(_) => Ok(()),
+            None => Err(Fail::new("the request never reached the origin", reproduce)),
+        }
     })
 }
 
@@ -201,23 +240,23 @@ async fn seen_headers(
         .unwrap_or_default())
 }
 
+/// Whether `seen` holds header `name` with exactly `value`.
+fn has(seen: &[(String, String)], name: &str, value: &str) -> bool {
+    seen.iter()
+        .any(|(n, v)| n.eq_ignore_ascii_case(name) && v == value)
+}
+
 fn headers_kept(env: &Env) -> CheckFuture<'_> {
     Box::pin(async move {
+        single_get_works(env).await?;
         let reproduce = env.curl(
             "-H 'X-Lab-Token: abc123' -H 'Accept-Language: fr' ",
             &env.url("/headers"),
         );
-        let seen = seen_headers(
-            env,
-            &[("X-Lab-Token", "abc123"), ("Accept-Language", "fr")],
-            &reproduce,
-        )
-        .await?;
-        for (name, value) in [("X-Lab-Token", "abc123"), ("Accept-Language", "fr")] {
-            if !seen
-                .iter()
-                .any(|(n, v)| n.eq_ignore_ascii_case(name) && v == value)
-            {
+        let sent = [("X-Lab-Token", "abc123"), ("Accept-Language", "fr")];
+        let seen = seen_headers(env, &sent, &reproduce).await?;
+        for (name, value) in sent {
+            if !has(&seen, name, value) {
                 return Err(Fail::new(
                     format!("the origin did not receive {name}: {value} (it saw {seen:?})"),
                     reproduce,
@@ -230,8 +269,9 @@ fn headers_kept(env: &Env) -> CheckFuture<'_> {
 
 fn hop_by_hop(env: &Env) -> CheckFuture<'_> {
     Box::pin(async move {
+        single_get_works(env).await?;
         let reproduce = env.curl(
-            "-H 'Connection: X-Drop-Me' -H 'X-Drop-Me: 1' -H 'Proxy-Connection: keep-alive' ",
+            "-H 'Connection: X-Drop-Me' -H 'X-Drop-Me: 1' -H 'Proxy-Connection: keep-alive' -H 'Keep-Alive: timeout=5' -H 'X-Lab-Keep: yes' ",
             &env.url("/headers"),
         );
         let sent = [
@@ -239,22 +279,40 @@ fn hop_by_hop(env: &Env) -> CheckFuture<'_> {
             ("X-Drop-Me", "1"),
             ("Proxy-Connection", "keep-alive"),
             ("Keep-Alive", "timeout=5"),
+            ("X-Lab-Keep", "yes"),
         ];
         let seen = seen_headers(env, &sent, &reproduce).await?;
+        // The positive half: an end-to-end header in the same request arrives. A proxy that
+        // forwards no client headers at all cannot pass by that.
+        if !has(&seen, "X-Lab-Keep", "yes") {
+            return Err(Fail::not_judged(
+                Fail::new(
+                    format!("the end-to-end header X-Lab-Keep: yes sent with them did not arrive either (the origin saw {seen:?})"),
+                    reproduce,
+                ),
+                "client headers are not forwarded at all",
+                "lab 2 headers-kept",
+            ));
+        }
+        // The client's hop-by-hop headers and values. A proxy may send its own
+        // `Connection: close` / `Proxy-Connection: close` (as CS:APP's handout asks): those
+        // are not the client's.
         let leaked: Vec<&(String, String)> = seen
             .iter()
             .filter(|(n, v)| {
-                ["x-drop-me", "proxy-connection", "keep-alive"]
-                    .contains(&n.to_ascii_lowercase().as_str())
-                    || (n.eq_ignore_ascii_case("connection")
-                        && v.to_ascii_lowercase().contains("x-drop-me"))
+                let n = n.to_ascii_lowercase();
+                let v = v.to_ascii_lowercase();
+                n == "x-drop-me"
+                    || (n == "keep-alive" && v.contains("timeout=5"))
+                    || (n == "proxy-connection" && v.contains("keep-alive"))
+                    || (n == "connection" && v.contains("x-drop-me"))
             })
             .collect();
         if leaked.is_empty() {
             Ok(())
         } else {
             Err(Fail::new(
-                format!("hop-by-hop headers reached the origin: {leaked:?}"),
+                format!("the client's hop-by-hop headers reached the origin: {leaked:?}"),
                 reproduce,
             ))
         }
@@ -263,6 +321,7 @@ fn hop_by_hop(env: &Env) -> CheckFuture<'_> {
 
 fn via(env: &Env) -> CheckFuture<'_> {
     Box::pin(async move {
+        single_get_works(env).await?;
         let reproduce = env.curl("", &env.url("/headers"));
         let seen = seen_headers(env, &[], &reproduce).await?;
         let via = seen.iter().find(|(n, _)| n.eq_ignore_ascii_case("via"));
@@ -285,23 +344,59 @@ fn via(env: &Env) -> CheckFuture<'_> {
 
 fn keep_alive(env: &Env) -> CheckFuture<'_> {
     Box::pin(async move {
-        let url = env.url("/bytes/10");
-        let reproduce = format!("curl -sv -x http://{} {url} {url}   (curl reuses the connection: look for \"Re-using existing connection\")", env.subject);
+        single_get_works(env).await?;
+        let paths = ["/bytes/10?lab=keep-alive-1", "/bytes/20?lab=keep-alive-2"];
+        let urls = paths.map(|p| env.url(p));
+        let reproduce = format!(
+            "curl -sv -x http://{} {} {}   (curl reuses the connection: look for \"Re-using existing connection\")",
+            env.subject,
+            crate::harness::sh(&urls[0]),
+            crate::harness::sh(&urls[1])
+        );
         let mut conn = env
             .connect()
             .await
             .map_err(|e| no_response(e, &reproduce))?;
-        for n in 1..=2 {
-            conn.send_request("GET", &url, &[], b"")
+        let mut first_close = false;
+        for (n, (url, len)) in urls.iter().zip([10u64, 20]).enumerate() {
+            conn.send_request("GET", url, &[], b"")
                 .await
                 .map_err(|e| no_response(e, &reproduce))?;
             let res = conn.read("GET").await.map_err(|e| {
-                Fail::new(
-                    format!("request {n} on the connection got no response: {e}"),
+                let f = Fail::new(
+                    format!("request {} on the same connection: {e}", n + 1),
                     &reproduce,
-                )
+                );
+                if n == 1 && first_close {
+                    f.hint("the first response said Connection: close (or was HTTP/1.0 without keep-alive) and the connection ended: keep client connections open and read the next request")
+                } else {
+                    f
+                }
             })?;
             expect_status(&res, 200, &reproduce)?;
+            if res.body != origin_sim::seeded_body(SEED, len) {
+                return Err(Fail::new(
+                    format!(
+                        "request {} on the connection got {} body bytes, not the {len} its URL asks for{}",
+                        n + 1,
+                        res.body.len(),
+                        if n == 1 && res.body.len() == 10 { ": the response to request 1 again" } else { "" }
+                    ),
+                    &reproduce,
+                )
+                .hint("each request gets the response to it, once: read the next request from the client, forward it, relay its own response"));
+            }
+            first_close = !res.head.keeps_alive();
+        }
+        for path in paths {
+            let hits = env.hits(path);
+            if hits != 1 {
+                return Err(Fail::new(
+                    format!("the origin received {path} {hits} times; the client sent it once"),
+                    &reproduce,
+                )
+                .hint("forward each request once"));
+            }
         }
         Ok(())
     })
@@ -309,6 +404,7 @@ fn keep_alive(env: &Env) -> CheckFuture<'_> {
 
 fn unreachable(env: &Env) -> CheckFuture<'_> {
     Box::pin(async move {
+        single_get_works(env).await?;
         // Port 1 on loopback: nothing listens there, the connection is refused at once.
         let url = "http://127.0.0.1:1/";
         let reproduce = env.curl("", url);
@@ -322,11 +418,10 @@ fn unreachable(env: &Env) -> CheckFuture<'_> {
 
 fn malformed(env: &Env) -> CheckFuture<'_> {
     Box::pin(async move {
-        let reproduce = format!(
-            "printf 'THIS IS NOT HTTP\\r\\n\\r\\n' | nc {} {}",
-            env.subject.ip(),
-            env.subject.port()
-        );
+        // The positive half: a good request works, so a program that answers 400 to
+        // everything cannot pass.
+        single_get_works(env).await?;
+        let reproduce = env.raw("THIS IS NOT HTTP\\r\\n\\r\\n");
         let mut conn = env
             .connect()
             .await

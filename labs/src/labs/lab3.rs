@@ -2,13 +2,10 @@
 //! holds a response (a "gate") until the check has seen what it needs, so a proxy that
 //! serves one client at a time cannot pass by being fast.
 
-use super::{expect_status, no_response};
-use crate::harness::{Conn, Env, Response};
+use super::{expect_status, no_response, single_get_works};
+use crate::harness::{secs, sh, Conn, Env, Response};
 use crate::{Check, CheckFuture, Fail, Lab};
 use std::time::Duration;
-
-/// How long a check waits for something that a concurrent proxy does at once.
-const WAIT: Duration = Duration::from_secs(5);
 
 pub fn lab() -> Lab {
     Lab {
@@ -44,9 +41,9 @@ async fn finish(conn: &mut Conn, reproduce: &str) -> Result<Response, Fail> {
     Ok(res)
 }
 
-/// Waits until the origin has received `n` requests in all (or the deadline passes).
+/// Waits until the origin has received `n` requests in all (or a step's deadline passes).
 async fn origin_saw(env: &Env, n: u64) -> bool {
-    let deadline = tokio::time::Instant::now() + WAIT;
+    let deadline = tokio::time::Instant::now() + env.step;
     while env.origin.origin().requests() < n {
         if tokio::time::Instant::now() > deadline {
             return false;
@@ -58,6 +55,8 @@ async fn origin_saw(env: &Env, n: u64) -> bool {
 
 fn overlap(env: &Env) -> CheckFuture<'_> {
     Box::pin(async move {
+        single_get_works(env).await?;
+        let before = env.origin.origin().requests();
         let held = env.url("/gate/overlap");
         let quick = env.url("/bytes/10");
         let reproduce = format!(
@@ -68,17 +67,26 @@ fn overlap(env: &Env) -> CheckFuture<'_> {
         );
         let mut first = start_get(env, &held, &reproduce).await?;
         let result = async {
-            if !origin_saw(env, 1).await {
-                return Err(Fail::new("the first request never reached the origin", &reproduce));
+            if !origin_saw(env, before + 1).await {
+                return Err(Fail::new(
+                    format!("the first request never reached the origin within {}", secs(env.step)),
+                    &reproduce,
+                ));
             }
             let mut second = start_get(env, &quick, &reproduce).await?;
-            match tokio::time::timeout(WAIT, finish(&mut second, &reproduce)).await {
-                Ok(r) => r.map(|_| ()),
-                Err(_) => Err(Fail::new(
-                    format!("while the first client's response was held at the origin, the second client got no answer within {WAIT:?}: clients are served one at a time"),
-                    &reproduce,
-                )),
-            }
+            finish(&mut second, &reproduce).await.map_err(|f| {
+                if f.what.contains("no response head") {
+                    Fail::new(
+                        format!("while the first client's response was held at the origin, the second client got no answer: {}", f.what),
+                        &reproduce,
+                    )
+                } else {
+                    // The second client got something, only not the right thing: not a
+                    // concurrency problem.
+                    Fail::new(format!("the second client's response: {}", f.what), &reproduce)
+                        .hint("the second client's request was served, but not correctly: see what happened")
+                }
+            })
         }
         .await;
         env.origin.origin().open_gate("overlap");
@@ -89,24 +97,31 @@ fn overlap(env: &Env) -> CheckFuture<'_> {
 
 fn fifty(env: &Env) -> CheckFuture<'_> {
     Box::pin(async move {
+        single_get_works(env).await?;
+        let before = env.origin.origin().requests();
         let reproduce = format!(
-            "for i in $(seq 50); do curl -s -x http://{} '{}?n='$i & done   (then fetch {})",
+            "for i in $(seq 50); do curl -s -x http://{} {}$i & done   (then fetch {})",
             env.subject,
-            env.url("/gate/fifty"),
+            sh(&env.url("/gate/fifty?n=")),
             env.url("/open/fifty")
         );
         let mut conns = Vec::new();
         for i in 0..50 {
             conns.push(start_get(env, &env.url(&format!("/gate/fifty?n={i}")), &reproduce).await?);
         }
-        let all_there = origin_saw(env, 50).await;
-        let seen = env.origin.origin().requests();
+        let all_there = origin_saw(env, before + 50).await;
+        let seen = env.origin.origin().requests() - before;
         env.origin.origin().open_gate("fifty");
         if !all_there {
-            return Err(Fail::new(
+            let fail = Fail::new(
                 format!("only {seen} of 50 concurrent requests reached the origin while their responses were held"),
                 &reproduce,
-            ));
+            );
+            return Err(if seen <= 1 {
+                fail.hint("clients are served one at a time: serve each in its own thread (or task, or select loop)")
+            } else {
+                fail.hint(format!("at most {seen} clients are served at once: do not cap concurrency (a thread pool, a semaphore, a listen backlog) below 50"))
+            });
         }
         for conn in &mut conns {
             finish(conn, &reproduce).await?;
@@ -117,11 +132,11 @@ fn fifty(env: &Env) -> CheckFuture<'_> {
 
 fn slow_client(env: &Env) -> CheckFuture<'_> {
     Box::pin(async move {
+        single_get_works(env).await?;
         let url = env.url("/bytes/10");
         let reproduce = format!(
-            "(printf 'GET {url} HTTP/1.1\\r\\nHo'; sleep 30) | nc {} {} & {}",
-            env.subject.ip(),
-            env.subject.port(),
+            "(printf 'GET {url} HTTP/1.1\\r\\nHo'; sleep 30) | target/release/client echo --server {} & {}",
+            env.subject,
             env.curl("", &url)
         );
         let mut slow = env
@@ -134,24 +149,28 @@ fn slow_client(env: &Env) -> CheckFuture<'_> {
             .await
             .map_err(|e| no_response(e, &reproduce))?;
         let mut other = start_get(env, &url, &reproduce).await?;
-        match tokio::time::timeout(WAIT, finish(&mut other, &reproduce)).await {
-            Ok(r) => r?,
-            Err(_) => {
-                return Err(Fail::new(
-                    format!("a client that stalled in the middle of its request kept another from being answered for {WAIT:?}"),
-                    &reproduce,
-                ))
-            }
-        };
+        finish(&mut other, &reproduce).await.map_err(|f| {
+            Fail::new(
+                format!("a client that stalled in the middle of its request head kept another client from being answered: {}", f.what),
+                &reproduce,
+            )
+        })?;
         slow.send(rest.as_bytes())
             .await
             .map_err(|e| no_response(e, &reproduce))?;
-        finish(&mut slow, &reproduce).await.map(|_| ())
+        finish(&mut slow, &reproduce).await.map(|_| ()).map_err(|f| {
+            Fail::new(
+                format!("the other client was served; then the slow client, whose request head came in two pieces, got: {}", f.what),
+                &reproduce,
+            )
+            .hint("a request head may arrive in several recv()s: keep reading until the empty line (\\r\\n\\r\\n) before parsing it")
+        })
     })
 }
 
 fn beyond_limit(env: &Env) -> CheckFuture<'_> {
     Box::pin(async move {
+        single_get_works(env).await?;
         let url = env.url("/delay/20");
         let reproduce = format!(
             "for i in $(seq 80); do curl -s -o /dev/null -w '%{{http_code}}\\n' -x http://{} {url} & done; wait",
@@ -187,48 +206,95 @@ fn beyond_limit(env: &Env) -> CheckFuture<'_> {
     })
 }
 
+/// How long one level of the sweep runs, at most.
+pub const SWEEP_LEVEL: Duration = Duration::from_secs(2);
+
 /// Reported after lab 3's checks, never graded (speed depends on the machine): requests
-/// per second through the subject with 1, 4, 16 and 64 keep-alive clients, each making
-/// 200 requests for 100 bytes.
-pub async fn sweep(subject: &crate::harness::Subject) -> Result<String, String> {
-    let env = Env::start(subject, "", false, None)
+/// per second through the subject with 1, 4, 16 and 64 keep-alive clients, each making up
+/// to 200 requests for 100 bytes. Bounded: each level stops after [`SWEEP_LEVEL`] (every
+/// request with the step deadline), the first level that fails ends the sweep, and the
+/// lines say how long it really took.
+pub async fn sweep(
+    subject: &crate::harness::Subject,
+    options: &crate::Options,
+) -> Result<String, String> {
+    let lab = lab();
+    let env = Env::start(subject, &lab, "sweep", options)
         .await
         .map_err(|e| e.to_string())?;
     let url = env.url("/bytes/100");
-    let mut out =
-        String::from("\nConcurrency sweep (reported, not graded): 200 requests per client\n");
+    let mut out = format!(
+        "\nConcurrency sweep (reported, not graded): up to 200 requests per client, at most {} per level\n",
+        secs(SWEEP_LEVEL)
+    );
+    let all = std::time::Instant::now();
     for clients in [1usize, 4, 16, 64] {
         let started = std::time::Instant::now();
-        let mut tasks = Vec::new();
+        let stop_at = tokio::time::Instant::now() + SWEEP_LEVEL;
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut failed = None;
         for _ in 0..clients {
-            let mut conn = env.connect().await?;
-            let url = url.clone();
-            tasks.push(tokio::spawn(async move {
+            let mut conn = match env.connect().await {
+                Ok(c) => c,
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            };
+            let (url, done) = (url.clone(), done.clone());
+            tasks.spawn(async move {
                 for _ in 0..200 {
+                    if tokio::time::Instant::now() >= stop_at {
+                        break;
+                    }
                     conn.send_request("GET", &url, &[], b"").await?;
                     let res = conn.read("GET").await?;
                     if res.status() != 200 {
                         return Err(format!("status {}", res.status()));
                     }
+                    done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
                 Ok::<(), String>(())
-            }));
+            });
         }
-        let mut failed = None;
-        for t in tasks {
-            if let Ok(Err(e)) | Err(e) = t.await.map_err(|e| e.to_string()) {
-                failed = Some(e);
+        // Every task ends by itself within a level and one step; the bound is a backstop.
+        let bound = tokio::time::sleep_until(stop_at + env.step + Duration::from_secs(1));
+        tokio::pin!(bound);
+        loop {
+            tokio::select! {
+                next = tasks.join_next() => match next {
+                    None => break,
+                    Some(Ok(Ok(()))) => {}
+                    Some(Ok(Err(e))) => { failed.get_or_insert(e); }
+                    Some(Err(e)) => { failed.get_or_insert(e.to_string()); }
+                },
+                _ = &mut bound => {
+                    failed.get_or_insert("clients still waiting when the level's time was up".into());
+                    tasks.abort_all();
+                    break;
+                }
             }
         }
-        let secs = started.elapsed().as_secs_f64();
+        let secs_taken = started.elapsed().as_secs_f64();
+        let n = done.load(std::sync::atomic::Ordering::Relaxed);
         match failed {
             None => out.push_str(&format!(
-                "  {clients:>3} client(s): {:>8.0} requests/s\n",
-                (clients * 200) as f64 / secs
+                "  {clients:>3} client(s): {:>8.0} requests/s ({n} requests in {secs_taken:.1} s)\n",
+                n as f64 / secs_taken
             )),
-            Some(e) => out.push_str(&format!("  {clients:>3} client(s): failed ({e})\n")),
+            Some(e) => {
+                out.push_str(&format!(
+                    "  {clients:>3} client(s): failed after {n} requests ({e}); the sweep stops here\n"
+                ));
+                break;
+            }
         }
     }
+    out.push_str(&format!(
+        "  (the sweep took {:.1} s)\n",
+        all.elapsed().as_secs_f64()
+    ));
     env.stop().await;
     Ok(out)
 }

@@ -5,12 +5,22 @@
 //! The handout's contract, which the reference runs with: CONNECT is allowed to port 443
 //! and to ports 1024–65535, never to others; the blacklist is the file given as `{rules}`
 //! (one host or `*.domain` per line); the access log is the file given as `{log}`.
+//!
+//! A refusal is only worth points next to the matching permission: `port-policy` and
+//! `block-connect` first prove that a CONNECT to an allowed port works, and the filtering
+//! checks that a plain GET does, so refusing everything earns nothing. Names the lab blocks
+//! do not resolve (`.test`), so a proxy that looks a name up before checking the blacklist
+//! answers 502 (or hangs on the lookup), never 403; the name that must *not* be blocked is
+//! `localhost`, which resolves without DNS.
 
-use super::{expect_body, expect_status, get_expecting, get_ok, no_response, SEED};
-use crate::harness::Env;
+use super::lab1::{Member, Room};
+use super::{
+    expect_body, expect_status, get_expecting, get_seeded, no_response, single_get_works, SEED,
+};
+use crate::harness::{secs, Env};
 use crate::{Check, CheckFuture, Fail, Lab};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// How long a change to the rules file may take to apply.
 const RELOAD: Duration = Duration::from_secs(5);
@@ -21,17 +31,17 @@ pub fn lab() -> Lab {
         title: "HTTPS tunnels and filtering",
         // --offline: the reference never asks DNS about the lab's made-up names.
         reference_flags: &["--connect-ports", "443,1024-65535", "--rules", "{rules}", "--access-log", "{log}", "--offline"],
-        rules: "# the lab's blacklist: one host or *.domain per line\nblocked.lab.test\n*.wild.lab.test\n",
+        rules: "# the lab's blacklist: one host or *.domain per line\nblocked.lab.test\n*.wild.lab.test\n*.calhost\n",
         chat: false,
         checks: vec![
             Check { id: "connect-tls", points: 20, proves: "CONNECT opens a tunnel in which a TLS handshake with the origin verifies and an HTTPS GET arrives byte-exact", hint: "answer CONNECT with 200, then copy bytes both ways until either side closes; never look inside", run: connect_tls },
-            Check { id: "port-policy", points: 10, proves: "CONNECT to port 25 (mail) is refused with 403", hint: "only tunnel to the ports the handout allows (443, 1024-65535); answer others 403", run: port_policy },
-            Check { id: "block-http", points: 10, proves: "a request for a blacklisted host gets 403, before any name lookup", hint: "compare the requested host with each blacklist line exactly (not as a substring of the URL)", run: block_http },
-            Check { id: "block-wildcard", points: 10, proves: "*.domain blocks the domain and names under it, and nothing else", hint: "*.example.test matches example.test and a.example.test, but not badexample.test", run: block_wildcard },
-            Check { id: "block-connect", points: 10, proves: "CONNECT to a blacklisted host gets 403", hint: "filter CONNECT's host:port by the same rules as plain requests", run: block_connect },
+            Check { id: "port-policy", points: 10, proves: "CONNECT to port 25 (mail) is refused with 403, while CONNECT to an allowed port works", hint: "only tunnel to the ports the handout allows (443, 1024-65535); answer others 403", run: port_policy },
+            Check { id: "block-http", points: 10, proves: "a request for a blacklisted host gets 403, before any name lookup", hint: "compare the requested host with each blacklist line exactly (not as a substring of the URL), before resolving it", run: block_http },
+            Check { id: "block-wildcard", points: 10, proves: "*.domain blocks the domain and names under it, and nothing else (*.calhost does not block localhost)", hint: "*.example.test matches example.test and a.example.test, but not badexample.test: compare whole labels", run: block_wildcard },
+            Check { id: "block-connect", points: 10, proves: "CONNECT to a blacklisted host gets 403 on a port CONNECT may otherwise use", hint: "filter CONNECT's host:port by the same rules as plain requests", run: block_connect },
             Check { id: "rule-added-live", points: 15, proves: "a host added to the blacklist while the proxy runs is blocked within 5 seconds", hint: "re-read the file when it changes (watch it, or check its modification time) instead of only at start", run: rule_added },
             Check { id: "access-log", points: 10, proves: "each request gets an access log line naming its URL", hint: "append one line per request to the log file and flush it", run: access_log },
-            Check { id: "chat-tunnel", points: 15, proves: "two chat clients talk through CONNECT tunnels to the chat room", hint: "a tunnel must relay in both directions at once, each on its own, for as long as the connection lives", run: chat_tunnel },
+            Check { id: "chat-tunnel", points: 15, proves: "two chat clients talk through CONNECT tunnels to the chat room, each hearing the other without speaking first", hint: "a tunnel must relay in both directions at once, each on its own (two threads, or select on both sockets), for as long as the connection lives", run: chat_tunnel },
         ],
     }
 }
@@ -54,20 +64,88 @@ fn append_rule(env: &Env, line: &str) -> Result<(), Fail> {
 /// Sends CONNECT; returns the answer's status and, when it was 2xx, the tunnel.
 async fn connect(env: &Env, target: &str) -> Result<(u16, Option<client::net::Stream>), Fail> {
     let reproduce = format!("curl -sv -p -x http://{} https://{target}/", env.subject);
-    match client::net::connect(target, Some(&env.subject.to_string())).await {
-        Ok(stream) => Ok((200, Some(stream))),
-        Err(client::net::NetError::TunnelRefused { status, .. }) => Ok((status, None)),
-        Err(e) => Err(no_response(format!("CONNECT {target}: {e}"), &reproduce)),
+    let proxy = env.subject.to_string();
+    match tokio::time::timeout(env.step, client::net::connect(target, Some(&proxy))).await {
+        Err(_) => Err(Fail::new(
+            format!("sent CONNECT {target}; no answer within {}", secs(env.step)),
+            reproduce,
+        )),
+        Ok(Ok(stream)) => Ok((200, Some(stream))),
+        Ok(Err(client::net::NetError::TunnelRefused { status, .. })) => Ok((status, None)),
+        Ok(Err(e)) => Err(no_response(format!("CONNECT {target}: {e}"), &reproduce)),
     }
+}
+
+/// The echo server's address, `127.0.0.1:PORT` (a port CONNECT may use).
+fn echo_target(env: &Env) -> Result<String, Fail> {
+    env.origin
+        .echo_addr()
+        .map(|a| a.to_string())
+        .ok_or_else(|| Fail::new("origin-sim has no echo server", ""))
+}
+
+/// Proves a CONNECT to an allowed port works (the echo server answers through it);
+/// otherwise the check is not judged: `connect-tls` grades tunnels.
+async fn tunnel_works(env: &Env) -> Result<(), Fail> {
+    let target = echo_target(env)?;
+    let reproduce = format!(
+        "target/release/client echo --server {target} --proxy {} hello",
+        env.subject
+    );
+    let result = async {
+        let (status, stream) = connect(env, &target).await?;
+        let Some(mut stream) = stream else {
+            return Err(Fail::new(
+                format!("CONNECT {target} was answered {status}, not 200"),
+                &reproduce,
+            ));
+        };
+        const PING: &[u8] = b"ping through the tunnel\n";
+        let echoed = async {
+            stream.write_all(PING).await?;
+            let mut back = vec![0u8; PING.len()];
+            stream.read_exact(&mut back).await?;
+            Ok::<_, std::io::Error>(back)
+        };
+        match tokio::time::timeout(env.step, echoed).await {
+            Ok(Ok(back)) if back == PING => Ok(()),
+            Ok(Ok(back)) => Err(Fail::new(
+                format!(
+                    "the echo server's answer came back changed: {:?}",
+                    String::from_utf8_lossy(&back)
+                ),
+                &reproduce,
+            )),
+            Ok(Err(e)) => Err(Fail::new(format!("through the tunnel: {e}"), &reproduce)),
+            Err(_) => Err(Fail::new(
+                format!(
+                    "bytes sent into the tunnel did not come back from the echo server within {}",
+                    secs(env.step)
+                ),
+                &reproduce,
+            )),
+        }
+    }
+    .await;
+    result.map_err(|f| {
+        Fail::not_judged(
+            f,
+            "CONNECT to an allowed port does not work",
+            "lab 5 connect-tls",
+        )
+    })
 }
 
 fn connect_tls(env: &Env) -> CheckFuture<'_> {
     Box::pin(async move {
-        let Some(tls) = env.origin.tls_addr() else {
+        let Some(tls_addr) = env.origin.tls_addr() else {
             return Err(Fail::new("origin-sim has no TLS listener", ""));
         };
-        let target = format!("localhost:{}", tls.port());
-        let reproduce = format!("curl -sv -x http://{} --cacert ca.pem https://{target}/bytes/1000   (ca.pem: origin-sim --ca-out)", env.subject);
+        // By address: `localhost` is the name the blacklist's lookalike rule is about, and
+        // only block-wildcard may depend on it. The certificate is checked for localhost.
+        let target = tls_addr.to_string();
+        let port = tls_addr.port();
+        let reproduce = format!("curl -sv -x http://{} --cacert origin-sim-ca.pem --connect-to localhost:{port}:{target} https://localhost:{port}/bytes/1000   (lab repro writes origin-sim-ca.pem)", env.subject);
         let (status, stream) = connect(env, &target).await?;
         let Some(stream) = stream else {
             return Err(Fail::new(
@@ -78,24 +156,45 @@ fn connect_tls(env: &Env) -> CheckFuture<'_> {
         let pem = env.origin.ca_pem().unwrap_or_default();
         let config = client::net::tls_config_from_pem(pem.as_bytes(), "origin-sim's CA")
             .map_err(|e| Fail::new(format!("the origin's CA did not load: {e}"), ""))?;
-        let mut tls = client::net::tls(stream, "localhost", config)
-            .await
-            .map_err(|e| {
-                Fail::new(
+        let handshake = client::net::tls(stream, "localhost", config);
+        let mut tls = match tokio::time::timeout(env.step, handshake).await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                return Err(Fail::new(
                     format!("the TLS handshake through the tunnel failed: {e}"),
                     &reproduce,
-                )
-            })?;
-        tls.write_all(
-            format!("GET /bytes/1000 HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n\r\n")
-                .as_bytes(),
-        )
-        .await
-        .map_err(|e| no_response(e.to_string(), &reproduce))?;
-        let mut all = Vec::new();
-        tls.read_to_end(&mut all)
-            .await
-            .map_err(|e| no_response(format!("reading through the tunnel: {e}"), &reproduce))?;
+                ))
+            }
+            Err(_) => {
+                return Err(Fail::new(
+                    format!(
+                        "the TLS handshake through the tunnel did not finish within {}",
+                        secs(env.step)
+                    ),
+                    &reproduce,
+                ))
+            }
+        };
+        let exchange = async {
+            tls.write_all(
+                format!("GET /bytes/1000 HTTP/1.1\r\nHost: localhost:{port}\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            )
+            .await?;
+            let mut all = Vec::new();
+            tls.read_to_end(&mut all).await?;
+            Ok::<_, std::io::Error>(all)
+        };
+        let all = match tokio::time::timeout(env.step, exchange).await {
+            Ok(Ok(all)) => all,
+            Ok(Err(e)) => return Err(no_response(format!("through the tunnel: {e}"), &reproduce)),
+            Err(_) => {
+                return Err(Fail::new(
+                    format!("the HTTPS response through the tunnel did not end within {} (the origin closes after it: does the tunnel pass the close on?)", secs(env.step)),
+                    &reproduce,
+                ))
+            }
+        };
         let at = all
             .windows(4)
             .position(|w| w == b"\r\n\r\n")
@@ -113,6 +212,7 @@ fn connect_tls(env: &Env) -> CheckFuture<'_> {
 
 fn port_policy(env: &Env) -> CheckFuture<'_> {
     Box::pin(async move {
+        tunnel_works(env).await?;
         let (status, _) = connect(env, "127.0.0.1:25").await?;
         if status == 403 {
             Ok(())
@@ -128,16 +228,32 @@ fn port_policy(env: &Env) -> CheckFuture<'_> {
     })
 }
 
+/// GET `url` expecting 403. The names the lab blocks do not resolve, so another answer, or
+/// none within a step, means the name was looked up instead of checked first.
 async fn expect_blocked(env: &Env, url: &str) -> Result<(), Fail> {
-    get_expecting(env, url, 403).await.map(|_| ())
+    let reproduce = env.curl("", url);
+    match env.get(url).await {
+        Ok(res) if res.status() == 403 => Ok(()),
+        Ok(res) => Err(Fail::new(
+            format!("{url} was answered {} {}, not 403", res.status(), res.head.reason),
+            &reproduce,
+        )
+        .hint(if res.status() >= 500 {
+            "the host was looked up (it does not resolve) instead of being refused: check the blacklist before resolving the name"
+        } else {
+            "compare the request's host with each blacklist line (exactly, or as *.domain) and answer 403 when one matches"
+        })),
+        Err(e) => Err(Fail::new(format!("{url}: {e}"), &reproduce).hint(
+            "no 403 came back in time: if the proxy resolves the name first (it does not resolve, the lookup can take long), check the blacklist before resolving",
+        )),
+    }
 }
 
 fn block_http(env: &Env) -> CheckFuture<'_> {
     Box::pin(async move {
+        single_get_works(env).await?;
         // blocked.lab.test is in the file from the start.
-        expect_blocked(env, "http://blocked.lab.test/").await?;
-        // The origin itself is not blocked.
-        get_ok(env, "/bytes/10").await.map(|_| ())
+        expect_blocked(env, "http://blocked.lab.test/").await
     })
 }
 
@@ -145,9 +261,10 @@ fn block_http(env: &Env) -> CheckFuture<'_> {
 async fn wait_for_403(env: &Env, url: &str) -> Result<(), Fail> {
     let deadline = tokio::time::Instant::now() + RELOAD;
     loop {
-        let last = expect_blocked(env, url).await;
+        let reproduce = env.curl("", url);
+        let last = get_expecting(env, url, 403).await.map(|_| ());
         if last.is_ok() || tokio::time::Instant::now() > deadline {
-            return last;
+            return last.map_err(|f| Fail::new(f.what, reproduce));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -155,33 +272,43 @@ async fn wait_for_403(env: &Env, url: &str) -> Result<(), Fail> {
 
 fn block_wildcard(env: &Env) -> CheckFuture<'_> {
     Box::pin(async move {
+        single_get_works(env).await?;
         expect_blocked(env, "http://a.wild.lab.test/").await?;
         expect_blocked(env, "http://wild.lab.test/").await?;
-        // A lookalike is not under the domain: it must not be blocked. It does not resolve,
-        // so a proxy that lets it through answers 502 (or another error), never 403.
-        let url = "http://badwild.lab.test/";
-        let reproduce = env.curl("", url);
-        let res = env.get(url).await.map_err(|e| no_response(e, &reproduce))?;
+        // `*.calhost` must not match `localhost`: "calhost" is not a label of it. localhost
+        // resolves without DNS, so the answer is the page, unless the rule matched.
+        let path = "/bytes/10?lab=wildcard";
+        let url = format!("http://localhost:{}{path}", env.origin.addr().port());
+        let reproduce = env.curl("", &url);
+        let res = env
+            .get(&url)
+            .await
+            .map_err(|e| no_response(e, &reproduce))?;
         if res.status() == 403 {
             return Err(Fail::new(
-                "badwild.lab.test was blocked by *.wild.lab.test: the rule matched a substring",
+                "localhost was blocked by the rule *.calhost: the rule matched part of a label (a substring or suffix test)",
                 reproduce,
             ));
         }
-        Ok(())
+        expect_status(&res, 200, &reproduce)?;
+        expect_body(&res.body, &origin_sim::seeded_body(SEED, 10), &reproduce)
     })
 }
 
 fn block_connect(env: &Env) -> CheckFuture<'_> {
     Box::pin(async move {
-        let (status, _) = connect(env, "blocked.lab.test:443").await?;
+        tunnel_works(env).await?;
+        // The same port the working tunnel used: a 403 here can only be the blacklist's.
+        let port = env.origin.echo_addr().map_or(443, |a| a.port());
+        let target = format!("blocked.lab.test:{port}");
+        let (status, _) = connect(env, &target).await?;
         if status == 403 {
             Ok(())
         } else {
             Err(Fail::new(
-                format!("CONNECT blocked.lab.test:443 was answered {status}, not 403"),
+                format!("CONNECT {target} was answered {status}, not 403 (CONNECT to port {port} of 127.0.0.1 works)"),
                 format!(
-                    "curl -sv -p -x http://{} https://blocked.lab.test/",
+                    "curl -sv -p -x http://{} https://{target}/",
                     env.subject
                 ),
             ))
@@ -191,18 +318,25 @@ fn block_connect(env: &Env) -> CheckFuture<'_> {
 
 fn rule_added(env: &Env) -> CheckFuture<'_> {
     Box::pin(async move {
-        let url = format!("http://localhost:{}/bytes/10", env.origin.addr().port());
+        single_get_works(env).await?;
+        // The origin's own address becomes the blocked host (no name to resolve, and not
+        // `localhost`, which the lookalike rule is about).
+        let path = "/bytes/10?lab=rule-added";
+        let url = env.url(path);
+        let host = env.origin.addr().ip().to_string();
         let reproduce = env.curl("", &url);
-        let res = env
-            .get(&url)
-            .await
-            .map_err(|e| no_response(e, &reproduce))?;
-        expect_status(&res, 200, &reproduce)?;
-        append_rule(env, "localhost")?;
+        append_rule(env, &host)?;
         wait_for_403(env, &url).await.map_err(|f| {
             Fail::new(
-                format!("{RELOAD:?} after localhost was added to the rules file, it was still served: {}", f.what),
-                format!("{reproduce}   (after: echo localhost >> {})", env.files.rules.display()),
+                format!(
+                    "{} after {host} was added to the rules file, it was still served: {}",
+                    secs(RELOAD),
+                    f.what
+                ),
+                format!(
+                    "{reproduce}   (after: echo {host} >> {})",
+                    env.files.rules.display()
+                ),
             )
         })
     })
@@ -210,8 +344,9 @@ fn rule_added(env: &Env) -> CheckFuture<'_> {
 
 fn access_log(env: &Env) -> CheckFuture<'_> {
     Box::pin(async move {
+        single_get_works(env).await?;
         let path = "/bytes/7?lab=access-log";
-        get_ok(env, path).await?;
+        get_seeded(env, path, 7).await?;
         let url = env.url(path);
         let deadline = tokio::time::Instant::now() + RELOAD;
         loop {
@@ -234,39 +369,15 @@ fn access_log(env: &Env) -> CheckFuture<'_> {
     })
 }
 
-/// Reads lines from a chat member until one contains `needle`.
-async fn wait_for_line<R: tokio::io::AsyncRead + Unpin>(
-    reader: &mut BufReader<R>,
-    needle: &str,
-    reproduce: &str,
-) -> Result<(), Fail> {
-    let mut line = String::new();
-    loop {
-        line.clear();
-        let n = reader
-            .read_line(&mut line)
-            .await
-            .map_err(|e| no_response(e.to_string(), reproduce))?;
-        if n == 0 {
-            return Err(Fail::new(
-                format!("the tunnel closed before {needle:?} arrived"),
-                reproduce,
-            ));
-        }
-        if line.contains(needle) {
-            return Ok(());
-        }
-    }
-}
-
 fn chat_tunnel(env: &Env) -> CheckFuture<'_> {
     Box::pin(async move {
+        tunnel_works(env).await?;
         let Some(chat) = env.origin.chat_addr() else {
             return Err(Fail::new("origin-sim has no chat room", ""));
         };
         let target = chat.to_string();
         let reproduce = format!(
-            "client chat {target} --proxy {} --name alice   (and bob, in another terminal)",
+            "target/release/client chat --server {target} --proxy {} --name alice   (and bob, in another terminal)",
             env.subject
         );
         let mut members = Vec::new();
@@ -278,33 +389,30 @@ fn chat_tunnel(env: &Env) -> CheckFuture<'_> {
                     reproduce,
                 ));
             };
-            let (read, mut write) = tokio::io::split(stream);
-            let mut read = BufReader::new(read);
-            // The room's greeting first: then the room knows this member and cannot miss
-            // telling it about the next one.
-            let mut greeting = String::new();
-            read.read_line(&mut greeting)
-                .await
-                .map_err(|e| no_response(e.to_string(), &reproduce))?;
-            write
-                .write_all(format!("/name {name}\n").as_bytes())
-                .await
-                .map_err(|e| no_response(e.to_string(), &reproduce))?;
-            members.push((read, write));
+            let (read, write) = tokio::io::split(stream);
+            let mut member = Member::over(name, read, write, env.step, &reproduce);
+            member.say(&format!("/name {name}")).await?;
+            members.push(member);
         }
-        let (alice, bob) = members.split_at_mut(1);
-        // Once bob's arrival reached alice, both are in the room.
-        wait_for_line(&mut alice[0].0, "bob", &reproduce).await?;
-        alice[0]
-            .1
-            .write_all(b"hello through the tunnel\n")
-            .await
-            .map_err(|e| no_response(e.to_string(), &reproduce))?;
-        wait_for_line(
-            &mut bob[0].0,
-            "[alice] hello through the tunnel",
-            &reproduce,
-        )
-        .await
+        let mut room = Room { members };
+        room.sync(env.step).await?;
+        // bob speaks three times in a row; alice only listens. A relay that waits for the
+        // client to speak before it reads the server again (half-duplex) stops after one.
+        let [alice, bob] = &mut room.members[..] else {
+            return Err(Fail::new("the room has not two members", ""));
+        };
+        for word in ["one", "two", "three"] {
+            bob.say(&format!("bob says {word}")).await?;
+        }
+        for word in ["one", "two", "three"] {
+            alice.hear(&format!("bob says {word}")).await.map_err(|f| {
+                Fail::new(
+                    format!("alice, who said nothing meanwhile, did not hear bob's line {word:?} through her tunnel: {}", f.what),
+                    f.reproduce,
+                )
+            })?;
+        }
+        alice.say("hello through the tunnel").await?;
+        bob.hear("hello through the tunnel").await.map(|_| ())
     })
 }

@@ -1,4 +1,9 @@
 //! The checks of each lab, and the small helpers they share.
+//!
+//! A check that builds on a basic ability proves that ability on its own first
+//! ([`single_get_works`], [`caching_works`], …): when it is missing, the check is *not
+//! judged* and names the check that grades it, so one defect costs its own points once and
+//! no hint blames a feature the program may well have.
 
 pub mod lab1;
 pub mod lab2;
@@ -75,4 +80,94 @@ pub async fn get_expecting(env: &Env, url: &str, status: u16) -> Result<Response
     let res = env.get(url).await.map_err(|e| no_response(e, &reproduce))?;
     expect_status(&res, status, &reproduce)?;
     Ok(res)
+}
+
+/// GET `path` through the subject and check the body is the origin's seeded `len` bytes;
+/// a failure carries a hint chosen from what the origin saw.
+pub async fn get_seeded(env: &Env, path: &str, len: u64) -> Result<Response, Fail> {
+    let url = env.url(path);
+    let reproduce = env.curl("", &url);
+    let result = async {
+        let res = env
+            .get(&url)
+            .await
+            .map_err(|e| no_response(e, &reproduce))?;
+        expect_status(&res, 200, &reproduce)?;
+        expect_body(&res.body, &origin_sim::seeded_body(SEED, len), &reproduce)?;
+        Ok(res)
+    }
+    .await;
+    result.map_err(|f: Fail| {
+        let hint = diagnose(env, path, &f.what);
+        f.hint(hint)
+    })
+}
+
+/// A hint for a GET of `path` that failed with `what`, from what the origin saw of it.
+pub fn diagnose(env: &Env, path: &str, what: &str) -> String {
+    let seen: Vec<_> = env
+        .origin
+        .origin()
+        .seen()
+        .into_iter()
+        .filter(|s| s.path == path)
+        .collect();
+    if seen.is_empty() {
+        return "the request never reached the origin: take host and port from the absolute \
+                URL (http://host:port/path), connect there, and send the request"
+            .into();
+    }
+    if seen.len() > 1 {
+        return format!(
+            "the origin received this request {} times: send each request once",
+            seen.len()
+        );
+    }
+    if what.contains("no response head") || what.contains("closed without a response") {
+        return "the origin answered, but its response did not come back: read the origin's \
+                response and write all of it to the client"
+            .into();
+    }
+    if what.contains("body") {
+        return "relay every byte of the response: loop on recv() until the body is complete \
+                (by Content-Length, chunked framing, or the origin's close), and treat it as \
+                bytes, not text"
+            .into();
+    }
+    "pass the origin's response through as it came: status line, headers and body".into()
+}
+
+/// Proves a single GET through the subject works (100 bytes, byte-exact); otherwise the
+/// check is not judged: lab 2 get-small grades that.
+pub async fn single_get_works(env: &Env) -> Result<(), Fail> {
+    get_seeded(env, "/bytes/100?lab=single-get", 100)
+        .await
+        .map(|_| ())
+        .map_err(|f| Fail::not_judged(f, "a single GET already fails", "lab 2 get-small"))
+}
+
+/// Proves the subject serves a fresh response from its cache (a second GET of a
+/// `max-age=60` response never reaches the origin); otherwise the check is not judged: lab
+/// 4 hit grades that.
+pub async fn caching_works(env: &Env) -> Result<(), Fail> {
+    single_get_works(env).await?;
+    let path = "/cache/60?lab=caching-works";
+    let url = env.url(path);
+    let reproduce = format!("{}   (twice; compare X-Origin-Hits)", env.curl("", &url));
+    for _ in 0..2 {
+        get_expecting(env, &url, 200)
+            .await
+            .map_err(|f| Fail::not_judged(f, "a cacheable GET already fails", "lab 4 hit"))?;
+    }
+    match env.hits(path) {
+        1 => Ok(()),
+        n => Err(Fail::not_judged(
+            Fail::new(
+                format!("a max-age=60 response fetched twice reached the origin {n} times"),
+                reproduce,
+            ),
+            "nothing is served from the cache",
+            "lab 4 hit",
+        )),
+    }
 }

@@ -13,7 +13,12 @@ pub fn grade(number: u8, id: &str) {
         .enable_all()
         .build()
         .unwrap();
-    let outcome = runtime.block_on(labs::run_check(&lab, check, &subject));
+    let outcome = runtime.block_on(labs::run_check(
+        &lab,
+        check,
+        &subject,
+        &labs::Options::default(),
+    ));
     assert!(
         outcome.passed(),
         "lab {number} {id} ({} points): {}\n  what happened: {}\n  hint: {}\n  reproduce: {}",

@@ -1,0 +1,375 @@
+//! The corpus: programs written the way students write them (labs/tests/subjects/), graded
+//! as they are. Each is correct but for one defect (or none), and must lose that defect's
+//! points and no others; each is graded five times with the same result, `lab` ends in
+//! bounded time on it, and nothing it started is left running afterwards. Its per-check
+//! results and messages are pinned in a reviewed snapshot.
+//!
+//! - `csapp_proxy.c`: a CS:APP Proxy Lab style C proxy (threads, rio, GET only, HTTP/1.0
+//!   upstream with its own `Connection: close`), which dies of SIGPIPE when a client goes
+//!   away early: graded by the grader's old connection probe it "exited before listening".
+//! - `student_proxy.py --defect NAME`: a good Python proxy, with one classic mistake
+//!   switched on (see its docstring).
+//! - `student_chat.py --defect NAME`, `naive_chat.py`: chat servers for lab 1.
+
+use super::grade;
+use labs::harness::Subject;
+use labs::report::Report;
+use labs::Verdict;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+fn subjects() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/subjects"))
+}
+
+/// `python3 subjects/SCRIPT {port} ARGS`.
+fn python(script: &str, args: &str) -> String {
+    format!(
+        "python3 {} {{port}} {args}",
+        subjects().join(script).display()
+    )
+}
+
+/// The student proxy with one defect (or none), given lab 5's files.
+fn student_proxy(defect: &str) -> String {
+    let defect = if defect.is_empty() {
+        String::new()
+    } else {
+        format!("--defect {defect}")
+    };
+    python(
+        "student_proxy.py",
+        &format!("--rules {{rules}} --log {{log}} {defect}"),
+    )
+}
+
+fn student_chat(defect: &str) -> String {
+    let defect = if defect.is_empty() {
+        String::new()
+    } else {
+        format!("--defect {defect}")
+    };
+    python("student_chat.py", &defect)
+}
+
+/// Compiles the C proxy once per test process with the system's `cc`.
+fn csapp_proxy() -> String {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let binary = BUILT.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("proxylab-corpus-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let binary = dir.join("csapp_proxy");
+        let out = std::process::Command::new("cc")
+            .args(["-O2", "-pthread", "-o"])
+            .arg(&binary)
+            .arg(subjects().join("csapp_proxy.c"))
+            .output()
+            .expect("the corpus needs a C compiler as `cc` (gcc or clang)");
+        assert!(
+            out.status.success(),
+            "cc failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        binary
+    });
+    format!("{} {{port}}", binary.display())
+}
+
+/// What a run says about each check: id, verdict, points.
+fn verdicts(report: &Report) -> Vec<(String, Verdict, u32)> {
+    report
+        .outcomes
+        .iter()
+        .map(|o| (o.id.clone(), o.verdict, o.points))
+        .collect()
+}
+
+/// A report as the snapshot keeps it: one line per check, and for each lost one its
+/// message, with what changes from run to run (ports, counts, paths) replaced.
+fn summary(report: &Report) -> String {
+    let ports = regex::Regex::new(r"(127\.0\.0\.1|localhost):\d+").unwrap();
+    let paths = regex::Regex::new(r"/tmp/\S+").unwrap();
+    // Counts that depend on where TCP split the bytes.
+    let counts = regex::Regex::new(r"(heard|of) \d+ (of|bytes)").unwrap();
+    let line_numbers = regex::Regex::new(r"\bL\d+\.").unwrap();
+    let heard = regex::Regex::new(r" \(it heard .*?\)").unwrap();
+    let clean = |text: &str| {
+        let text = ports.replace_all(text, "ADDR");
+        let text = paths.replace_all(&text, "PATH");
+        let text = heard.replace_all(&text, "");
+        let text = line_numbers.replace_all(&text, "LN.");
+        counts.replace_all(&text, "$1 N $2").into_owned()
+    };
+    let mut out = format!("lab {}: {}/{}\n", report.lab, report.score(), report.max());
+    for o in &report.outcomes {
+        let mark = match o.verdict {
+            Verdict::Passed => "PASS",
+            Verdict::Failed => "FAIL",
+            Verdict::NotJudged => "N/J ",
+            Verdict::NotRun => "----",
+        };
+        out.push_str(&format!(
+            "  {mark} {:<18} {:>2}/{}\n",
+            o.id, o.points, o.max
+        ));
+        if let Some(f) = &o.failure {
+            out.push_str(&format!("       {}\n", clean(f)));
+        }
+    }
+    out
+}
+
+/// Live processes whose environment holds `tag`.
+fn processes_tagged(tag: &str) -> Vec<u32> {
+    let needle = format!("PROXYLAB_CORPUS_TAG={tag}");
+    std::fs::read_dir("/proc")
+        .map(|dir| {
+            dir.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+                .filter(|pid| {
+                    std::fs::read(format!("/proc/{pid}/environ"))
+                        .map(|env| env.split(|&b| b == 0).any(|v| v == needle.as_bytes()))
+                        .unwrap_or(false)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+static TAGS: AtomicU32 = AtomicU32::new(0);
+
+/// Grades `command` on lab `number` five times and proves: the same verdicts every time,
+/// exactly `lost` (failed or not judged) lose points, the run ends within the bound, and no
+/// process of the subject is left. Returns the first run's summary.
+fn graded_five_times(number: u8, command: &str, lost: &[&str]) -> String {
+    let mut first: Option<Report> = None;
+    for run in 1..=5 {
+        let tag = format!(
+            "{}-{}",
+            std::process::id(),
+            TAGS.fetch_add(1, Ordering::Relaxed)
+        );
+        let subject = Subject::Command(format!("PROXYLAB_CORPUS_TAG={tag} {command}"));
+        let started = Instant::now();
+        let report = grade(number, &subject);
+        // Bounded: each check's steps that succeed, plus at most one that runs out (5 s).
+        let bound = Duration::from_secs(15) * report.outcomes.len() as u32;
+        assert!(
+            started.elapsed() < bound,
+            "lab {number} run {run} took {:?} (bound {bound:?}):\n{}",
+            started.elapsed(),
+            report.table()
+        );
+        // Nothing left behind (a killed process can take a moment to disappear).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !processes_tagged(&tag).is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "lab {number} run {run} left {:?} running",
+                processes_tagged(&tag)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let lost_now: Vec<&str> = report
+            .outcomes
+            .iter()
+            .filter(|o| o.points < o.max)
+            .map(|o| o.id.as_str())
+            .collect();
+        assert_eq!(
+            lost_now,
+            lost,
+            "lab {number} run {run}:\n{}",
+            report.table()
+        );
+        match &first {
+            None => first = Some(report),
+            Some(f) => assert_eq!(
+                verdicts(&report),
+                verdicts(f),
+                "lab {number} run {run} differs from run 1:\n{}",
+                report.table()
+            ),
+        }
+    }
+    first.map(|r| summary(&r)).unwrap_or_default()
+}
+
+#[test]
+fn a_csapp_style_c_proxy_that_dies_on_sigpipe_gets_the_points_of_what_it_does() {
+    let cmd = csapp_proxy();
+    // GET only, HTTP/1.0 upstream, one request per connection, no Via; its own
+    // `Connection: close` / `Proxy-Connection: close` cost it nothing.
+    let lab2 = graded_five_times(
+        2,
+        &cmd,
+        &["head", "post-body", "put-chunked", "via", "keep-alive"],
+    );
+    let lab3 = graded_five_times(3, &cmd, &[]);
+    insta::assert_snapshot!("csapp_proxy", format!("{lab2}\n{lab3}"));
+}
+
+#[test]
+fn a_good_python_proxy_scores_full_marks_on_labs_2_to_5() {
+    let cmd = student_proxy("");
+    let all: Vec<String> = (2..=5).map(|n| graded_five_times(n, &cmd, &[])).collect();
+    insta::assert_snapshot!("student_proxy", all.join("\n"));
+}
+
+/// One defect, one lab, one set of lost checks.
+fn defect(lab: u8, name: &str, lost: &[&str]) -> String {
+    graded_five_times(lab, &student_proxy(name), lost)
+}
+
+#[test]
+fn forwarding_the_absolute_url_costs_only_origin_form() {
+    insta::assert_snapshot!("defect_absolute", defect(2, "absolute", &["origin-form"]));
+}
+
+#[test]
+fn sending_every_request_twice_costs_only_keep_alive() {
+    insta::assert_snapshot!("defect_twice", defect(2, "twice", &["keep-alive"]));
+}
+
+#[test]
+fn logging_100_kib_per_request_to_stderr_costs_nothing() {
+    let lab2 = defect(2, "noisy", &[]);
+    let lab3 = defect(3, "noisy", &[]);
+    insta::assert_snapshot!("defect_noisy", format!("{lab2}\n{lab3}"));
+}
+
+#[test]
+fn speaking_only_http_1_0_costs_only_keep_alive() {
+    let lab2 = defect(2, "http10", &["keep-alive"]);
+    let lab3 = defect(3, "http10", &[]);
+    insta::assert_snapshot!("defect_http10", format!("{lab2}\n{lab3}"));
+}
+
+#[test]
+fn forwarding_no_client_headers_costs_headers_kept_and_leaves_hop_by_hop_not_judged() {
+    insta::assert_snapshot!(
+        "defect_no_headers",
+        defect(2, "no-headers", &["headers-kept", "hop-by-hop"])
+    );
+}
+
+#[test]
+fn answering_400_to_everything_earns_nothing_not_even_malformed_400() {
+    let all: Vec<&str> = labs::lab(2).unwrap().checks.iter().map(|c| c.id).collect();
+    insta::assert_snapshot!("defect_always_400", defect(2, "always-400", &all));
+}
+
+#[test]
+fn reading_the_request_head_with_one_recv_costs_only_slow_client() {
+    insta::assert_snapshot!("defect_one_recv", defect(3, "one-recv", &["slow-client"]));
+}
+
+#[test]
+fn refusing_every_connect_earns_nothing_for_refusing_some() {
+    insta::assert_snapshot!(
+        "defect_refuse_connect",
+        defect(
+            5,
+            "refuse-connect",
+            &["connect-tls", "port-policy", "block-connect", "chat-tunnel"]
+        )
+    );
+}
+
+#[test]
+fn blocking_by_substring_costs_only_block_wildcard() {
+    insta::assert_snapshot!(
+        "defect_substring",
+        defect(5, "substring", &["block-wildcard"])
+    );
+}
+
+#[test]
+fn caching_nothing_loses_every_caching_check() {
+    let all: Vec<&str> = labs::lab(4).unwrap().checks.iter().map(|c| c.id).collect();
+    insta::assert_snapshot!("defect_no_cache", defect(4, "no-cache", &all));
+}
+
+#[test]
+fn evicting_first_in_first_out_costs_only_eviction() {
+    insta::assert_snapshot!("defect_fifo", defect(4, "fifo", &["eviction"]));
+}
+
+#[test]
+fn a_good_chat_server_scores_full_marks() {
+    insta::assert_snapshot!("student_chat", graded_five_times(1, &student_chat(""), &[]));
+}
+
+#[test]
+fn a_chat_server_without_a_greeting_loses_only_greeting() {
+    insta::assert_snapshot!(
+        "chat_no_greeting",
+        graded_five_times(1, &student_chat("no-greeting"), &["greeting"])
+    );
+}
+
+#[test]
+fn a_chat_server_without_join_notices_loses_only_join_announced() {
+    insta::assert_snapshot!(
+        "chat_no_join",
+        graded_five_times(1, &student_chat("no-join"), &["join-announced"])
+    );
+}
+
+#[test]
+fn a_chat_server_relaying_disconnect_loses_only_disconnect() {
+    insta::assert_snapshot!(
+        "chat_relay_disconnect",
+        graded_five_times(1, &student_chat("relay-disconnect"), &["disconnect"])
+    );
+}
+
+#[test]
+fn a_naive_chat_server_loses_the_checks_of_its_classic_mistakes() {
+    // One recv() taken as one line, and a blocking broadcast under a lock.
+    insta::assert_snapshot!(
+        "naive_chat",
+        graded_five_times(
+            1,
+            &python("naive_chat.py", ""),
+            &["vanish-mid-line", "long-lines", "slow-reader"]
+        )
+    );
+}
+
+/// The C subject is what it claims to be: an empty connection (the old readiness probe)
+/// kills it with SIGPIPE, so the grader must never open one.
+#[test]
+fn the_c_proxy_really_dies_of_an_empty_connection() {
+    use std::os::unix::process::ExitStatusExt as _;
+    let cmd = csapp_proxy();
+    let port = labs::process::pick_port().unwrap();
+    let mut child = std::process::Command::new("sh")
+        .args([
+            "-c",
+            &format!("exec {}", cmd.replace("{port}", &port.to_string())),
+        ])
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while labs::process::listening(port, None)
+        != Some(labs::process::Listening::Yes { owned: None })
+    {
+        assert!(Instant::now() < deadline, "the C proxy never listened");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(std::net::TcpStream::connect(("127.0.0.1", port)).unwrap());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the C proxy survived an empty connection");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(status.signal(), Some(13), "{status:?}"); // SIGPIPE
+}
