@@ -270,12 +270,15 @@ impl Env {
             })?
             .map_err(|e| format!("cannot connect to the subject at {}: {e}", self.subject))?;
         let _ = stream.set_nodelay(true);
+        let local = stream.local_addr().map_or(0, |a| a.port());
         let (read, writer) = split(stream, self.capture.as_ref(), self.subject, true);
         Ok(Conn {
             reader: Reader::new(read),
             writer,
             step: self.step,
             sent: String::new(),
+            subject: self.subject.port(),
+            local,
         })
     }
 
@@ -392,6 +395,9 @@ pub struct Conn {
     pub step: Duration,
     /// What was sent last, for messages ("sent GET http://…").
     sent: String,
+    /// The subject's port and this connection's own.
+    subject: u16,
+    local: u16,
 }
 
 /// A response as the harness read it.
@@ -452,6 +458,12 @@ impl Conn {
                 secs(self.step)
             )),
         }
+    }
+
+    /// Waits (up to a step) until the subject has read everything sent so far on this
+    /// connection ([`process::until_read`]).
+    pub async fn until_read(&self) {
+        process::until_read(self.subject, self.local, Instant::now() + self.step).await;
     }
 
     pub async fn send_request(

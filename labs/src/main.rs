@@ -59,9 +59,11 @@ enum Command {
         #[arg(long, value_name = "CHECK")]
         only: Option<String>,
     },
-    /// Run one check again and keep origin-sim and the program running: prints what the
-    /// check saw and the commands it ran, with live ports, to try by hand; the program's
-    /// output shows as it comes. Ctrl-C stops everything.
+    /// Run one check again and keep everything running, to try it by hand.
+    ///
+    /// Starts origin-sim and the program, runs the check, and prints what it saw, where
+    /// everything listens and the commands the check ran, with those live ports; the
+    /// program's output shows as it comes. Ctrl-C stops everything.
     Repro {
         /// The lab's number.
         lab: u8,

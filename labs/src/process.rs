@@ -439,6 +439,50 @@ pub fn listening(port: u16, pgid: Option<u32>) -> Option<Listening> {
     Some(Listening::Yes { owned })
 }
 
+/// How many bytes the subject has received on its end of the connection from the grader's
+/// `client` port to its `server` port but not yet read (`rx_queue` in `/proc/net/tcp*`);
+/// `None` when `/proc` cannot tell (no such connection, or not Linux).
+pub fn unread_by_subject(server: u16, client: u16) -> Option<u64> {
+    for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(table) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        for line in table.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 5 {
+                continue;
+            }
+            let port = |field: &str| {
+                field
+                    .rsplit_once(':')
+                    .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
+            };
+            if port(f[1]) == Some(server) && port(f[2]) == Some(client) {
+                return f[4]
+                    .split_once(':')
+                    .and_then(|(_, rx)| u64::from_str_radix(rx, 16).ok());
+            }
+        }
+    }
+    None
+}
+
+/// Waits until the subject has read every byte the grader sent it on the connection from
+/// `client` (a causal way to know a piece of a message has been taken before sending the
+/// next one, so that a program that takes one `recv()` for a whole message shows it). Gives
+/// up at `deadline`; where `/proc` cannot tell, waits a moment instead.
+pub async fn until_read(server: u16, client: u16, deadline: tokio::time::Instant) {
+    if unread_by_subject(server, client).is_none() {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        return;
+    }
+    while unread_by_subject(server, client).is_some_and(|n| n > 0)
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
 /// Whether something listens at `addr`, for a subject the grader did not start (`--addr`):
 /// from `/proc` when `addr` is on this machine's loopback, else by connecting once.
 pub async fn something_listens(addr: SocketAddr) -> bool {

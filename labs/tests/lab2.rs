@@ -14,6 +14,7 @@ check_tests! { 2;
     chunked_response => "chunked-response",
     close_delimited => "close-delimited",
     status_codes => "status-codes",
+    origin_form => "origin-form",
     headers_kept => "headers-kept",
     hop_by_hop => "hop-by-hop",
     via => "via",

@@ -149,17 +149,23 @@ async fn member(room: Arc<Room>, stream: TcpStream) -> io::Result<()> {
     write.write_all(greeting.as_bytes()).await?;
     // The writer: this member's queue to its socket, until the room lets go of it.
     let writer = tokio::spawn(async move {
+        // A oneshot receiver must not be polled again once it has completed.
+        let mut kick_pending = true;
         loop {
             tokio::select! {
                 msg = rx.recv() => match msg {
                     Some(m) => if write.write_all(m.as_bytes()).await.is_err() { break },
                     None => break,
                 },
-                // Only a real kick: the sender is also dropped when the member just leaves.
-                Ok(()) = &mut kick_rx => {
-                    let notice = b"! you fell too far behind reading; disconnected\n";
-                    let _ = tokio::time::timeout(Duration::from_secs(1), write.write_all(notice)).await;
-                    break;
+                kick = &mut kick_rx, if kick_pending => {
+                    kick_pending = false;
+                    // Only a real kick: the sender is also dropped when the member just
+                    // leaves, and then its last messages still go out.
+                    if kick.is_ok() {
+                        let notice = b"! you fell too far behind reading; disconnected\n";
+                        let _ = tokio::time::timeout(Duration::from_secs(1), write.write_all(notice)).await;
+                        break;
+                    }
                 }
             }
         }

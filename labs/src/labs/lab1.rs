@@ -55,6 +55,8 @@ pub struct Member {
     pending: Vec<u8>,
     step: Duration,
     reproduce: String,
+    /// The server's port and this connection's own, when it is a direct connection.
+    ports: Option<(u16, u16)>,
 }
 
 impl Member {
@@ -71,6 +73,7 @@ impl Member {
             pending: Vec::new(),
             step,
             reproduce: reproduce.to_string(),
+            ports: None,
         }
     }
 
@@ -99,12 +102,25 @@ impl Member {
                     &reproduce,
                 )
             })?;
+        let local = stream.local_addr().map_or(0, |a| a.port());
         let (read, write) = proxy::capture::split(stream, env.capture.as_ref(), env.subject, true);
         let mut member = Member::over(name.unwrap_or("guest"), read, write, env.step, &reproduce);
+        member.ports = Some((env.subject.port(), local));
         if let Some(name) = name {
             member.say(&format!("/name {name}")).await?;
         }
         Ok(member)
+    }
+
+    /// Waits (up to a step) until the server has read all this member sent
+    /// ([`crate::process::until_read`]).
+    async fn until_read(&mut self) {
+        match self.ports {
+            Some((server, local)) => {
+                crate::process::until_read(server, local, Instant::now() + self.step).await
+            }
+            None => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
     }
 
     pub async fn say(&mut self, line: &str) -> Result<(), Fail> {
@@ -515,6 +531,7 @@ fn vanish(env: &Env) -> CheckFuture<'_> {
         ghost.say("ghost is here").await?;
         room.members[0].hear("ghost is here").await?;
         ghost.write(b"half a li").await?;
+        ghost.until_read().await;
         drop(ghost);
         // When the server says that ghost left, it has read all ghost sent; a server that
         // says nothing gets a moment instead (which can only let a bad server pass, never
@@ -565,14 +582,13 @@ fn long_lines(env: &Env) -> CheckFuture<'_> {
                 &bob.reproduce,
             ));
         }
-        // A 4000-byte line, written in four pieces. The pauses give a server that takes
-        // each recv() as a line the chance to show it; they never make a correct server
-        // fail.
+        // A 4000-byte line, written in four pieces, each sent once the server has read the
+        // one before: a server that takes each recv() as a line shows it.
         let long: String = (0..4000).map(|i| (b'a' + (i % 26) as u8) as char).collect();
         let bytes = format!("{long}\n").into_bytes();
         for piece in bytes.chunks(1000) {
             alice.write(piece).await?;
-            tokio::time::sleep(Duration::from_millis(30)).await;
+            alice.until_read().await;
         }
         let line = bob.hear(&long[..20]).await?;
         if line.ends_with(&long) {

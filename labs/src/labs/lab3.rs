@@ -148,6 +148,9 @@ fn slow_client(env: &Env) -> CheckFuture<'_> {
         slow.send(part.as_bytes())
             .await
             .map_err(|e| no_response(e, &reproduce))?;
+        // Once the subject has taken the first half in, the rest comes as a separate
+        // piece: a program that takes one recv() for the whole head shows it.
+        slow.until_read().await;
         let mut other = start_get(env, &url, &reproduce).await?;
         finish(&mut other, &reproduce).await.map_err(|f| {
             Fail::new(

@@ -93,7 +93,9 @@ fn summary(report: &Report) -> String {
     // Counts that depend on where TCP split the bytes.
     let counts = regex::Regex::new(r"(heard|of) \d+ (of|bytes)").unwrap();
     let line_numbers = regex::Regex::new(r"\bL\d+\.").unwrap();
-    let heard = regex::Regex::new(r" \(it heard .*?\)").unwrap();
+    let heard =
+        regex::Regex::new(r#" \(it heard \d+ line\(s\) before, the last: (?:"[^"]*"(?:, )?)+\)"#)
+            .unwrap();
     let clean = |text: &str| {
         let text = ports.replace_all(text, "ADDR");
         let text = paths.replace_all(&text, "PATH");
