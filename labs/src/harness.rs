@@ -304,6 +304,13 @@ impl Env {
     pub fn hits(&self, path: &str) -> u64 {
         self.origin.origin().hits(path)
     }
+
+    /// The requests the origin received for `path` (with its query), as they arrived.
+    pub fn seen(&self, path: &str) -> Vec<origin_sim::Seen> {
+        let mut all = self.origin.origin().seen();
+        all.retain(|s| s.path == path);
+        all
+    }
 }
 
 /// Waits until the subject listens on `addr` (seen in `/proc/net/tcp*`, owned by its

@@ -167,15 +167,10 @@ pub(crate) async fn respond<R: Rd, W: Wr>(
             head.headers.push("Content-Length", n.to_string());
             send_seeded(&ex, conn, head, seed, n, BodyStyle::Plain).await
         }
+        // No chunked coding to an HTTP/1.0 request (RFC 9112 §6.1): the body ends at the
+        // close instead.
         (["chunked", _], Some(n)) if ex.head.version == Version::Http10 => {
-            // No chunked coding to an HTTP/1.0 request (RFC 9112 §6.1): the body ends
-            // at the close instead.
-            let mut head = base(&ex, 200);
-            head.headers
-                .push("Content-Type", "application/octet-stream");
-            head.headers.push("Connection", "close");
-            send_seeded(&ex, conn, head, seed, n, BodyStyle::Plain).await?;
-            Ok(After::Close)
+            send_until_close(&ex, conn, seed, n).await
         }
         (["chunked", _], Some(n)) => {
             let fixed = query_value(&query, "chunk")
@@ -187,14 +182,7 @@ pub(crate) async fn respond<R: Rd, W: Wr>(
             head.headers.push("Transfer-Encoding", "chunked");
             send_seeded(&ex, conn, head, seed, n, BodyStyle::Chunked(fixed)).await
         }
-        (["close", _], Some(n)) => {
-            let mut head = base(&ex, 200);
-            head.headers
-                .push("Content-Type", "application/octet-stream");
-            head.headers.push("Connection", "close");
-            send_seeded(&ex, conn, head, seed, n, BodyStyle::Plain).await?;
-            Ok(After::Close)
-        }
+        (["close", _], Some(n)) => send_until_close(&ex, conn, seed, n).await,
         (["delay", _], Some(ms)) => {
             let ms = ms.min(60_000);
             tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -490,6 +478,21 @@ enum BodyStyle {
 }
 
 /// Streams `n` seeded bytes after `head`, without holding them all.
+/// `n` seeded bytes without a length: the body ends when the connection closes.
+async fn send_until_close<R: Rd, W: Wr>(
+    ex: &Exchange<'_>,
+    conn: &mut Conn<R, W>,
+    seed: u64,
+    n: u64,
+) -> io::Result<After> {
+    let mut head = base(ex, 200);
+    head.headers
+        .push("Content-Type", "application/octet-stream");
+    head.headers.push("Connection", "close");
+    send_seeded(ex, conn, head, seed, n, BodyStyle::Plain).await?;
+    Ok(After::Close)
+}
+
 async fn send_seeded<R: Rd, W: Wr>(
     ex: &Exchange<'_>,
     conn: &mut Conn<R, W>,

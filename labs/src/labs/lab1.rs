@@ -383,6 +383,18 @@ async fn room(env: &Env, names: &[&str]) -> Result<Room, Fail> {
         .map_err(|f| Fail::not_judged(f, "lines do not reach the other members", "lab 1 broadcast"))
 }
 
+/// For [`Member::expect`]'s failures: `hint` when a line that should never have been sent
+/// arrived (the other failures keep the check's own hint).
+fn hint_if_never(hint: &'static str) -> impl FnOnce(Fail) -> Fail {
+    move |f| {
+        if f.what.contains("should never") {
+            f.hint(hint)
+        } else {
+            f
+        }
+    }
+}
+
 /// Whether `line` is someone's words relayed (`[bob] …`), not the server speaking.
 fn relayed(line: &str, name: &str) -> bool {
     line.trim_start().starts_with(&format!("[{name}]"))
@@ -435,13 +447,9 @@ fn broadcast(env: &Env) -> CheckFuture<'_> {
             )
             .await
             .map(|_| ())
-            .map_err(|f| {
-                if f.what.contains("should never") {
-                    f.hint("send a member's line to everyone but that member")
-                } else {
-                    f
-                }
-            })
+            .map_err(hint_if_never(
+                "send a member's line to everyone but that member",
+            ))
     })
 }
 
@@ -496,13 +504,9 @@ fn disconnect(env: &Env) -> CheckFuture<'_> {
             )
             .await
             .map(|_| ())
-            .map_err(|f| {
-                if f.what.contains("should never") {
-                    f.hint("!DISCONNECT is a command to the server: do not relay it; announce that the member left")
-                } else {
-                    f
-                }
-            })
+            .map_err(hint_if_never(
+                "!DISCONNECT is a command to the server: do not relay it; announce that the member left",
+            ))
     })
 }
 

@@ -57,14 +57,7 @@ fn head(env: &Env) -> CheckFuture<'_> {
             .request("HEAD", &url, &[], b"")
             .await
             .map_err(|e| no_response(e, &reproduce))?;
-        let methods: Vec<String> = env
-            .origin
-            .origin()
-            .seen()
-            .into_iter()
-            .filter(|s| s.path == path)
-            .map(|s| s.method)
-            .collect();
+        let methods: Vec<String> = env.seen(path).into_iter().map(|s| s.method).collect();
         if methods.iter().any(|m| m != "HEAD") {
             return Err(Fail::new(
                 format!("the origin received {methods:?} for a HEAD request"),
@@ -192,8 +185,7 @@ fn origin_form(env: &Env) -> CheckFuture<'_> {
             env.curl("", &env.url("/headers"))
         );
         get_seeded(env, path, 10).await?;
-        let seen = env.origin.origin().seen();
-        match seen.iter().find(|s| s.path == path) {
+        match env.seen(path).first() {
             Some(s) if s.absolute => Err(Fail::new(
                 format!(
                     "the origin received `{} {} {}`: the absolute URL instead of {path}",

@@ -105,13 +105,7 @@ pub async fn get_seeded(env: &Env, path: &str, len: u64) -> Result<Response, Fai
 
 /// A hint for a GET of `path` that failed with `what`, from what the origin saw of it.
 pub fn diagnose(env: &Env, path: &str, what: &str) -> String {
-    let seen: Vec<_> = env
-        .origin
-        .origin()
-        .seen()
-        .into_iter()
-        .filter(|s| s.path == path)
-        .collect();
+    let seen = env.seen(path);
     if seen.is_empty() {
         return "the request never reached the origin: take host and port from the absolute \
                 URL (http://host:port/path), connect there, and send the request"
