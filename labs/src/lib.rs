@@ -225,8 +225,18 @@ const OUTPUT_LINES: usize = 5;
 
 /// Runs one check of `lab` against a fresh origin and subject.
 pub async fn run_check(lab: &Lab, check: &Check, subject: &Subject, options: &Options) -> Outcome {
+    check_once(lab, check, subject, options).await.0
+}
+
+/// [`run_check`], and whether the origin and the subject started at all.
+async fn check_once(
+    lab: &Lab,
+    check: &Check,
+    subject: &Subject,
+    options: &Options,
+) -> (Outcome, bool) {
     let started = Instant::now();
-    let (result, output) = match Env::start(subject, lab, check.id, options).await {
+    let (result, output, up) = match Env::start(subject, lab, check.id, options).await {
         Ok(env) => {
             let result = judge(check, &env, options).await;
             let output = match (&result, env.output()) {
@@ -234,11 +244,12 @@ pub async fn run_check(lab: &Lab, check: &Check, subject: &Subject, options: &Op
                 _ => Vec::new(),
             };
             env.stop().await;
-            (result, output)
+            (result, output, true)
         }
-        Err(e) => (Err(start_failure(e)), Vec::new()),
+        Err(e) => (Err(start_failure(e)), Vec::new(), false),
     };
-    outcome(lab, check, subject, result, output, started.elapsed())
+    let outcome = outcome(lab, check, subject, result, output, started.elapsed());
+    (outcome, up)
 }
 
 /// A subject that did not start, as a failure.
@@ -355,12 +366,8 @@ pub async fn run_lab(
         let outcome = match &aborted {
             Some(_) => not_run(check),
             None => {
-                let outcome = run_check(lab, check, subject, options).await;
-                let did_not_start = outcome
-                    .failure
-                    .as_deref()
-                    .is_some_and(|f| f.starts_with("the subject did not start"));
-                if i == 0 && did_not_start {
+                let (outcome, up) = check_once(lab, check, subject, options).await;
+                if i == 0 && !up {
                     aborted = outcome.failure.clone();
                 }
                 outcome
