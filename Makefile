@@ -42,28 +42,39 @@ bench: ## Criterion benchmark: N keep-alive clients through the proxy (see bench
 	$(CARGO) build --release -p proxy
 	$(CARGO) bench --bench forward
 
-# The labs grade the reference proxy unless told otherwise:
+# The labs grade the reference unless told otherwise:
 #   make lab2 PROXY_CMD="python3 myproxy.py {port}"     any program; {port} is its port
 #   make lab4 PROXY_ADDR=127.0.0.1:8080                 a proxy already running
-LAB_SUBJECT := $(if $(PROXY_CMD),--cmd '$(PROXY_CMD)',$(if $(PROXY_ADDR),--addr $(PROXY_ADDR),))
+#   make lab1 CHAT_CMD="./chat {port}"                  lab 1 grades a chat server
+# The commands reach `lab` through the environment, so quotes inside them need no escaping:
+#   make lab2 PROXY_CMD="python3 'my proxy.py' {port}"
+export PROXY_CMD PROXY_ADDR CHAT_CMD POINTS
+LAB := $(CARGO) run --release -q -p labs --bin lab --
+SUBJECT = $(if $(PROXY_CMD),--cmd "$$PROXY_CMD",$(if $(PROXY_ADDR),--addr "$$PROXY_ADDR",))
+CHAT_SUBJECT = $(if $(CHAT_CMD),--cmd "$$CHAT_CMD",$(SUBJECT))
+POINTS_FLAG = $(if $(POINTS),--points "$$POINTS",)
 
-lab1: ## Lab 1, sockets and many clients (a chat server; PROXY_CMD to grade yours)
-	$(CARGO) run --release -q -p labs --bin lab -- run 1 $(LAB_SUBJECT)
+lab1: ## Lab 1, sockets and many clients (a chat server; CHAT_CMD="… {port}" to grade yours)
+	$(LAB) run 1 $(CHAT_SUBJECT) $(POINTS_FLAG)
 
 lab2: ## Lab 2, forwarding (PROXY_CMD="… {port}" or PROXY_ADDR=… to grade yours)
-	$(CARGO) run --release -q -p labs --bin lab -- run 2 $(LAB_SUBJECT)
+	$(LAB) run 2 $(SUBJECT) $(POINTS_FLAG)
 
 lab3: ## Lab 3, concurrency
-	$(CARGO) run --release -q -p labs --bin lab -- run 3 $(LAB_SUBJECT)
+	$(LAB) run 3 $(SUBJECT) $(POINTS_FLAG)
 
 lab4: ## Lab 4, caching
-	$(CARGO) run --release -q -p labs --bin lab -- run 4 $(LAB_SUBJECT)
+	$(LAB) run 4 $(SUBJECT) $(POINTS_FLAG)
 
 lab5: ## Lab 5, HTTPS tunnels and filtering
-	$(CARGO) run --release -q -p labs --bin lab -- run 5 $(LAB_SUBJECT)
+	$(LAB) run 5 $(SUBJECT) $(POINTS_FLAG)
 
-grade: ## Every lab; writes results.json (Gradescope's format)
-	$(CARGO) run --release -q -p labs --bin lab -- grade $(LAB_SUBJECT) --gradescope results.json
+# make grade PROXY_CMD="./myproxy {port}" CHAT_CMD="./chat {port}" [LABS=2,3] [POINTS=points.toml]
+# A lab whose program is not given is "not submitted" (0), never graded as the reference.
+LABS ?= 1,2,3,4,5
+RESULTS ?= results.json
+grade: ## Grade your programs (PROXY_CMD for labs 2-5, CHAT_CMD for lab 1; LABS=2,3); writes results.json
+	$(LAB) grade --labs $(LABS) $(if $(PROXY_CMD),--cmd "$$PROXY_CMD",$(if $(PROXY_ADDR),--addr "$$PROXY_ADDR",)) $(if $(CHAT_CMD),--chat-cmd "$$CHAT_CMD",) $(POINTS_FLAG) --gradescope "$(RESULTS)"
 
 clean: ## Remove build output
 	$(CARGO) clean

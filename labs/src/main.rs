@@ -44,7 +44,11 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// The labs, their checks and points.
-    List,
+    List {
+        /// Points per check from this file (the form of labs/points.toml).
+        #[arg(long, value_name = "FILE")]
+        points: Option<PathBuf>,
+    },
     /// Grade one lab.
     Run {
         /// The lab's number.
@@ -75,13 +79,23 @@ enum Command {
         limits: LimitArgs,
     },
     /// Grade every lab.
+    ///
+    /// Each lab grades the program given for it: --chat-cmd for lab 1 (a chat server),
+    /// --cmd (or --addr) for labs 2 to 5. A lab whose program was not given is "not
+    /// submitted" and scores 0 — never graded against the reference by accident
+    /// (--reference grades the reference on purpose).
     Grade {
+        /// The labs to grade, e.g. 2,3,4 [default: all].
+        #[arg(long, value_name = "N,N,…", value_delimiter = ',')]
+        labs: Vec<u8>,
         #[command(flatten)]
         subject: SubjectArgs,
-        /// The chat server to grade on lab 1 (`{port}` as for --cmd); default: the
-        /// reference room.
+        /// The chat server to grade on lab 1 (`{port}` as for --cmd).
         #[arg(long, value_name = "COMMAND")]
         chat_cmd: Option<String>,
+        /// Grade the reference proxy and chat room (what full marks look like).
+        #[arg(long, conflicts_with_all = ["cmd", "addr", "chat_cmd"])]
+        reference: bool,
         #[command(flatten)]
         output: OutputArgs,
         #[command(flatten)]
@@ -155,6 +169,10 @@ struct OutputArgs {
 
 #[derive(Debug, clap::Args)]
 struct LimitArgs {
+    /// Points per check from this file (the form of labs/points.toml; checks it does not
+    /// name keep their built-in points).
+    #[arg(long, value_name = "FILE")]
+    points: Option<PathBuf>,
     /// How long one step of a check may take: a response head, the next bytes of a body,
     /// a chat line. A step that runs out fails the check and says which step it was.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
@@ -213,8 +231,8 @@ fn main() -> anyhow::Result<()> {
         .context("starting the runtime")?;
     stop_on_signals(&runtime);
     match cli.command {
-        Command::List => {
-            for lab in labs::all_labs() {
+        Command::List { points } => {
+            for lab in labs_with(points.as_deref())? {
                 println!(
                     "Lab {}: {} ({} points)",
                     lab.number,
@@ -235,9 +253,7 @@ fn main() -> anyhow::Result<()> {
             limits,
             only,
         } => {
-            let Some(lab) = labs::lab(lab) else {
-                anyhow::bail!("there is no lab {lab} (see `lab list`)");
-            };
+            let lab = lab_with(lab, limits.points.as_deref())?;
             if let Some(id) = &only {
                 anyhow::ensure!(
                     lab.check(id).is_some(),
@@ -264,9 +280,7 @@ fn main() -> anyhow::Result<()> {
             subject: who,
             limits,
         } => {
-            let Some(lab) = labs::lab(lab) else {
-                anyhow::bail!("there is no lab {lab} (see `lab list`)");
-            };
+            let lab = lab_with(lab, limits.points.as_deref())?;
             let Some(check) = lab.check(&check) else {
                 anyhow::bail!("lab {} has no check {check:?} (see `lab list`)", lab.number);
             };
@@ -279,28 +293,67 @@ fn main() -> anyhow::Result<()> {
             runtime.block_on(repro(&lab, check, &subject, &options))
         }
         Command::Grade {
+            labs: numbers,
             subject: who,
             chat_cmd,
+            reference,
             output,
             limits,
         } => {
             let options = options(&output, &limits);
+            let all = labs_with(limits.points.as_deref())?;
+            for n in &numbers {
+                anyhow::ensure!(
+                    all.iter().any(|l| l.number == *n),
+                    "there is no lab {n} (see `lab list`)"
+                );
+            }
+            if !reference && who.cmd.is_none() && who.addr.is_none() && chat_cmd.is_none() {
+                anyhow::bail!(
+                    "no program to grade: give --cmd (labs 2-5) and/or --chat-cmd (lab 1), \
+                     or --reference to grade the reference"
+                );
+            }
             let mut reports = Vec::new();
-            for lab in labs::all_labs() {
-                // Lab 1 grades a chat server, not the proxy.
-                let subject = match (&chat_cmd, lab.chat) {
-                    (Some(cmd), true) => Subject::Command(cmd.clone()),
-                    (None, true) => lab.reference(&[]),
-                    (_, false) => subject(&who, &lab),
+            for lab in all
+                .iter()
+                .filter(|l| numbers.is_empty() || numbers.contains(&l.number))
+            {
+                // Lab 1 grades a chat server, the others the proxy; a lab whose program
+                // was not given is not submitted.
+                let given = match (reference, lab.chat) {
+                    (true, _) => Some(lab.reference(&[])),
+                    (false, true) => chat_cmd.clone().map(Subject::Command),
+                    (false, false) => who
+                        .cmd
+                        .clone()
+                        .map(Subject::Command)
+                        .or(who.addr.map(Subject::Addr)),
                 };
-                subject.validate().map_err(anyhow::Error::msg)?;
-                reports
-                    .push(runtime.block_on(grade(&lab, &subject, None, &output, &options, false))?);
+                let report = match given {
+                    Some(subject) => {
+                        subject.validate().map_err(anyhow::Error::msg)?;
+                        runtime.block_on(grade(lab, &subject, None, &output, &options, false))?
+                    }
+                    None => {
+                        let flag = if lab.chat { "--chat-cmd" } else { "--cmd" };
+                        let report = labs::not_submitted(
+                            lab,
+                            &format!(
+                                "not submitted: no program was given for lab {} ({flag})",
+                                lab.number
+                            ),
+                        );
+                        print!("{}", report.table());
+                        report
+                    }
+                };
+                reports.push(report);
             }
             let (score, max): (u32, u32) = reports
                 .iter()
                 .fold((0, 0), |(s, m), r| (s + r.score(), m + r.max()));
-            println!("All labs: {score}/{max}");
+            println!("All labs graded: {score}/{max}");
             write_outputs(&output, &reports)?;
             std::process::exit(if reports.iter().all(|r| r.full_marks()) {
                 0
@@ -331,6 +384,23 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Every lab, with the points of `file` over the built-in ones.
+fn labs_with(file: Option<&std::path::Path>) -> anyhow::Result<Vec<labs::Lab>> {
+    let points = match file {
+        Some(path) => labs::points::Points::load(path).map_err(anyhow::Error::msg)?,
+        None => labs::points::Points::default(),
+    };
+    Ok(labs::all_labs_with(&points))
+}
+
+/// Lab `number`, with the points of `file` over the built-in ones.
+fn lab_with(number: u8, file: Option<&std::path::Path>) -> anyhow::Result<labs::Lab> {
+    labs_with(file)?
+        .into_iter()
+        .find(|l| l.number == number)
+        .ok_or_else(|| anyhow::anyhow!("there is no lab {number} (see `lab list`)"))
 }
 
 fn options(output: &OutputArgs, limits: &LimitArgs) -> labs::Options {

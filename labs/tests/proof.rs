@@ -348,6 +348,26 @@ fn lab_run_exits_0_only_on_full_marks_and_says_why() {
         .failure();
     let err = String::from_utf8(out.get_output().stderr.clone()).unwrap();
     assert!(err.contains("has no {port}"), "{err}");
+    let out = lab().arg("grade").assert().failure();
+    let err = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+    assert!(err.contains("no program to grade"), "{err}");
+    let points = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(points.path(), "[lab2]\nget-small = 40\n").unwrap();
+    let out = lab()
+        .args(["list", "--points"])
+        .arg(points.path())
+        .assert()
+        .success();
+    let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    assert!(text.contains("Lab 2: Forwarding (130 points)"), "{text}");
+    std::fs::write(points.path(), "[lab2]\nget-smal = 40\n").unwrap();
+    let out = lab()
+        .args(["run", "2", "--points"])
+        .arg(points.path())
+        .assert()
+        .failure();
+    let err = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+    assert!(err.contains(":2: lab 2 has no check \"get-smal\""), "{err}");
     let out = lab().args(["run", "9"]).assert().failure();
     let err = String::from_utf8(out.get_output().stderr.clone()).unwrap();
     assert!(err.contains("there is no lab 9"), "{err}");
@@ -532,4 +552,47 @@ fn lab_repro_keeps_origin_and_subject_up_with_live_commands() {
         status = child.try_wait().unwrap();
         status.is_some()
     });
+}
+
+/// `make grade` as a course runs it: the command reaches `lab` with its own quotes intact
+/// (a path with a space), the lab given no program is "not submitted" — never graded as the
+/// reference — and results.json holds both.
+#[test]
+fn make_grade_passes_commands_with_quotes_and_never_grades_the_reference_by_accident() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("my proxy.py");
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/subjects/tiny_proxy.py"),
+        &script,
+    )
+    .unwrap();
+    let results = dir.path().join("results.json");
+    let out = std::process::Command::new("make")
+        .arg("-s")
+        .arg("-C")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .arg("grade")
+        .arg(format!(
+            "LAB={}",
+            assert_cmd::cargo::cargo_bin("lab").display()
+        ))
+        .arg("LABS=1,2")
+        .arg(format!("PROXY_CMD=python3 '{}' {{port}}", script.display()))
+        .arg(format!("RESULTS={}", results.display()))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // lab exits 1 (not full marks), so make fails.
+    assert!(!out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("not submitted: no program was given for lab 1 (--chat-cmd)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("All labs graded: 60/200"), "{stdout}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&results).unwrap()).unwrap();
+    assert_eq!(json["score"], 60);
+    let tests = json["tests"].as_array().unwrap();
+    assert_eq!(tests.len(), 8 + 15);
+    assert!(tests[..8].iter().all(|t| t["score"] == 0));
 }

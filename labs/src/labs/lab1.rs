@@ -31,14 +31,14 @@ pub fn lab() -> Lab {
         rules: "",
         chat: true,
         checks: vec![
-            Check { id: "greeting", points: 10, proves: "a client that connects is greeted with a line before it says anything", hint: "accept() in a loop and write a welcome line (ending in \\n) to each new client", run: greeting },
-            Check { id: "broadcast", points: 20, proves: "a line from one member reaches the others as [NAME] text, and not its sender", hint: "keep a list of connected clients and write each received line to all but the sender, as [NAME] text", run: broadcast },
-            Check { id: "join-announced", points: 10, proves: "a member's arrival is announced to the others with its name", hint: "after reading /name NAME, tell everyone else that NAME joined", run: join_announced },
-            Check { id: "disconnect", points: 10, proves: "!DISCONNECT closes that member's connection and the others hear that it left", hint: "on !DISCONNECT, remove the client from the list, close its socket, and tell the others NAME left (do not relay the command itself)", run: disconnect },
-            Check { id: "ten-clients", points: 15, proves: "ten members at once all hear a message", hint: "serve each client in its own thread (or with select/epoll) so that one waiting recv() never blocks the rest", run: ten_clients },
-            Check { id: "vanish-mid-line", points: 10, proves: "a client that disappears in the middle of a line does not break the room, and its half line is not passed on", hint: "recv() returning 0 (or an error) means the client is gone: drop it and any partial line", run: vanish },
-            Check { id: "long-lines", points: 10, proves: "a 4000-byte line sent in pieces arrives whole, and two lines sent at once arrive as two", hint: "one recv() is not one line: buffer until each newline (4092-byte buffers cut long lines)", run: long_lines },
-            Check { id: "slow-reader", points: 15, proves: "a member that stops reading does not stop the others from chatting", hint: "never block the room on one client's send(): give each client its own bounded queue and drop those that fall behind", run: slow_reader },
+            Check::new("greeting", "a client that connects is greeted with a line before it says anything", "accept() in a loop and write a welcome line (ending in \\n) to each new client", greeting),
+            Check::new("broadcast", "a line from one member reaches the others as [NAME] text, and not its sender", "keep a list of connected clients and write each received line to all but the sender, as [NAME] text", broadcast),
+            Check::new("join-announced", "a member's arrival is announced to the others with its name", "after reading /name NAME, tell everyone else that NAME joined", join_announced),
+            Check::new("disconnect", "!DISCONNECT closes that member's connection and the others hear that it left", "on !DISCONNECT, remove the client from the list, close its socket, and tell the others NAME left (do not relay the command itself)", disconnect),
+            Check::new("ten-clients", "ten members at once all hear a message", "serve each client in its own thread (or with select/epoll) so that one waiting recv() never blocks the rest", ten_clients),
+            Check::new("vanish-mid-line", "a client that disappears in the middle of a line does not break the room, and its half line is not passed on", "recv() returning 0 (or an error) means the client is gone: drop it and any partial line", vanish),
+            Check::new("long-lines", "a 4000-byte line sent in pieces arrives whole, and two lines sent at once arrive as two", "one recv() is not one line: buffer until each newline (4092-byte buffers cut long lines)", long_lines),
+            Check::new("slow-reader", "a member that stops reading does not stop the others from chatting", "never block the room on one client's send(): give each client its own bounded queue and drop those that fall behind", slow_reader),
         ],
     }
 }

@@ -15,10 +15,10 @@ pub fn lab() -> Lab {
         rules: "",
         chat: false,
         checks: vec![
-            Check { id: "overlap", points: 25, proves: "a second client is served while the first one's response is still on its way", hint: "serve each client in its own thread (or task, or select loop): a proxy that handles one client at a time makes the second wait for the first", run: overlap },
-            Check { id: "fifty-clients", points: 25, proves: "50 clients' requests all reach the origin at the same time", hint: "do not cap concurrency below 50, and never hold a lock while waiting on the network", run: fifty },
-            Check { id: "slow-client", points: 25, proves: "a client that sends half a request and stalls does not stop others from being served", hint: "a recv() that waits for one client must not block the others: one thread per client, or non-blocking sockets", run: slow_client },
-            Check { id: "beyond-limit", points: 25, proves: "80 clients arriving at once are all served (those over a connection limit wait for a free slot)", hint: "when you limit connections, make the extra clients wait rather than refusing or dropping them", run: beyond_limit },
+            Check::new("overlap", "a second client is served while the first one's response is still on its way", "serve each client in its own thread (or task, or select loop): a proxy that handles one client at a time makes the second wait for the first", overlap),
+            Check::new("fifty-clients", "50 clients' requests all reach the origin at the same time", "do not cap concurrency below 50, and never hold a lock while waiting on the network", fifty),
+            Check::new("slow-client", "a client that sends half a request and stalls does not stop others from being served", "a recv() that waits for one client must not block the others: one thread per client, or non-blocking sockets", slow_client),
+            Check::new("beyond-limit", "80 clients arriving at once are all served (those over a connection limit wait for a free slot)", "when you limit connections, make the extra clients wait rather than refusing or dropping them", beyond_limit),
         ],
     }
 }

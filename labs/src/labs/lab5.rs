@@ -34,14 +34,14 @@ pub fn lab() -> Lab {
         rules: "# the lab's blacklist: one host or *.domain per line\nblocked.lab.test\n*.wild.lab.test\n*.calhost\n",
         chat: false,
         checks: vec![
-            Check { id: "connect-tls", points: 20, proves: "CONNECT opens a tunnel in which a TLS handshake with the origin verifies and an HTTPS GET arrives byte-exact", hint: "answer CONNECT with 200, then copy bytes both ways until either side closes; never look inside", run: connect_tls },
-            Check { id: "port-policy", points: 10, proves: "CONNECT to port 25 (mail) is refused with 403, while CONNECT to an allowed port works", hint: "only tunnel to the ports the handout allows (443, 1024-65535); answer others 403", run: port_policy },
-            Check { id: "block-http", points: 10, proves: "a request for a blacklisted host gets 403, before any name lookup", hint: "compare the requested host with each blacklist line exactly (not as a substring of the URL), before resolving it", run: block_http },
-            Check { id: "block-wildcard", points: 10, proves: "*.domain blocks the domain and names under it, and nothing else (*.calhost does not block localhost)", hint: "*.example.test matches example.test and a.example.test, but not badexample.test: compare whole labels", run: block_wildcard },
-            Check { id: "block-connect", points: 10, proves: "CONNECT to a blacklisted host gets 403 on a port CONNECT may otherwise use", hint: "filter CONNECT's host:port by the same rules as plain requests", run: block_connect },
-            Check { id: "rule-added-live", points: 15, proves: "a host added to the blacklist while the proxy runs is blocked within 5 seconds", hint: "re-read the file when it changes (watch it, or check its modification time) instead of only at start", run: rule_added },
-            Check { id: "access-log", points: 10, proves: "each request gets an access log line naming its URL", hint: "append one line per request to the log file and flush it", run: access_log },
-            Check { id: "chat-tunnel", points: 15, proves: "two chat clients talk through CONNECT tunnels to the chat room, each hearing the other without speaking first", hint: "a tunnel must relay in both directions at once, each on its own (two threads, or select on both sockets), for as long as the connection lives", run: chat_tunnel },
+            Check::new("connect-tls", "CONNECT opens a tunnel in which a TLS handshake with the origin verifies and an HTTPS GET arrives byte-exact", "answer CONNECT with 200, then copy bytes both ways until either side closes; never look inside", connect_tls),
+            Check::new("port-policy", "CONNECT to port 25 (mail) is refused with 403, while CONNECT to an allowed port works", "only tunnel to the ports the handout allows (443, 1024-65535); answer others 403", port_policy),
+            Check::new("block-http", "a request for a blacklisted host gets 403, before any name lookup", "compare the requested host with each blacklist line exactly (not as a substring of the URL), before resolving it", block_http),
+            Check::new("block-wildcard", "*.domain blocks the domain and names under it, and nothing else (*.calhost does not block localhost)", "*.example.test matches example.test and a.example.test, but not badexample.test: compare whole labels", block_wildcard),
+            Check::new("block-connect", "CONNECT to a blacklisted host gets 403 on a port CONNECT may otherwise use", "filter CONNECT's host:port by the same rules as plain requests", block_connect),
+            Check::new("rule-added-live", "a host added to the blacklist while the proxy runs is blocked within 5 seconds", "re-read the file when it changes (watch it, or check its modification time) instead of only at start", rule_added),
+            Check::new("access-log", "each request gets an access log line naming its URL", "append one line per request to the log file and flush it", access_log),
+            Check::new("chat-tunnel", "two chat clients talk through CONNECT tunnels to the chat room, each hearing the other without speaking first", "a tunnel must relay in both directions at once, each on its own (two threads, or select on both sockets), for as long as the connection lives", chat_tunnel),
         ],
     }
 }
