@@ -25,11 +25,13 @@
 
 #![forbid(unsafe_code)]
 
+pub mod export;
 pub mod harness;
 pub mod labs;
 pub mod points;
 pub mod process;
 pub mod report;
+pub mod submission;
 
 use harness::{secs, sh, Env, HarnessError, Subject};
 use std::future::Future;
@@ -494,34 +496,4 @@ pub fn write_starter(dir: &std::path::Path) -> std::io::Result<Vec<std::path::Pa
         std::fs::write(path, text)?;
     }
     Ok(files.into_iter().map(|(p, _)| p).collect())
-}
-
-/// `lab export classroom`: GitHub Classroom's `autograding.json`, one test per check, each
-/// a `cargo test` of that check with its points. `subject` is the command that runs the
-/// student's program (`{port}` for its port); `chat_subject` the same for lab 1.
-pub fn classroom(subject: &str, chat_subject: &str) -> String {
-    let tests: Vec<serde_json::Value> = all_labs()
-        .iter()
-        .flat_map(|lab| {
-            let who = if lab.chat { chat_subject } else { subject };
-            lab.checks.iter().map(move |check| {
-                serde_json::json!({
-                    "name": format!("lab{}: {}", lab.number, check.id),
-                    "setup": "",
-                    "run": format!(
-                        "PROXYLAB_SUBJECT='{}' cargo test -q -p labs --test lab{} -- --exact {}",
-                        who.replace('\'', "'\\''"),
-                        lab.number,
-                        check.id.replace('-', "_")
-                    ),
-                    "input": "",
-                    "output": "",
-                    "comparison": "included",
-                    "timeout": 5,
-                    "points": check.points,
-                })
-            })
-        })
-        .collect();
-    serde_json::to_string_pretty(&serde_json::json!({ "tests": tests })).unwrap_or_default()
 }

@@ -3,6 +3,7 @@
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use labs::harness::Subject;
+use labs::submission::Submission;
 use std::io::IsTerminal as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -101,6 +102,14 @@ enum Command {
         #[command(flatten)]
         limits: LimitArgs,
     },
+    /// Build a submission as grading would (its proxylab.toml's `build`, or `make` when it
+    /// has a Makefile, `cargo build --release` when it has a Cargo.toml) and say which
+    /// programs it has for which lab.
+    Build {
+        /// The submission's folder.
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        submission: PathBuf,
+    },
     /// Write files for graders elsewhere.
     #[command(subcommand)]
     Export(Export),
@@ -114,22 +123,23 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum Export {
-    /// GitHub Classroom's autograding.json: one test per check, with its points, each a
-    /// `cargo test -p labs --test labN` of that check.
+    /// GitHub Classroom for one lab, in a student repository (the student kit's layout):
+    /// .github/classroom/autograding.json and .github/workflows/classroom.yml, one graded
+    /// test per check with its points, each `LAB_BIN run N --submission . --only CHECK` run
+    /// from the repository's root after one build step.
     Classroom {
-        /// The command that runs the student's proxy (`{port}` for its port).
-        #[arg(long, value_name = "COMMAND")]
-        cmd: String,
-        /// The command that runs the student's chat server (lab 1) [default: --cmd's].
-        #[arg(long, value_name = "COMMAND")]
-        chat_cmd: Option<String>,
-        /// Where to write it.
-        #[arg(
-            long,
-            default_value = ".github/classroom/autograding.json",
-            value_name = "FILE"
-        )]
+        /// The lab.
+        #[arg(long, value_name = "N")]
+        lab: u8,
+        /// The repository's root, where .github/ goes.
+        #[arg(long, default_value = ".", value_name = "DIR")]
         out: PathBuf,
+        /// Where `lab` is in the repository (the student kit puts it in bin/lab).
+        #[arg(long, default_value = "bin/lab", value_name = "PATH")]
+        lab_bin: String,
+        /// Points per check from this file (the form of labs/points.toml).
+        #[arg(long, value_name = "FILE")]
+        points: Option<PathBuf>,
     },
 }
 
@@ -144,6 +154,14 @@ struct SubjectArgs {
     /// checks, so results may depend on their order).
     #[arg(long, value_name = "IP:PORT")]
     addr: Option<SocketAddr>,
+    /// Grade the submission in this folder: its proxylab.toml (or the convention: a
+    /// Makefile is built with make; ./myproxy, myproxy.py, proxy.py … and chat.py for lab 1
+    /// are started from the folder) says how. Its build runs once, first.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["cmd", "addr"])]
+    submission: Option<PathBuf>,
+    /// With --submission: skip its build (it was built already).
+    #[arg(long, requires = "submission")]
+    no_build: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -192,12 +210,47 @@ impl LimitArgs {
     }
 }
 
-fn subject(args: &SubjectArgs, lab: &labs::Lab) -> Subject {
-    match (&args.cmd, args.addr) {
-        (Some(cmd), _) => Subject::Command(cmd.clone()),
-        (None, Some(addr)) => Subject::Addr(addr),
-        (None, None) => lab.reference(&[]),
+/// What `args` ask to grade on `lab`, given the submission (found and built) if they name
+/// one; `Err` says why there is nothing to grade (a not-submitted report).
+fn subject(
+    args: &SubjectArgs,
+    lab: &labs::Lab,
+    submission: Option<&Result<Submission, String>>,
+) -> Result<Subject, String> {
+    match (&args.cmd, args.addr, submission) {
+        (Some(cmd), _, _) => Ok(Subject::Command(cmd.clone())),
+        (None, Some(addr), _) => Ok(Subject::Addr(addr)),
+        (None, None, Some(Ok(sub))) => sub.command(lab).map(Subject::Command).ok_or_else(|| {
+            let which = if lab.chat { "chat" } else { "proxy" };
+            format!(
+                "not submitted: {} has no program for lab {} ({which} = \"…\" in {}, or a program named as the convention says)",
+                sub.dir.display(),
+                lab.number,
+                labs::submission::FILE
+            )
+        }),
+        (None, None, Some(Err(why))) => Err(why.clone()),
+        (None, None, None) => Ok(lab.reference(&[])),
     }
+}
+
+/// The submission `args` name, found and (unless --no-build) built; `Err` says why it
+/// cannot be graded (a missing folder, a bad proxylab.toml, a failed build).
+async fn prepare(args: &SubjectArgs) -> Option<Result<Submission, String>> {
+    let dir = args.submission.as_ref()?;
+    let sub = match Submission::find(dir) {
+        Ok(sub) => sub,
+        Err(e) => return Some(Err(format!("not submitted: {e}"))),
+    };
+    if !args.no_build {
+        if let Some(build) = &sub.build {
+            eprintln!("building: {build}  (in {})", sub.dir.display());
+        }
+        if let Err(e) = sub.build().await {
+            return Some(Err(e));
+        }
+    }
+    Some(Ok(sub))
 }
 
 /// Stops at once on Ctrl-C, SIGTERM or SIGHUP, taking every program being graded with it
@@ -261,17 +314,27 @@ fn main() -> anyhow::Result<()> {
                     lab.number
                 );
             }
-            let subject = subject(&who, &lab);
-            subject.validate().map_err(anyhow::Error::msg)?;
             let options = options(&output, &limits);
-            let report = runtime.block_on(grade(
-                &lab,
-                &subject,
-                only.as_deref(),
-                &output,
-                &options,
-                true,
-            ))?;
+            let submission = runtime.block_on(prepare(&who));
+            let report = match subject(&who, &lab, submission.as_ref()) {
+                Ok(subject) => {
+                    subject.validate().map_err(anyhow::Error::msg)?;
+                    runtime.block_on(grade(
+                        &lab,
+                        &subject,
+                        only.as_deref(),
+                        &output,
+                        &options,
+                        true,
+                    ))?
+                }
+                Err(why) => {
+                    let report = labs::not_submitted(&lab, &why);
+                    print!("{}", report.table());
+                    write_outputs(&output, std::slice::from_ref(&report))?;
+                    report
+                }
+            };
             std::process::exit(if report.full_marks() { 0 } else { 1 });
         }
         Command::Repro {
@@ -284,7 +347,8 @@ fn main() -> anyhow::Result<()> {
             let Some(check) = lab.check(&check) else {
                 anyhow::bail!("lab {} has no check {check:?} (see `lab list`)", lab.number);
             };
-            let subject = subject(&who, &lab);
+            let submission = runtime.block_on(prepare(&who));
+            let subject = subject(&who, &lab, submission.as_ref()).map_err(anyhow::Error::msg)?;
             subject.validate().map_err(anyhow::Error::msg)?;
             let options = labs::Options {
                 echo_output: true,
@@ -308,12 +372,18 @@ fn main() -> anyhow::Result<()> {
                     "there is no lab {n} (see `lab list`)"
                 );
             }
-            if !reference && who.cmd.is_none() && who.addr.is_none() && chat_cmd.is_none() {
+            if !reference
+                && who.cmd.is_none()
+                && who.addr.is_none()
+                && who.submission.is_none()
+                && chat_cmd.is_none()
+            {
                 anyhow::bail!(
                     "no program to grade: give --cmd (labs 2-5) and/or --chat-cmd (lab 1), \
-                     or --reference to grade the reference"
+                     --submission DIR, or --reference to grade the reference"
                 );
             }
+            let submission = runtime.block_on(prepare(&who));
             let mut reports = Vec::new();
             for lab in all
                 .iter()
@@ -321,29 +391,29 @@ fn main() -> anyhow::Result<()> {
             {
                 // Lab 1 grades a chat server, the others the proxy; a lab whose program
                 // was not given is not submitted.
-                let given = match (reference, lab.chat) {
-                    (true, _) => Some(lab.reference(&[])),
-                    (false, true) => chat_cmd.clone().map(Subject::Command),
-                    (false, false) => who
-                        .cmd
-                        .clone()
-                        .map(Subject::Command)
-                        .or(who.addr.map(Subject::Addr)),
+                let flag = if lab.chat { "--chat-cmd" } else { "--cmd" };
+                let missing = format!(
+                    "not submitted: no program was given for lab {} ({flag})",
+                    lab.number
+                );
+                let chosen = if reference {
+                    Ok(lab.reference(&[]))
+                } else if lab.chat && chat_cmd.is_some() {
+                    Ok(Subject::Command(chat_cmd.clone().unwrap_or_default()))
+                } else if who.submission.is_some()
+                    || (!lab.chat && (who.cmd.is_some() || who.addr.is_some()))
+                {
+                    subject(&who, lab, submission.as_ref())
+                } else {
+                    Err(missing)
                 };
-                let report = match given {
-                    Some(subject) => {
+                let report = match chosen {
+                    Ok(subject) => {
                         subject.validate().map_err(anyhow::Error::msg)?;
                         runtime.block_on(grade(lab, &subject, None, &output, &options, false))?
                     }
-                    None => {
-                        let flag = if lab.chat { "--chat-cmd" } else { "--cmd" };
-                        let report = labs::not_submitted(
-                            lab,
-                            &format!(
-                                "not submitted: no program was given for lab {} ({flag})",
-                                lab.number
-                            ),
-                        );
+                    Err(why) => {
+                        let report = labs::not_submitted(lab, &why);
                         print!("{}", report.table());
                         report
                     }
@@ -361,15 +431,34 @@ fn main() -> anyhow::Result<()> {
                 1
             });
         }
-        Command::Export(Export::Classroom { cmd, chat_cmd, out }) => {
-            let chat = chat_cmd.as_deref().unwrap_or(&cmd);
-            if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("creating {}", dir.display()))?;
+        Command::Export(Export::Classroom {
+            lab,
+            out,
+            lab_bin,
+            points,
+        }) => {
+            let lab = lab_with(lab, points.as_deref())?;
+            let files = labs::export::classroom(&lab, &lab_bin);
+            for path in labs::export::write(&out, &files)
+                .with_context(|| format!("writing into {}", out.display()))?
+            {
+                println!("wrote {}", path.display());
             }
-            std::fs::write(&out, labs::classroom(&cmd, chat))
-                .with_context(|| format!("writing {}", out.display()))?;
-            println!("wrote {}", out.display());
+            Ok(())
+        }
+        Command::Build { submission } => {
+            let sub = Submission::find(&submission).map_err(anyhow::Error::msg)?;
+            match &sub.build {
+                Some(build) => println!("building: {build}  (in {})", sub.dir.display()),
+                None => println!("nothing to build in {}", sub.dir.display()),
+            }
+            runtime.block_on(sub.build()).map_err(anyhow::Error::msg)?;
+            for lab in labs::all_labs() {
+                match sub.command(&lab) {
+                    Some(cmd) => println!("lab {}: {cmd}", lab.number),
+                    None => println!("lab {}: no program (not submitted)", lab.number),
+                }
+            }
             Ok(())
         }
         Command::New { dir } => {

@@ -1,0 +1,104 @@
+//! What a course runs, run as the course would: the GitHub Classroom export in a scratch
+//! repository laid out as a student's, the Gradescope autograder in a folder laid out as
+//! Gradescope's, batch grading of a folder of submissions, and the student kit.
+
+use std::path::{Path, PathBuf};
+
+fn subjects() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/subjects"))
+}
+
+/// A student repository as the kit lays it out: `bin/lab`, and the tiny Python proxy as
+/// `proxy.py` (found by the convention).
+fn student_repo(root: &Path) {
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::copy(assert_cmd::cargo::cargo_bin("lab"), root.join("bin/lab")).unwrap();
+    std::fs::copy(subjects().join("tiny_proxy.py"), root.join("proxy.py")).unwrap();
+}
+
+/// Runs `command` with `sh -c` in `dir`; whether it succeeded.
+fn sh(dir: &Path, command: &str) -> bool {
+    std::process::Command::new("sh")
+        .args(["-c", command])
+        .current_dir(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+}
+
+/// The tiny proxy's lab 2 failures (labs/tests/proof.rs grades it the same way).
+const TINY_FAILS: [&str; 6] = [
+    "head",
+    "post-body",
+    "put-chunked",
+    "hop-by-hop",
+    "via",
+    "keep-alive",
+];
+
+#[test]
+fn the_classroom_export_runs_from_the_repository_root_and_passes_and_fails_correctly() {
+    let repo = tempfile::tempdir().unwrap();
+    student_repo(repo.path());
+    let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("lab"))
+        .args(["export", "classroom", "--lab", "2", "--out"])
+        .arg(repo.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo.path().join(".github/classroom/autograding.json")).unwrap(),
+    )
+    .unwrap();
+    let tests = json["tests"].as_array().unwrap();
+    let lab = labs::lab(2).unwrap();
+    assert_eq!(tests.len(), lab.checks.len());
+    let points: u64 = tests.iter().map(|t| t["points"].as_u64().unwrap()).sum();
+    assert_eq!(points, 100);
+    // One build, in the first test's setup; every test runs from the repository's root.
+    assert_eq!(tests[0]["setup"], "bin/lab build --submission .");
+    assert!(tests[1..].iter().all(|t| t["setup"] == ""));
+    assert!(tests.iter().all(|t| t["timeout"] == 3));
+    assert!(sh(repo.path(), tests[0]["setup"].as_str().unwrap()));
+    for (test, check) in tests.iter().zip(&lab.checks) {
+        let run = test["run"].as_str().unwrap();
+        assert_eq!(
+            run,
+            format!(
+                "bin/lab run 2 --submission . --no-build --only {}",
+                check.id
+            )
+        );
+        let passed = sh(repo.path(), run);
+        assert_eq!(
+            passed,
+            !TINY_FAILS.contains(&check.id),
+            "{run} {}",
+            if passed { "passed" } else { "failed" }
+        );
+    }
+    // The workflow Classroom runs: the same commands, a build first, the reporter last.
+    let yaml =
+        std::fs::read_to_string(repo.path().join(".github/workflows/classroom.yml")).unwrap();
+    assert!(
+        yaml.contains("run: bin/lab build --submission .\n"),
+        "{yaml}"
+    );
+    for check in &lab.checks {
+        assert!(yaml.contains(&format!(
+            "command: bin/lab run 2 --submission . --no-build --only {}\n",
+            check.id
+        )));
+        assert!(yaml.contains(&format!("max-score: {}\n", check.points)));
+    }
+    assert!(
+        yaml.contains("runners: get-small,get-large-binary,"),
+        "{yaml}"
+    );
+}
