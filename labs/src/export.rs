@@ -24,7 +24,6 @@ impl File {
         }
     }
 
-    #[allow(dead_code)]
     fn script(path: &str, text: impl Into<String>) -> File {
         File {
             executable: true,
@@ -129,4 +128,118 @@ pub fn classroom(lab: &Lab, lab_bin: &str) -> Vec<File> {
         File::text(".github/classroom/autograding.json", json),
         File::text(".github/workflows/classroom.yml", yaml),
     ]
+}
+
+/// Gradescope's autograder for one lab, as a folder to zip and upload: `setup.sh` (run once
+/// when Gradescope builds its image), `run_autograder` (run per submission: grades
+/// `/autograder/submission` with `lab run N --submission` into
+/// `/autograder/results/results.json`, and writes a zero score with the reason if `lab`
+/// itself cannot run), the `lab` binary, the points table in use, and a README for the
+/// instructor. `AUTOGRADER_ROOT` replaces `/autograder` (for trying it outside Gradescope).
+pub fn gradescope(lab: &Lab, lab_binary: &Path, points_toml: &str) -> std::io::Result<Vec<File>> {
+    let n = lab.number;
+    let setup = String::from(
+        r#"#!/usr/bin/env bash
+# Gradescope runs this once, as root, while it builds the autograder's image (Ubuntu).
+# It installs what students' programs commonly need to build and run; add your course's
+# languages here (e.g. default-jdk-headless, golang).
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+apt-get install -y -q --no-install-recommends python3 make gcc g++ libc6-dev ca-certificates
+chmod +x /autograder/source/lab
+/autograder/source/lab --version
+"#,
+    );
+    let run = format!(
+        r#"#!/usr/bin/env bash
+# Gradescope runs this for every submission: the student's files are in
+# $ROOT/submission, and the grade goes to $ROOT/results/results.json.
+# proxylab lab {n} ({title}); written by `lab export gradescope --lab {n}`.
+ROOT="${{AUTOGRADER_ROOT:-/autograder}}"
+mkdir -p "$ROOT/results"
+cd "$ROOT/submission" || exit 1
+"$ROOT/source/lab" run {n} --submission "$ROOT/submission" \
+    --points "$ROOT/source/points.toml" \
+    --gradescope "$ROOT/results/results.json" 2>&1 | tail -c 200000
+if [ ! -s "$ROOT/results/results.json" ]; then
+  # lab itself could not run: say so rather than leave Gradescope without a result.
+  cat > "$ROOT/results/results.json" <<'JSON'
+{{"score": 0, "output": "The autograder could not run the grader (lab): see the autograder's log. Your submission was not graded; tell your instructor."}}
+JSON
+fi
+exit 0
+"#,
+        title = lab.title
+    );
+    let readme = format!(
+        r#"# proxylab lab {n} ({title}): a Gradescope autograder
+
+Zip the files of this folder (not the folder itself) and upload the zip as a
+"Programming Assignment" autograder on Gradescope (base image: Ubuntu):
+
+```sh
+cd THIS_FOLDER && zip -r ../proxylab-lab{n}-autograder.zip .
+```
+
+- `setup.sh` runs once while Gradescope builds the image: it installs python3, make and a C
+  compiler. Add what your course's languages need.
+- `run_autograder` runs for every submission: `lab run {n} --submission
+  /autograder/submission`, writing `/autograder/results/results.json` (one test per check,
+  with what happened, a hint, and the `lab repro` command a student can run with the kit).
+- `lab` is the grader, built on the machine that exported this folder. It needs that
+  machine's glibc symbols or older (a build on Debian 12 needs glibc 2.34; Gradescope's
+  Ubuntu 22.04 image has 2.35): if `setup.sh` stops at `lab --version`, export again from
+  an older machine, or build `lab` there with `cargo build --release -p labs`.
+- `points.toml` is the points per check this autograder grades with (edit and re-zip to
+  change them; a check it does not name keeps its built-in points).
+
+## What students hand in
+
+Their files at the top of the submission, and either a `proxylab.toml`:
+
+```toml
+build = "make"                  # optional: run once before grading
+proxy = "./myproxy {{port}}"     # labs 2-5 ({{rules}} and {{log}} for lab 5)
+chat = "python3 chat.py {{port}}" # lab 1
+```
+
+or programs named by the convention: a Makefile is built with `make` (a Cargo.toml with
+`cargo build --release`), and the program is the first of `./myproxy`, `./proxy`,
+`./target/release/myproxy`, `myproxy.py`, `proxy.py` (lab 1: `./chat`, `chat.py`). Lab 5
+passes `--blacklist {{rules}} --log {{log}}` after the port unless `proxylab.toml` says
+otherwise. Everything runs from the submission's folder, offline, on 127.0.0.1.
+
+Try it before uploading, with a folder laid out as Gradescope's:
+
+```sh
+mkdir -p /tmp/gs/submission && cp -r . /tmp/gs/source && cp -r MY_SAMPLE/. /tmp/gs/submission
+AUTOGRADER_ROOT=/tmp/gs /tmp/gs/source/run_autograder && cat /tmp/gs/results/results.json
+```
+"#,
+        title = lab.title
+    );
+    Ok(vec![
+        File::script("setup.sh", setup),
+        File::script("run_autograder", run),
+        File::text("README.md", readme),
+        File::text("points.toml", points_toml),
+        File {
+            path: PathBuf::from("lab"),
+            text: std::fs::read(lab_binary)?,
+            executable: true,
+        },
+    ])
+}
+
+/// The points table of `lab` as `labs/points.toml` writes it (what an export grades with).
+pub fn points_toml(lab: &Lab) -> String {
+    let mut out = format!(
+        "# Points per check of lab {} (the form of proxylab's labs/points.toml).\n[lab{}]\n",
+        lab.number, lab.number
+    );
+    for check in &lab.checks {
+        out.push_str(&format!("{} = {}\n", check.id, check.points));
+    }
+    out
 }

@@ -141,6 +141,21 @@ enum Export {
         #[arg(long, value_name = "FILE")]
         points: Option<PathBuf>,
     },
+    /// A Gradescope autograder for one lab: a folder to zip and upload (setup.sh,
+    /// run_autograder, the lab binary, points.toml and a README for the instructor).
+    Gradescope {
+        /// The lab.
+        #[arg(long, value_name = "N")]
+        lab: u8,
+        /// The folder to write (created if missing).
+        dir: PathBuf,
+        /// Points per check from this file (the form of labs/points.toml).
+        #[arg(long, value_name = "FILE")]
+        points: Option<PathBuf>,
+        /// The lab binary to put in it [default: this one].
+        #[arg(long, value_name = "FILE")]
+        lab_binary: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -444,6 +459,31 @@ fn main() -> anyhow::Result<()> {
             {
                 println!("wrote {}", path.display());
             }
+            Ok(())
+        }
+        Command::Export(Export::Gradescope {
+            lab,
+            dir,
+            points,
+            lab_binary,
+        }) => {
+            let lab = lab_with(lab, points.as_deref())?;
+            let binary = match lab_binary {
+                Some(path) => path,
+                None => std::env::current_exe().context("finding this lab binary")?,
+            };
+            let files = labs::export::gradescope(&lab, &binary, &labs::export::points_toml(&lab))
+                .with_context(|| format!("reading {}", binary.display()))?;
+            for path in labs::export::write(&dir, &files)
+                .with_context(|| format!("writing into {}", dir.display()))?
+            {
+                println!("wrote {}", path.display());
+            }
+            println!(
+                "zip it and upload it to Gradescope: cd {} && zip -r ../proxylab-lab{}-autograder.zip .",
+                dir.display(),
+                lab.number
+            );
             Ok(())
         }
         Command::Build { submission } => {

@@ -144,8 +144,15 @@ pub fn gradescope(reports: &[Report]) -> String {
         .flat_map(|r| {
             r.outcomes.iter().map(move |o| {
                 let mut output = o.proves.clone();
-                if let Some(f) = &o.failure {
-                    let _ = write!(output, "\nWhat happened: {f}");
+                match (&r.aborted, o.verdict) {
+                    (Some(why), Verdict::NotRun) => {
+                        let _ = write!(output, "\nNot run: {why}");
+                    }
+                    _ => {
+                        if let Some(f) = &o.failure {
+                            let _ = write!(output, "\nWhat happened: {f}");
+                        }
+                    }
                 }
                 if let Some(h) = &o.hint {
                     let _ = write!(output, "\nHint: {h}");
@@ -177,6 +184,17 @@ pub fn gradescope(reports: &[Report]) -> String {
         })
         .collect();
     let score: u32 = reports.iter().map(Report::score).sum();
-    serde_json::to_string_pretty(&serde_json::json!({ "score": score, "tests": tests }))
-        .unwrap_or_default()
+    let said: Vec<String> = reports
+        .iter()
+        .filter_map(|r| {
+            r.aborted
+                .as_ref()
+                .map(|why| format!("Lab {}: {why}", r.lab))
+        })
+        .collect();
+    let mut json = serde_json::json!({ "score": score, "tests": tests });
+    if !said.is_empty() {
+        json["output"] = serde_json::Value::String(said.join("\n\n"));
+    }
+    serde_json::to_string_pretty(&json).unwrap_or_default()
 }

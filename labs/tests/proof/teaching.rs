@@ -102,3 +102,83 @@ fn the_classroom_export_runs_from_the_repository_root_and_passes_and_fails_corre
         "{yaml}"
     );
 }
+
+/// Exports lab 2's Gradescope autograder into `root/source`, puts `files` in
+/// `root/submission`, and runs `run_autograder` as Gradescope would; returns results.json.
+fn gradescope_run(root: &Path, submission: &[(&str, &str)]) -> serde_json::Value {
+    let source = root.join("source");
+    let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("lab"))
+        .args(["export", "gradescope", "--lab", "2"])
+        .arg(&source)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sub = root.join("submission");
+    std::fs::create_dir_all(&sub).unwrap();
+    for (name, text) in submission {
+        std::fs::write(sub.join(name), text).unwrap();
+    }
+    let status = std::process::Command::new(source.join("run_autograder"))
+        .env("AUTOGRADER_ROOT", root)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    serde_json::from_str(&std::fs::read_to_string(root.join("results/results.json")).unwrap())
+        .unwrap()
+}
+
+#[test]
+fn the_gradescope_autograder_grades_a_submission_in_a_gradescope_shaped_folder() {
+    let root = tempfile::tempdir().unwrap();
+    let tiny = std::fs::read_to_string(subjects().join("tiny_proxy.py")).unwrap();
+    // The submission says how to start it.
+    let results = gradescope_run(
+        root.path(),
+        &[
+            ("student.py", &tiny),
+            ("proxylab.toml", "proxy = \"python3 student.py {port}\"\n"),
+        ],
+    );
+    assert_eq!(results["score"], 60, "{results}");
+    let tests = results["tests"].as_array().unwrap();
+    assert_eq!(tests.len(), 15);
+    let head = tests.iter().find(|t| t["name"] == "lab2: head").unwrap();
+    assert_eq!(head["score"], 0);
+    let output = head["output"].as_str().unwrap();
+    assert!(
+        output.contains(
+            "Reproduce (from the proxylab repository): target/release/lab repro 2 head --cmd"
+        ),
+        "{output}"
+    );
+    for file in [
+        "setup.sh",
+        "run_autograder",
+        "README.md",
+        "points.toml",
+        "lab",
+    ] {
+        assert!(root.path().join("source").join(file).exists(), "{file}");
+    }
+}
+
+#[test]
+fn a_submission_whose_build_fails_gets_zero_with_the_reason_not_an_autograder_error() {
+    let root = tempfile::tempdir().unwrap();
+    let results = gradescope_run(
+        root.path(),
+        &[(
+            "Makefile",
+            "all:\n\t@echo 'proxy.c:3: error: expected ;'; exit 1\n",
+        )],
+    );
+    assert_eq!(results["score"], 0, "{results}");
+    let first = results["tests"][0]["output"].as_str().unwrap();
+    assert!(first.contains("the build \"make\" failed"), "{first}");
+    assert!(first.contains("proxy.c:3: error: expected ;"), "{first}");
+}
