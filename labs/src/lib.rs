@@ -25,6 +25,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod batch;
 pub mod export;
 pub mod harness;
 pub mod labs;

@@ -102,6 +102,28 @@ enum Command {
         #[command(flatten)]
         limits: LimitArgs,
     },
+    /// Grade every submission in a folder on one lab, several at once, into grades.csv.
+    ///
+    /// Each subfolder of DIR is one student's submission (its name is the student's), built
+    /// and started as `--submission` does. Each check of each submission has its own ports,
+    /// origin, temporary files and process group, so one that hangs or crashes costs only
+    /// its own score. Writes OUT/grades.csv (a row per student: each check's points, total,
+    /// maximum, seconds, a note) and OUT/reports/STUDENT.txt and .json.
+    GradeAll {
+        /// The folder of submissions.
+        dir: PathBuf,
+        /// The lab.
+        #[arg(long, value_name = "N")]
+        lab: u8,
+        /// How many submissions are graded at once [default: the machine's cores].
+        #[arg(long, value_name = "N")]
+        jobs: Option<usize>,
+        /// Where grades.csv and reports/ go.
+        #[arg(long, default_value = "grades", value_name = "DIR")]
+        out: PathBuf,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
     /// Build a submission as grading would (its proxylab.toml's `build`, or `make` when it
     /// has a Makefile, `cargo build --release` when it has a Cargo.toml) and say which
     /// programs it has for which lab.
@@ -483,6 +505,77 @@ fn main() -> anyhow::Result<()> {
                 "zip it and upload it to Gradescope: cd {} && zip -r ../proxylab-lab{}-autograder.zip .",
                 dir.display(),
                 lab.number
+            );
+            Ok(())
+        }
+        Command::GradeAll {
+            dir,
+            lab,
+            jobs,
+            out,
+            limits,
+        } => {
+            let points = match &limits.points {
+                Some(path) => labs::points::Points::load(path).map_err(anyhow::Error::msg)?,
+                None => labs::points::Points::default(),
+            };
+            let the_lab = lab_with(lab, limits.points.as_deref())?;
+            let count = labs::batch::submissions(&dir)
+                .map_err(anyhow::Error::msg)?
+                .len();
+            anyhow::ensure!(count > 0, "{} holds no submission folders", dir.display());
+            let jobs = jobs.unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+            });
+            let bar = indicatif::ProgressBar::new(count as u64);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} graded  {msg}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar.enable_steady_tick(std::time::Duration::from_millis(200));
+            let options = limits.options();
+            let graded = runtime
+                .block_on(labs::batch::grade_all(
+                    &dir,
+                    lab,
+                    &points,
+                    jobs,
+                    &options,
+                    |g| {
+                        bar.inc(1);
+                        bar.set_message(format!(
+                            "{}: {}/{}",
+                            g.student,
+                            g.report.score(),
+                            g.report.max()
+                        ));
+                    },
+                ))
+                .map_err(anyhow::Error::msg)?;
+            bar.finish_and_clear();
+            for g in &graded {
+                println!(
+                    "{:<24} {:>3}/{:<3} ({:.1} s){}",
+                    g.student,
+                    g.report.score(),
+                    g.report.max(),
+                    g.wall.as_secs_f64(),
+                    g.report
+                        .aborted
+                        .as_deref()
+                        .and_then(|a| a.lines().next())
+                        .map(|a| format!("  {a}"))
+                        .unwrap_or_default()
+                );
+            }
+            let csv = labs::batch::write(&out, &the_lab, &graded)
+                .with_context(|| format!("writing into {}", out.display()))?;
+            println!(
+                "wrote {} and {}",
+                csv.display(),
+                out.join("reports").display()
             );
             Ok(())
         }

@@ -182,3 +182,66 @@ fn a_submission_whose_build_fails_gets_zero_with_the_reason_not_an_autograder_er
     assert!(first.contains("the build \"make\" failed"), "{first}");
     assert!(first.contains("proxy.c:3: error: expected ;"), "{first}");
 }
+
+/// Three submissions, graded at once: a tiny proxy, a good one, and one that listens and
+/// never answers. Each gets its own score, the hanging one costs only its own.
+#[test]
+fn grade_all_grades_a_folder_of_submissions_into_a_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let subs = dir.path().join("submissions");
+    for (student, files) in [
+        ("alice", vec![("proxy.py", "tiny_proxy.py")]),
+        ("bob", vec![("myproxy.py", "student_proxy.py")]),
+    ] {
+        std::fs::create_dir_all(subs.join(student)).unwrap();
+        for (name, from) in files {
+            std::fs::copy(subjects().join(from), subs.join(student).join(name)).unwrap();
+        }
+    }
+    std::fs::create_dir_all(subs.join("carol, jr")).unwrap();
+    std::fs::write(
+        subs.join("carol, jr/proxylab.toml"),
+        "proxy = \"python3 -c 'import socket,sys,time; s=socket.socket(); s.bind((\\\"127.0.0.1\\\", int(sys.argv[1]))); s.listen(); time.sleep(600)' {port}\"\n",
+    )
+    .unwrap();
+    let out = dir.path().join("grades");
+    let run = std::process::Command::new(assert_cmd::cargo::cargo_bin("lab"))
+        .args(["grade-all"])
+        .arg(&subs)
+        .args(["--lab", "2", "--jobs", "3", "--step", "1s", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let csv = std::fs::read_to_string(out.join("grades.csv")).unwrap();
+    let rows: Vec<&str> = csv.lines().collect();
+    assert!(
+        rows[0].starts_with("student,get-small,get-large-binary,head,"),
+        "{csv}"
+    );
+    assert!(rows[0].ends_with(",total,max,seconds,note"), "{csv}");
+    assert_eq!(rows.len(), 4, "{csv}");
+    let total = |row: &str| -> (String, u32) {
+        let fields: Vec<&str> = row.split(',').collect();
+        let student = match row.strip_prefix('"') {
+            Some(rest) => rest[..rest.find('"').unwrap()].to_string(),
+            None => fields[0].to_string(),
+        };
+        // total is the fourth field from the end (total, max, seconds, note)
+        (student, fields[fields.len() - 4].parse().unwrap())
+    };
+    assert_eq!(total(rows[1]), ("alice".into(), 60));
+    assert_eq!(total(rows[2]), ("bob".into(), 100));
+    assert_eq!(total(rows[3]), ("carol, jr".into(), 0));
+    for student in ["alice", "bob", "carol, jr"] {
+        assert!(out.join(format!("reports/{student}.txt")).exists());
+        assert!(out.join(format!("reports/{student}.json")).exists());
+    }
+    let carol = std::fs::read_to_string(out.join("reports/carol, jr.txt")).unwrap();
+    assert!(carol.contains("no response head within 1 s"), "{carol}");
+}
