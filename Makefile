@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 RELEASE := target/release
 
-.PHONY: help build run proxy origin chat demo test check bench clean lab1 lab2 lab3 lab4 lab5 grade
+.PHONY: help build run proxy origin chat demo test check bench clean lab1 lab2 lab3 lab4 lab5 grade student-kit
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -36,6 +36,7 @@ test: ## Run every test (unit, integration, CLI)
 check: ## The CI gates: formatting, clippy -D warnings, tests
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p labs --no-default-features -- -D warnings
 	$(MAKE) test
 
 bench: ## Criterion benchmark: N keep-alive clients through the proxy (see benches/forward.rs)
@@ -75,6 +76,12 @@ LABS ?= 1,2,3,4,5
 RESULTS ?= results.json
 grade: ## Grade your programs (PROXY_CMD for labs 2-5, CHAT_CMD for lab 1; LABS=2,3); writes results.json
 	$(LAB) grade --labs $(LABS) $(if $(PROXY_CMD),--cmd "$$PROXY_CMD",$(if $(PROXY_ADDR),--addr "$$PROXY_ADDR",)) $(if $(CHAT_CMD),--chat-cmd "$$CHAT_CMD",) $(POINTS_FLAG) --gradescope "$(RESULTS)"
+
+student-kit: ## The student kit in student-kit/: handouts, starter, lab/origin-sim/client, no reference proxy
+	$(CARGO) build --release -p origin-sim -p client
+	$(CARGO) build --release -p labs --bin lab --no-default-features --target-dir target/student
+	rm -rf student-kit
+	target/student/release/lab export student-kit student-kit --bin-dir $(RELEASE)
 
 clean: ## Remove build output
 	$(CARGO) clean

@@ -243,3 +243,143 @@ pub fn points_toml(lab: &Lab) -> String {
     }
     out
 }
+
+/// The handouts, as the student kit ships them.
+pub const HANDOUTS: [(&str, &str); 6] = [
+    (
+        "handouts/grading.md",
+        include_str!("../handouts/grading.md"),
+    ),
+    ("handouts/lab1.md", include_str!("../handouts/lab1.md")),
+    ("handouts/lab2.md", include_str!("../handouts/lab2.md")),
+    ("handouts/lab3.md", include_str!("../handouts/lab3.md")),
+    ("handouts/lab4.md", include_str!("../handouts/lab4.md")),
+    ("handouts/lab5.md", include_str!("../handouts/lab5.md")),
+];
+
+const KIT_MAKEFILE: &str = r#"# proxylab student kit: build your programs here and grade them offline.
+# Your proxy and chat server live in this folder (see README.md: proxylab.toml, or the
+# names the convention looks for). `make lab2` grades lab 2, and so on.
+SHELL := /bin/bash
+LAB := bin/lab
+.PHONY: help lab1 lab2 lab3 lab4 lab5 grade repro origin build
+
+help: ## List the targets
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
+
+build: ## Build your programs as the grader will (proxylab.toml's build, or make/cargo)
+	$(LAB) build --submission .
+
+lab1: ## Lab 1, a chat server
+	$(LAB) run 1 --submission .
+lab2: ## Lab 2, forwarding
+	$(LAB) run 2 --submission .
+lab3: ## Lab 3, concurrency
+	$(LAB) run 3 --submission .
+lab4: ## Lab 4, caching
+	$(LAB) run 4 --submission .
+lab5: ## Lab 5, HTTPS tunnels and filtering
+	$(LAB) run 5 --submission .
+
+LABS ?= 1,2,3,4,5
+grade: ## Every lab (LABS=2,3 for some); writes results.json
+	$(LAB) grade --labs $(LABS) --submission . --gradescope results.json
+
+# make repro LAB_N=2 CHECK=keep-alive
+repro: ## Run one check again and keep everything up: make repro LAB_N=2 CHECK=keep-alive
+	$(LAB) repro $(LAB_N) $(CHECK) --submission .
+
+origin: ## origin-sim on fixed ports, to try your programs by hand (Ctrl-C stops it)
+	bin/origin-sim --http 127.0.0.1:9000 --tls 127.0.0.1:9443 --ca-out origin-sim-ca.pem --echo 127.0.0.1:9007 --chat 127.0.0.1:9009
+"#;
+
+const KIT_TOML: &str = r#"# How the grader builds and starts your programs. Every line is optional: without this
+# file, the grader looks for ./myproxy, ./proxy, ./target/release/myproxy, myproxy.py or
+# proxy.py (and ./chat or chat.py for lab 1), and builds with `make` when there is a
+# Makefile. {port} is the port to listen on (127.0.0.1); lab 5 adds {rules} (the blacklist
+# file) and {log} (the access log). Commands run from this folder.
+#
+# build = "make"
+# proxy = "python3 myproxy.py {port} --blacklist {rules} --log {log}"
+# chat = "python3 chat.py {port}"
+"#;
+
+fn kit_readme() -> String {
+    let mut labs = String::new();
+    for lab in crate::all_labs() {
+        labs.push_str(&format!(
+            "| {} | {} | `make lab{}` | [handouts/lab{}.md](handouts/lab{}.md) |\n",
+            lab.number, lab.title, lab.number, lab.number, lab.number
+        ));
+    }
+    format!(
+        r#"# proxylab: the student kit
+
+Five labs on sockets and HTTP proxies, graded offline on your own machine by the same grader
+your course uses. You write the programs; everything else is here:
+
+| lab | topic | grade it | handout |
+|---|---|---|---|
+{labs}
+- `bin/lab` — the grader. `make labN` runs `bin/lab run N --submission .`: it builds your
+  program, starts it on a free port, runs the lab's checks against it and explains every
+  lost point. `bin/lab --help` says more; [handouts/grading.md](handouts/grading.md) says
+  how it treats your program (readiness, output, deadlines, "not judged", `lab repro`).
+- `bin/origin-sim` — the web server (and echo server, and chat room) the labs use. `make
+  origin` starts it on fixed ports so you can try your program by hand with curl.
+- `bin/client` — fetch, chat, echo and load through a proxy (`bin/client --help`).
+- `starter/` — a Rust starter that compiles with the standard library alone (write in any
+  language you like: Python, C, Java, Go… all work).
+- `proxylab.toml` — how the grader builds and starts your programs (commented; without it,
+  a convention: `myproxy.py`, `proxy.py`, `./myproxy` … and `chat.py` for lab 1).
+
+## Start
+
+```sh
+cp my_first_proxy.py myproxy.py      # or write it here
+make lab2                            # grade it: what passed, what failed, and why
+make repro LAB_N=2 CHECK=keep-alive  # run one check again and keep everything up
+```
+
+Put your files in this folder (or set the commands in `proxylab.toml`), and hand in the
+folder as your course says.
+"#
+    )
+}
+
+/// The student kit: the handouts, the starter, `lab`, `origin-sim` and `client` binaries,
+/// a Makefile that grades the folder it is in, a commented `proxylab.toml` and a README —
+/// and no reference proxy, source or binary (`lab_binary` should be a `lab` built without
+/// the `reference` feature, as `make student-kit` does).
+pub fn student_kit(
+    lab_binary: &Path,
+    origin_sim: &Path,
+    client: &Path,
+) -> std::io::Result<Vec<File>> {
+    let binary = |path: &str, from: &Path| -> std::io::Result<File> {
+        Ok(File {
+            path: PathBuf::from(path),
+            text: std::fs::read(from)
+                .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", from.display())))?,
+            executable: true,
+        })
+    };
+    let mut files = vec![
+        binary("bin/lab", lab_binary)?,
+        binary("bin/origin-sim", origin_sim)?,
+        binary("bin/client", client)?,
+        File::text("Makefile", KIT_MAKEFILE),
+        File::text("proxylab.toml", KIT_TOML),
+        File::text("README.md", kit_readme()),
+        File::text(
+            "starter/Cargo.toml",
+            include_str!("../starter/Cargo.toml.txt"),
+        ),
+        File::text(
+            "starter/src/main.rs",
+            include_str!("../starter/main.rs.txt"),
+        ),
+    ];
+    files.extend(HANDOUTS.iter().map(|(path, text)| File::text(path, *text)));
+    Ok(files)
+}

@@ -98,9 +98,25 @@ impl Files {
     }
 }
 
+/// The reference proxy running in this process (none in the student kit's `lab`).
+#[cfg(feature = "reference")]
+type Reference = proxy::Handle;
+#[cfg(not(feature = "reference"))]
+#[derive(Debug)]
+struct Reference;
+
+#[cfg(not(feature = "reference"))]
+impl Reference {
+    fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 0))
+    }
+
+    async fn shutdown(self) {}
+}
+
 /// A running subject.
 enum Running {
-    Reference(proxy::Handle),
+    Reference(Reference),
     Child(Process),
     External,
 }
@@ -164,14 +180,7 @@ impl Env {
                 (addr, Running::External)
             }
             Subject::Reference(flags) => {
-                let mut args = vec!["proxy".to_string(), "--listen".into(), "127.0.0.1:0".into()];
-                args.extend(flags.iter().map(|f| files.fill(f, 0)));
-                args.extend(["--log".into(), "warn".into()]);
-                let config = <proxy::Config as clap::Parser>::try_parse_from(&args)
-                    .map_err(|e| HarnessError::Subject(e.to_string()))?;
-                let handle = proxy::start(config)
-                    .await
-                    .map_err(|e| HarnessError::Subject(e.to_string()))?;
+                let handle = start_reference(flags, &files).await?;
                 (handle.addr(), Running::Reference(handle))
             }
             Subject::Command(template) => {
@@ -311,6 +320,29 @@ impl Env {
         all.retain(|s| s.path == path);
         all
     }
+}
+
+/// Starts the reference proxy in this process with `flags`.
+#[cfg(feature = "reference")]
+async fn start_reference(flags: &[String], files: &Files) -> Result<Reference, HarnessError> {
+    let mut args = vec!["proxy".to_string(), "--listen".into(), "127.0.0.1:0".into()];
+    args.extend(flags.iter().map(|f| files.fill(f, 0)));
+    args.extend(["--log".into(), "warn".into()]);
+    let config = <proxy::Config as clap::Parser>::try_parse_from(&args)
+        .map_err(|e| HarnessError::Subject(e.to_string()))?;
+    proxy::start(config)
+        .await
+        .map_err(|e| HarnessError::Subject(e.to_string()))
+}
+
+/// The student kit's `lab` has no reference proxy to start.
+#[cfg(not(feature = "reference"))]
+async fn start_reference(_: &[String], _: &Files) -> Result<Reference, HarnessError> {
+    Err(HarnessError::Subject(
+        "this lab was built without the reference proxy (the student kit's): grade your \
+         program with --submission DIR or --cmd"
+            .into(),
+    ))
 }
 
 /// Waits until the subject listens on `addr` (seen in `/proc/net/tcp*`, owned by its

@@ -6,7 +6,7 @@ use labs::harness::Subject;
 use labs::submission::Submission;
 use std::io::IsTerminal as _;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// proxylab's grader: runs a lab's checks against a proxy (or, for lab 1, a chat server) —
@@ -163,6 +163,19 @@ enum Export {
         #[arg(long, value_name = "FILE")]
         points: Option<PathBuf>,
     },
+    /// The student kit: handouts, the starter, the lab, origin-sim and client binaries,
+    /// a Makefile that grades the folder it is in, and no reference proxy. `make
+    /// student-kit` builds a `lab` without the reference and writes the kit with it.
+    StudentKit {
+        /// The folder to write (created if missing).
+        dir: PathBuf,
+        /// Where origin-sim and client are [default: beside this lab binary].
+        #[arg(long, value_name = "DIR")]
+        bin_dir: Option<PathBuf>,
+        /// The lab binary to put in it [default: this one].
+        #[arg(long, value_name = "FILE")]
+        lab_binary: Option<PathBuf>,
+    },
     /// A Gradescope autograder for one lab: a folder to zip and upload (setup.sh,
     /// run_autograder, the lab binary, points.toml and a README for the instructor).
     Gradescope {
@@ -272,9 +285,17 @@ fn subject(
 }
 
 /// The submission `args` name, found and (unless --no-build) built; `Err` says why it
-/// cannot be graded (a missing folder, a bad proxylab.toml, a failed build).
+/// cannot be graded (a missing folder, a bad proxylab.toml, a failed build). The student
+/// kit's `lab` (built without the reference) grades the current folder when no program is
+/// named.
 async fn prepare(args: &SubjectArgs) -> Option<Result<Submission, String>> {
-    let dir = args.submission.as_ref()?;
+    let here = PathBuf::from(".");
+    let unnamed = args.cmd.is_none() && args.addr.is_none() && args.submission.is_none();
+    let dir = match &args.submission {
+        Some(dir) => dir,
+        None if unnamed && !cfg!(feature = "reference") => &here,
+        None => return None,
+    };
     let sub = match Submission::find(dir) {
         Ok(sub) => sub,
         Err(e) => return Some(Err(format!("not submitted: {e}"))),
@@ -576,6 +597,37 @@ fn main() -> anyhow::Result<()> {
                 "wrote {} and {}",
                 csv.display(),
                 out.join("reports").display()
+            );
+            Ok(())
+        }
+        Command::Export(Export::StudentKit {
+            dir,
+            bin_dir,
+            lab_binary,
+        }) => {
+            let me = std::env::current_exe().context("finding this lab binary")?;
+            if cfg!(feature = "reference") && lab_binary.is_none() {
+                eprintln!(
+                    "note: this lab has the reference proxy built in; for students, use \
+                     `make student-kit` (a lab built without it)"
+                );
+            }
+            let bin_dir = match bin_dir {
+                Some(d) => d,
+                None => me.parent().map(Path::to_path_buf).unwrap_or_default(),
+            };
+            let files = labs::export::student_kit(
+                &lab_binary.unwrap_or(me),
+                &bin_dir.join("origin-sim"),
+                &bin_dir.join("client"),
+            )
+            .context("collecting the kit's binaries (build them: cargo build --release -p origin-sim -p client)")?;
+            labs::export::write(&dir, &files)
+                .with_context(|| format!("writing into {}", dir.display()))?;
+            println!(
+                "wrote the student kit to {} ({} files)",
+                dir.display(),
+                files.len()
             );
             Ok(())
         }

@@ -9,7 +9,7 @@
 //! chat  = "python3 chat.py {port}"  # lab 1
 //! ```
 //!
-//! Without one, the convention: `build` is `make` when there is a Makefile, `cargo build
+//! What it does not say (or all of it, without the file), the convention fills in: `build` is `make` when there is a Makefile, `cargo build
 //! --release` when there is a Cargo.toml; the proxy is the first of `./myproxy`,
 //! `./proxy`, `./target/release/myproxy`, `myproxy.py`, `proxy.py` that exists after the
 //! build (a `.py` runs with `python3`), given `{port}` and, for lab 5, `--blacklist {rules}
@@ -134,14 +134,17 @@ impl Submission {
     /// `None` when it has none for that lab.
     pub fn command(&self, lab: &crate::Lab) -> Option<String> {
         let given = if lab.chat { &self.chat } else { &self.proxy };
-        let mut cmd = match (given, self.from_file) {
-            (Some(cmd), _) => cmd.clone(),
-            (None, true) => return None,
-            (None, false) => self.conventional(lab.chat)?,
+        let cmd = match given {
+            Some(cmd) => cmd.clone(),
+            // What the file does not say, the convention fills in.
+            None => {
+                let mut cmd = self.conventional(lab.chat)?;
+                if lab.number == 5 {
+                    cmd.push_str(" --blacklist {rules} --log {log}");
+                }
+                cmd
+            }
         };
-        if lab.number == 5 && !self.from_file && !cmd.contains("{rules}") {
-            cmd.push_str(" --blacklist {rules} --log {log}");
-        }
         Some(format!(
             "cd {} && {cmd}",
             crate::harness::sh(&self.dir.display().to_string())
@@ -230,7 +233,13 @@ mod tests {
             .command(&lab5)
             .unwrap()
             .ends_with("&& ./p {port} {rules}"));
-        assert_eq!(sub.command(&crate::lab(1).unwrap()), None);
+        // What the file does not say, the convention fills in: chat.py for lab 1.
+        assert!(sub
+            .command(&lab1)
+            .unwrap()
+            .ends_with("&& python3 chat.py {port}"));
+        std::fs::remove_file(d.join("chat.py")).unwrap();
+        assert_eq!(sub.command(&lab1), None);
         std::fs::write(d.join(FILE), "proxy = \"./p {port}\"\nprogram = \"x\"\n").unwrap();
         let err = Submission::find(d).unwrap_err();
         assert!(

@@ -245,3 +245,83 @@ fn grade_all_grades_a_folder_of_submissions_into_a_csv() {
     let carol = std::fs::read_to_string(out.join("reports/carol, jr.txt")).unwrap();
     assert!(carol.contains("no response head within 1 s"), "{carol}");
 }
+
+/// The kit holds what a student needs and none of the reference; its Makefile grades the
+/// folder it is in.
+#[test]
+fn the_student_kit_grades_its_own_folder_and_holds_no_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    // Stand-ins for origin-sim and client (only their place in the kit is checked here).
+    let bins = dir.path().join("bins");
+    std::fs::create_dir_all(&bins).unwrap();
+    for name in ["origin-sim", "client"] {
+        std::fs::write(bins.join(name), "#!/bin/sh\n").unwrap();
+    }
+    let kit = dir.path().join("kit");
+    let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("lab"))
+        .args(["export", "student-kit"])
+        .arg(&kit)
+        .arg("--bin-dir")
+        .arg(&bins)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for file in [
+        "bin/lab",
+        "bin/origin-sim",
+        "bin/client",
+        "Makefile",
+        "README.md",
+        "proxylab.toml",
+        "starter/Cargo.toml",
+        "starter/src/main.rs",
+        "handouts/grading.md",
+        "handouts/lab1.md",
+        "handouts/lab5.md",
+    ] {
+        assert!(kit.join(file).exists(), "{file}");
+    }
+    // No reference: no proxy sources or binary, and nothing points into them.
+    let mut stack = vec![kit.clone()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            assert!(
+                name != "proxy" && name != "src" || path.ends_with("starter/src"),
+                "{}",
+                path.display()
+            );
+            if path.is_dir() {
+                stack.push(path);
+            } else if name.ends_with(".md") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                assert!(
+                    !text.contains("proxy/src"),
+                    "{} points into the reference",
+                    path.display()
+                );
+            }
+        }
+    }
+    // A student's program in the kit's folder, graded by the kit's Makefile.
+    std::fs::copy(subjects().join("tiny_proxy.py"), kit.join("proxy.py")).unwrap();
+    let out = std::process::Command::new("make")
+        .arg("-s")
+        .arg("-C")
+        .arg(&kit)
+        .arg("lab2")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("Total: 60/100"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("python3 proxy.py {port}"), "{stdout}");
+}
