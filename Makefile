@@ -82,6 +82,7 @@ student-kit: ## The student kit in student-kit/: handouts, starter, lab/origin-s
 	$(CARGO) build --release -p labs --bin lab --no-default-features --target-dir target/student
 	rm -rf student-kit
 	target/student/release/lab export student-kit student-kit --bin-dir $(RELEASE)
+	-strip student-kit/bin/lab student-kit/bin/origin-sim student-kit/bin/client
 
 clean: ## Remove build output
 	$(CARGO) clean
