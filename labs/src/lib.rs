@@ -28,6 +28,7 @@
 pub mod batch;
 pub mod export;
 pub mod harness;
+pub mod html;
 pub mod labs;
 pub mod points;
 pub mod process;
@@ -84,6 +85,40 @@ pub struct Fail {
     /// The check could not judge its own feature, because the ability it builds on is
     /// missing; this names the check that covers that ability.
     pub not_judged: Option<String>,
+    /// Where a body differed from what was expected (boxed: a `Fail` travels in every
+    /// `Result` of the checks).
+    pub diff: Option<Box<Diff>>,
+}
+
+/// Where a received body first differs from the expected one, with a window of both.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diff {
+    /// The first differing byte.
+    pub at: usize,
+    /// Where the windows start.
+    pub offset: usize,
+    pub expected: Vec<u8>,
+    pub received: Vec<u8>,
+}
+
+impl Diff {
+    /// The first difference between `received` and `expected` (there is one), with up to
+    /// 32 bytes before it and 64 after.
+    pub fn between(received: &[u8], expected: &[u8]) -> Diff {
+        let at = received
+            .iter()
+            .zip(expected)
+            .position(|(a, b)| a != b)
+            .unwrap_or(received.len().min(expected.len()));
+        let offset = at.saturating_sub(32);
+        let window = |b: &[u8]| b[offset.min(b.len())..(at + 64).min(b.len())].to_vec();
+        Diff {
+            at,
+            offset,
+            expected: window(expected),
+            received: window(received),
+        }
+    }
 }
 
 impl Fail {
@@ -93,6 +128,7 @@ impl Fail {
             reproduce: reproduce.into(),
             hint: None,
             not_judged: None,
+            diff: None,
         }
     }
 
@@ -115,6 +151,7 @@ impl Fail {
                 "this check builds on what {covered_by} grades: make that pass first"
             )),
             not_judged: Some(covered_by.to_string()),
+            diff: None,
         }
     }
 }
@@ -240,6 +277,12 @@ pub struct Outcome {
     pub output: Vec<String>,
     #[serde(skip)]
     pub elapsed: Duration,
+    /// Where a wrong body first differed.
+    #[serde(skip)]
+    pub diff: Option<Box<Diff>>,
+    /// The subject's and the origin's addresses during the check (to read its capture).
+    #[serde(skip)]
+    pub addrs: Option<(std::net::SocketAddr, std::net::SocketAddr)>,
 }
 
 impl Outcome {
@@ -274,20 +317,22 @@ async fn check_once(
     options: &Options,
 ) -> (Outcome, bool) {
     let started = Instant::now();
-    let (result, output, up) = match Env::start(subject, lab, check.id, options).await {
+    let (result, output, addrs) = match Env::start(subject, lab, check.id, options).await {
         Ok(env) => {
             let result = judge(check, &env, options).await;
             let output = match (&result, env.output()) {
                 (Err(_), Some(out)) => out.last_lines(OUTPUT_LINES),
                 _ => Vec::new(),
             };
+            let addrs = (env.subject, env.origin.addr());
             env.stop().await;
-            (result, output, true)
+            (result, output, Some(addrs))
         }
-        Err(e) => (Err(start_failure(e)), Vec::new(), false),
+        Err(e) => (Err(start_failure(e)), Vec::new(), None),
     };
-    let outcome = outcome(lab, check, subject, result, output, started.elapsed());
-    (outcome, up)
+    let mut outcome = outcome(lab, check, subject, result, output, started.elapsed());
+    outcome.addrs = addrs;
+    (outcome, addrs.is_some())
 }
 
 /// A subject that did not start, as a failure.
@@ -335,6 +380,8 @@ fn outcome(
         repro: None,
         output: Vec::new(),
         elapsed,
+        diff: None,
+        addrs: None,
     };
     match result {
         Ok(()) => Outcome {
@@ -352,6 +399,7 @@ fn outcome(
             reproduce: Some(f.reproduce),
             repro: Some(repro_command(lab, check, subject)),
             output,
+            diff: f.diff,
             ..base
         },
     }
@@ -450,6 +498,8 @@ fn not_run(check: &Check) -> Outcome {
         repro: None,
         output: Vec::new(),
         elapsed: Duration::ZERO,
+        diff: None,
+        addrs: None,
     }
 }
 

@@ -229,6 +229,11 @@ struct OutputArgs {
     /// sides: its connections to the subject, and the subject's connections to the origin.
     #[arg(long, value_name = "DIR")]
     pcap_dir: Option<PathBuf>,
+    /// Also write a self-contained HTML report (lab run): each check's verdict, hint and
+    /// reproducer, each lost check's exchange (what was sent, what the origin received, what
+    /// came back) and, for lab 3, the sweep as a plot.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
     /// Write what the program printed (stdout and stderr) during each check to
     /// DIR/labN-CHECK.log (at most 4 MiB each; the report always shows the last lines).
     #[arg(long, value_name = "DIR")]
@@ -390,9 +395,16 @@ fn main() -> anyhow::Result<()> {
                     let report = labs::not_submitted(&lab, &why);
                     print!("{}", report.table());
                     write_outputs(&output, std::slice::from_ref(&report))?;
+                    write_html(&output, &options, &report, None)?;
                     report
                 }
             };
+            if output.pcap_dir.is_none() {
+                // The captures taken only to draw the HTML report's exchanges.
+                if let Some(dir) = &options.pcap_dir {
+                    let _ = std::fs::remove_dir_all(dir);
+                }
+            }
             std::process::exit(if report.full_marks() { 0 } else { 1 });
         }
         Command::Repro {
@@ -678,8 +690,15 @@ fn lab_with(number: u8, file: Option<&std::path::Path>) -> anyhow::Result<labs::
 }
 
 fn options(output: &OutputArgs, limits: &LimitArgs) -> labs::Options {
+    // The HTML report draws each lost check's exchange from its capture.
+    let pcap_dir = output.pcap_dir.clone().or_else(|| {
+        output
+            .html
+            .as_ref()
+            .map(|_| std::env::temp_dir().join(format!("proxylab-html-{}", std::process::id())))
+    });
     labs::Options {
-        pcap_dir: output.pcap_dir.clone(),
+        pcap_dir,
         output_dir: output.output_dir.clone(),
         ..limits.options()
     }
@@ -720,6 +739,7 @@ async fn grade(
         return Ok(report);
     }
     write_outputs(output, std::slice::from_ref(&report))?;
+    write_html(output, options, &report, None)?;
     if lab.number == 3 && only.is_none() {
         if report.full_marks() {
             use std::io::Write as _;
@@ -728,7 +748,25 @@ async fn grade(
             );
             let _ = std::io::stdout().flush();
             match labs::labs::lab3::sweep(subject, options).await {
-                Ok(text) => print!("{text}"),
+                Ok((text, points)) => {
+                    print!("{text}");
+                    if output.html.is_some() {
+                        let mut sweep = labs::html::Sweep {
+                            student: points,
+                            reference: Vec::new(),
+                        };
+                        // The reference beside it, where this lab binary has one.
+                        if cfg!(feature = "reference") && !matches!(subject, Subject::Reference(_))
+                        {
+                            if let Ok((_, reference)) =
+                                labs::labs::lab3::sweep(&lab.reference(&[]), options).await
+                            {
+                                sweep.reference = reference;
+                            }
+                        }
+                        write_html(output, options, &report, Some(&sweep))?;
+                    }
+                }
                 Err(e) => println!("\n(no concurrency sweep: {e})"),
             }
         } else {
@@ -798,6 +836,33 @@ async fn repro(
     env.stop().await;
     Ok(())
 }
+/// `--html`: the page for `report`, each lost check's exchange read from its capture.
+fn write_html(
+    output: &OutputArgs,
+    options: &labs::Options,
+    report: &labs::report::Report,
+    sweep: Option<&labs::html::Sweep>,
+) -> anyhow::Result<()> {
+    let Some(path) = &output.html else {
+        return Ok(());
+    };
+    let mut exchanges = std::collections::BTreeMap::new();
+    if let Some(dir) = &options.pcap_dir {
+        for o in report.outcomes.iter().filter(|o| !o.passed()) {
+            let pcap = dir.join(format!("lab{}-{}.pcap", report.lab, o.id));
+            if let (Some((subject, origin)), true) = (o.addrs, pcap.exists()) {
+                if let Ok(messages) = labs::html::exchange(&pcap, subject, origin) {
+                    exchanges.insert(o.id.clone(), messages);
+                }
+            }
+        }
+    }
+    std::fs::write(path, labs::html::page(report, &exchanges, sweep))
+        .with_context(|| format!("writing {}", path.display()))?;
+    println!("wrote {}", path.display());
+    Ok(())
+}
+
 fn write_outputs(output: &OutputArgs, reports: &[labs::report::Report]) -> anyhow::Result<()> {
     if let Some(path) = &output.json {
         let text = if reports.len() == 1 {

@@ -220,7 +220,7 @@ pub const SWEEP_LEVEL: Duration = Duration::from_secs(2);
 pub async fn sweep(
     subject: &crate::harness::Subject,
     options: &crate::Options,
-) -> Result<String, String> {
+) -> Result<(String, Vec<(usize, f64)>), String> {
     let lab = lab();
     let env = Env::start(subject, &lab, "sweep", options)
         .await
@@ -231,6 +231,7 @@ pub async fn sweep(
         secs(SWEEP_LEVEL)
     );
     let all = std::time::Instant::now();
+    let mut points = Vec::new();
     for clients in [1usize, 4, 16, 64] {
         let started = std::time::Instant::now();
         let stop_at = tokio::time::Instant::now() + SWEEP_LEVEL;
@@ -282,10 +283,13 @@ pub async fn sweep(
         let secs_taken = started.elapsed().as_secs_f64();
         let n = done.load(std::sync::atomic::Ordering::Relaxed);
         match failed {
-            None => out.push_str(&format!(
-                "  {clients:>3} client(s): {:>8.0} requests/s ({n} requests in {secs_taken:.1} s)\n",
-                n as f64 / secs_taken
-            )),
+            None => {
+                let rate = n as f64 / secs_taken;
+                points.push((clients, rate));
+                out.push_str(&format!(
+                    "  {clients:>3} client(s): {rate:>8.0} requests/s ({n} requests in {secs_taken:.1} s)\n"
+                ))
+            }
             Some(e) => {
                 out.push_str(&format!(
                     "  {clients:>3} client(s): failed after {n} requests ({e}); the sweep stops here\n"
@@ -299,5 +303,5 @@ pub async fn sweep(
         all.elapsed().as_secs_f64()
     ));
     env.stop().await;
-    Ok(out)
+    Ok((out, points))
 }

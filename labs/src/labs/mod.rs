@@ -54,19 +54,18 @@ pub fn expect_body(body: &[u8], expected: &[u8], reproduce: &str) -> Result<(), 
     if body == expected {
         return Ok(());
     }
-    let at = body
-        .iter()
-        .zip(expected)
-        .position(|(a, b)| a != b)
-        .unwrap_or(body.len().min(expected.len()));
-    Err(Fail::new(
+    let diff = crate::Diff::between(body, expected);
+    let mut fail = Fail::new(
         format!(
-            "the body differs from what the origin sent: {} bytes arrived, {} expected, first difference at byte {at}",
+            "the body differs from what the origin sent: {} bytes arrived, {} expected, first difference at byte {}",
             body.len(),
-            expected.len()
+            expected.len(),
+            diff.at
         ),
         reproduce,
-    ))
+    );
+    fail.diff = Some(Box::new(diff));
+    Err(fail)
 }
 
 /// GET `path` on the origin through the subject, expecting 200.

@@ -325,3 +325,128 @@ fn the_student_kit_grades_its_own_folder_and_holds_no_reference() {
     );
     assert!(stdout.contains("python3 proxy.py {port}"), "{stdout}");
 }
+
+/// Runs `lab` with `args` and returns its stdout (success or not).
+fn lab(args: &[&str]) -> String {
+    let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("lab"))
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Opens `page` in headless Chromium: takes a screenshot (returned as PNG bytes) and
+/// returns what the page wrote to the console. Chromium is a test dependency: .ci/run
+/// installs it (Debian's `chromium`).
+fn chromium(page: &Path, shot: &Path) -> (Vec<u8>, String) {
+    let profile = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--window-size=1200,2000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .expect("the HTML report's test needs chromium (apt-get install chromium; .ci/run does)");
+    let console: String = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| l.contains("CONSOLE") || l.contains("Uncaught"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    (std::fs::read(shot).unwrap_or_default(), console)
+}
+
+#[test]
+fn the_html_report_shows_each_lost_checks_exchange_and_renders_in_chromium() {
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("lab2.html");
+    let tiny = format!(
+        "python3 {} {{port}}",
+        subjects().join("tiny_proxy.py").display()
+    );
+    lab(&["run", "2", "--cmd", &tiny, "--html", page.to_str().unwrap()]);
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains("<span class=score>60/100</span>"));
+    // Self-contained: no scripts, nothing loaded from anywhere.
+    for banned in ["<script", " src=", "<link", "@import", "url("] {
+        assert!(!html.contains(banned), "{banned}");
+    }
+    // The head check's exchange: what the grader sent, what the origin received (the
+    // prerequisite GET, as the tiny proxy rewrote it), what came back.
+    let head = &html[html.find("<div class=lost id=\"head\">").unwrap()..];
+    let head = &head[..head[1..]
+        .find("<div class=lost")
+        .map_or(head.len(), |i| i + 1)];
+    assert!(head.contains("→ #3 HEAD http://127.0.0.1:"), "{head}");
+    assert!(
+        head.contains("→ #2 GET /bytes/100?lab=single-get HTTP/1.0"),
+        "{head}"
+    );
+    assert!(head.contains("← #3 HTTP/1.1 501 Not Implemented"), "{head}");
+    assert!(head.contains("lab repro 2 head --cmd"), "{head}");
+
+    // A relay that changes one byte: the first differing byte is marked.
+    let flip = format!(
+        "python3 {} {{port}} --defect flip-byte",
+        subjects().join("student_proxy.py").display()
+    );
+    let page2 = dir.path().join("flip.html");
+    lab(&[
+        "run",
+        "2",
+        "--only",
+        "get-large-binary",
+        "--cmd",
+        &flip,
+        "--html",
+        page2.to_str().unwrap(),
+    ]);
+    let html2 = std::fs::read_to_string(&page2).unwrap();
+    assert!(html2.contains("first difference at byte 4242"), "{html2}");
+    assert!(html2.contains("The body, from byte 4210:"), "{html2}");
+    assert_eq!(html2.matches("<pre class=diff>").count(), 2);
+    // Byte 4242 of the seeded body is 0x60 ("`"); the relay sent 0x60 ^ 0xff.
+    assert!(html2.contains("<b>`</b>"), "{html2}");
+    assert!(html2.contains("<b>\\x9f</b>"), "{html2}");
+
+    // Lab 3's sweep as a plot, the student beside the reference.
+    let good = format!(
+        "python3 {} {{port}}",
+        subjects().join("student_proxy.py").display()
+    );
+    let page3 = dir.path().join("lab3.html");
+    lab(&[
+        "run",
+        "3",
+        "--cmd",
+        &good,
+        "--html",
+        page3.to_str().unwrap(),
+    ]);
+    let html3 = std::fs::read_to_string(&page3).unwrap();
+    assert!(html3.contains("Concurrency sweep"), "{html3}");
+    assert_eq!(html3.matches("<polyline").count(), 2, "{html3}");
+
+    // In a real browser: it renders, and says nothing on the console.
+    for p in [&page, &page3] {
+        let (png, console) = chromium(p, &dir.path().join("shot.png"));
+        assert!(
+            png.starts_with(b"\x89PNG") && png.len() > 20_000,
+            "{} bytes",
+            png.len()
+        );
+        assert!(console.is_empty(), "{console}");
+    }
+}

@@ -22,6 +22,8 @@ Defects (each one mistake students make):
   substring       blacklists by substring of the URL instead of by host name
   no-cache        caches nothing
   fifo            evicts the oldest stored object instead of the least recently used
+  flip-byte       changes byte 4242 of every body longer than that (a relay that mangles
+                  data; the HTML report's test marks the byte)
 
 To keep the grader's tests offline it resolves only localhost and IP literals (like the
 reference's --offline): any other name gets 502 without a DNS query.
@@ -394,6 +396,8 @@ def exchange(client, conn, addr):
                 "stored": time.time(), "max_age": max_age, "etag": etag})
     if method not in ("GET", "HEAD") and 200 <= status < 400:
         invalidate(url)
+    if DEFECT == "flip-byte" and len(rbody) > 4242:
+        rbody = rbody[:4242] + bytes([rbody[4242] ^ 0xFF]) + rbody[4243:]
     if DEFECT == "http10":
         status_line = "HTTP/1.0" + status_line[8:]
     if method == "HEAD":
