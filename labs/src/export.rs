@@ -159,7 +159,7 @@ chmod +x /autograder/source/lab
 ROOT="${{AUTOGRADER_ROOT:-/autograder}}"
 mkdir -p "$ROOT/results"
 cd "$ROOT/submission" || exit 1
-"$ROOT/source/lab" run {n} --submission "$ROOT/submission" \
+"$ROOT/source/lab" run {n} --submission . \
     --points "$ROOT/source/points.toml" \
     --gradescope "$ROOT/results/results.json" 2>&1 | tail -c 200000
 if [ ! -s "$ROOT/results/results.json" ]; then

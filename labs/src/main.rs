@@ -389,6 +389,7 @@ fn main() -> anyhow::Result<()> {
                         &output,
                         &options,
                         true,
+                        who.submission.as_deref(),
                     ))?
                 }
                 Err(why) => {
@@ -480,7 +481,15 @@ fn main() -> anyhow::Result<()> {
                 let report = match chosen {
                     Ok(subject) => {
                         subject.validate().map_err(anyhow::Error::msg)?;
-                        runtime.block_on(grade(lab, &subject, None, &output, &options, false))?
+                        runtime.block_on(grade(
+                            lab,
+                            &subject,
+                            None,
+                            &output,
+                            &options,
+                            false,
+                            who.submission.as_deref(),
+                        ))?
                     }
                     Err(why) => {
                         let report = labs::not_submitted(lab, &why);
@@ -714,6 +723,7 @@ async fn grade(
     output: &OutputArgs,
     options: &labs::Options,
     alone: bool,
+    submission: Option<&Path>,
 ) -> anyhow::Result<labs::report::Report> {
     let terminal = std::io::stderr().is_terminal();
     let verbose = output.verbose;
@@ -734,6 +744,18 @@ async fn grade(
         }
     })
     .await;
+    // A submission's checks are reproduced from its folder, as the student has it.
+    let mut report = report;
+    if let Some(dir) = submission {
+        for o in report.outcomes.iter_mut().filter(|o| o.repro.is_some()) {
+            o.repro = Some(format!(
+                "lab repro {} {} --submission {}",
+                lab.number,
+                o.id,
+                labs::harness::sh(&dir.display().to_string())
+            ));
+        }
+    }
     print!("{}", report.table());
     if !alone {
         return Ok(report);

@@ -160,7 +160,7 @@ pub fn gradescope(reports: &[Report]) -> String {
                 if let Some(r) = &o.repro {
                     let _ = write!(
                         output,
-                        "\nReproduce (from the proxylab repository): target/release/{r}"
+                        "\nReproduce: {r}   (lab is bin/lab in the student kit, target/release/lab in the proxylab repository)"
                     );
                 }
                 if let Some(r) = &o.reproduce {

@@ -254,9 +254,7 @@ fn the_report_reads_as_reviewed() {
         "{output}"
     );
     assert!(
-        output.contains(
-            "Reproduce (from the proxylab repository): target/release/lab repro 2 hop-by-hop --cmd"
-        ),
+        output.contains("Reproduce: lab repro 2 hop-by-hop --cmd"),
         "{output}"
     );
     assert!(

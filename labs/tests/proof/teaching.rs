@@ -152,7 +152,7 @@ fn the_gradescope_autograder_grades_a_submission_in_a_gradescope_shaped_folder()
     let output = head["output"].as_str().unwrap();
     assert!(
         output.contains(
-            "Reproduce (from the proxylab repository): target/release/lab repro 2 head --cmd"
+            "Reproduce: lab repro 2 head --submission .   (lab is bin/lab in the student kit"
         ),
         "{output}"
     );
