@@ -21,7 +21,11 @@
 //! - [`harness`]: the origin, the subject, raw HTTP connections with step deadlines.
 //! - [`process`]: the subject as a process: port, output, readiness, teardown.
 //! - [`labs`]: the checks of each lab.
-//! - [`report`]: the table, JSON and Gradescope output.
+//! - [`points`]: what each check is worth (`labs/points.toml`, or an instructor's file).
+//! - [`report`]: the table, JSON and Gradescope output; [`html`]: the HTML report.
+//! - [`submission`]: a student's folder: how it is built and started (`proxylab.toml`).
+//! - [`batch`]: every submission in a folder, into `grades.csv`.
+//! - [`export`]: GitHub Classroom and Gradescope autograders, and the student kit.
 
 #![forbid(unsafe_code)]
 

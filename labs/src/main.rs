@@ -197,7 +197,8 @@ enum Export {
 struct SubjectArgs {
     /// The program to grade, run through `sh -c`: `{port}` is replaced by the port it must
     /// listen on (127.0.0.1), `{rules}` by the blacklist file, `{log}` by the access log
-    /// file (lab 5). It is ready once it listens on that port. Default: the reference.
+    /// file (lab 5). It is ready once it listens on that port. Default: the reference
+    /// proxy (in the student kit's lab, which has none: the submission in this folder).
     #[arg(long, value_name = "COMMAND", conflicts_with = "addr")]
     cmd: Option<String>,
     /// Grade a proxy already running at this address (it cannot be restarted between
