@@ -398,3 +398,27 @@ async fn uncacheable_uris_are_not_collapsed() {
         assert_eq!(request.await.unwrap().head.status, 200);
     }
 }
+
+/// Stored entries age: a `max-age=1` response is a hit at first and, once a second has
+/// passed, goes to the origin again — asked again until it does, within a deadline (an
+/// entry that never ages would be served from the cache for ever).
+#[tokio::test]
+async fn a_stored_response_goes_stale_once_its_max_age_has_passed() {
+    let bench = Bench::start().await;
+    let path = "/cache/1?test=ages";
+    get(&bench, path).await;
+    let second = get(&bench, path).await;
+    if bench.hits(path) == 1 {
+        assert_eq!(cache_status(&second), "proxylab; hit");
+    }
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(8);
+    while bench.hits(path) < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "8 s after a max-age=1 response was stored, it was still served from the cache"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        get(&bench, path).await;
+    }
+    bench.stop().await;
+}

@@ -210,3 +210,47 @@ async fn max_forwards_is_honoured() {
     assert_eq!(max[1], "4");
     bench.stop().await;
 }
+
+/// The client's `Connection` header is not forwarded: neither its value nor the fields it
+/// names reach the origin (the proxy's own connection management is its own business).
+#[tokio::test]
+async fn connection_itself_is_not_forwarded() {
+    let (mock, proxy) = mock_and_proxy(|_| {}).await;
+    let request = format!(
+        "GET {}/ HTTP/1.1\r\nConnection: keep-alive, X-Private, X-Other\r\nX-Private: 1\r\n\r\n",
+        mock.uri()
+    );
+    let res = send(&proxy, request).await;
+    assert_eq!(res.head.status, 200);
+    let got = &mock.received_requests().await.unwrap()[0];
+    for value in got.headers.get_all("connection") {
+        let value = value.to_str().unwrap().to_ascii_lowercase();
+        assert!(
+            !value.contains("x-private") && !value.contains("x-other"),
+            "the client's Connection reached the origin: {value}"
+        );
+    }
+    assert!(got.headers.get("x-private").is_none());
+    proxy.shutdown().await.unwrap();
+}
+
+/// Loop detection knows this proxy by the name it was given: with `--via-name edge-7`, a
+/// request that already passed `edge-7` is a loop (508), and one that passed `proxylab` is not.
+#[tokio::test]
+async fn via_loop_is_detected_by_the_configured_name() {
+    let (mock, proxy) = mock_and_proxy(|c| c.via_name = "edge-7".into()).await;
+    let looped = send(
+        &proxy,
+        format!("GET {}/ HTTP/1.1\r\nVia: 1.1 edge-7\r\n\r\n", mock.uri()),
+    )
+    .await;
+    assert_eq!(looped.head.status, 508);
+    let passed = send(
+        &proxy,
+        format!("GET {}/ HTTP/1.1\r\nVia: 1.1 proxylab\r\n\r\n", mock.uri()),
+    )
+    .await;
+    assert_eq!(passed.head.status, 200);
+    assert_eq!(mock.received_requests().await.unwrap().len(), 1);
+    proxy.shutdown().await.unwrap();
+}

@@ -239,3 +239,47 @@ async fn idle_tunnel_is_closed() {
     );
     bench.stop().await;
 }
+
+/// A port named in --connect-ports is allowed, alone or as either end of a range; the
+/// ports just outside a range are not. (A range made exclusive refuses the port it names.)
+#[tokio::test]
+async fn connect_ports_include_the_ports_they_name() {
+    let origin = origin_sim::start(origin_sim::Config::all_on_loopback())
+        .await
+        .unwrap();
+    let echo = origin.echo_addr().unwrap();
+    let port = echo.port();
+    for (policy, allowed) in [
+        (format!("{port}"), true),
+        (format!("{port}-{}", port + 1), true),
+        (format!("{}-{port}", port - 1), true),
+        (format!("443,{}-{}", port + 1, port + 2), false),
+        (format!("{}-{}", port - 2, port - 1), false),
+    ] {
+        let mut config = proxy::Config::for_tests();
+        config.connect_ports = PortPolicy::parse(&policy).unwrap();
+        let proxy = proxy::start(config).await.unwrap();
+        let mut client = Client::connect(proxy.addr()).await;
+        client
+            .send(format!("CONNECT {echo} HTTP/1.1\r\nHost: {echo}\r\n\r\n"))
+            .await;
+        // The head only: a 200 opens the tunnel, which has no end to read to.
+        let head = tokio::time::timeout(
+            DEADLINE,
+            client
+                .reader
+                .read_response_head(proxy::wire::Limits::default(), None),
+        )
+        .await
+        .expect("an answer to CONNECT")
+        .unwrap();
+        let expected = if allowed { 200 } else { 403 };
+        assert_eq!(
+            head.status, expected,
+            "--connect-ports {policy}, CONNECT {echo}"
+        );
+        drop(client);
+        proxy.shutdown().await.unwrap();
+    }
+    origin.shutdown().await;
+}
