@@ -261,34 +261,15 @@ impl Env {
     /// prints what comes back, with the workspace's own client.
     pub fn raw(&self, printf: &str) -> String {
         format!(
-            "printf '{printf}' | target/release/client echo --server {}",
+            "printf '{printf}' | {} echo --server {}",
+            client_bin(),
             self.subject
         )
     }
 
     /// A new connection to the subject.
     pub async fn connect(&self) -> Result<Conn, String> {
-        let stream = tokio::time::timeout(self.step, TcpStream::connect(self.subject))
-            .await
-            .map_err(|_| {
-                format!(
-                    "the subject at {} did not accept a connection within {}",
-                    self.subject,
-                    secs(self.step)
-                )
-            })?
-            .map_err(|e| format!("cannot connect to the subject at {}: {e}", self.subject))?;
-        let _ = stream.set_nodelay(true);
-        let local = stream.local_addr().map_or(0, |a| a.port());
-        let (read, writer) = split(stream, self.capture.as_ref(), self.subject, true);
-        Ok(Conn {
-            reader: Reader::new(read),
-            writer,
-            step: self.step,
-            sent: String::new(),
-            subject: self.subject.port(),
-            local,
-        })
+        Conn::open(self.subject, self.step, self.capture.clone()).await
     }
 
     /// `GET url` through the subject on a new connection.
@@ -403,6 +384,31 @@ async fn wait_until_listening(
     }
 }
 
+/// How a reproducer names the workspace's `client`: the one beside this `lab` (`bin/client`
+/// in the student kit, `target/release/client` in the repository), relative to the current
+/// folder when it is below it; `target/release/client` when there is none beside it.
+pub fn client_bin() -> &'static str {
+    static CLIENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    CLIENT.get_or_init(|| {
+        let beside = std::env::current_exe()
+            .ok()
+            .and_then(|exe| Some(exe.parent()?.join("client")))
+            .filter(|p| p.is_file());
+        match beside {
+            Some(path) => {
+                let here = std::env::current_dir().unwrap_or_default();
+                let shown = path
+                    .strip_prefix(&here)
+                    .unwrap_or(&path)
+                    .display()
+                    .to_string();
+                sh(&shown)
+            }
+            None => "target/release/client".into(),
+        }
+    })
+}
+
 /// `5 s`, `0.5 s`.
 pub fn secs(d: Duration) -> String {
     let s = d.as_secs_f64();
@@ -474,6 +480,35 @@ impl Response {
 }
 
 impl Conn {
+    /// A new connection to the subject at `subject`, each step within `step`, recorded in
+    /// `capture` if there is one.
+    pub async fn open(
+        subject: SocketAddr,
+        step: Duration,
+        capture: Option<Arc<Capture>>,
+    ) -> Result<Conn, String> {
+        let stream = tokio::time::timeout(step, TcpStream::connect(subject))
+            .await
+            .map_err(|_| {
+                format!(
+                    "the subject at {subject} did not accept a connection within {}",
+                    secs(step)
+                )
+            })?
+            .map_err(|e| format!("cannot connect to the subject at {subject}: {e}"))?;
+        let _ = stream.set_nodelay(true);
+        let local = stream.local_addr().map_or(0, |a| a.port());
+        let (read, writer) = split(stream, capture.as_ref(), subject, true);
+        Ok(Conn {
+            reader: Reader::new(read),
+            writer,
+            step,
+            sent: String::new(),
+            subject: subject.port(),
+            local,
+        })
+    }
+
     pub async fn send(&mut self, bytes: &[u8]) -> Result<(), String> {
         let line_end = bytes
             .iter()

@@ -81,7 +81,8 @@ impl Member {
     /// reads it after its greeting, if it sends one).
     async fn join(env: &Env, name: Option<&str>) -> Result<Member, Fail> {
         let reproduce = format!(
-            "target/release/client chat --server {} --name {}   (in two terminals, as alice and bob)",
+            "{} chat --server {} --name {}   (in two terminals, as alice and bob)",
+            crate::harness::client_bin(),
             env.subject,
             name.unwrap_or("alice")
         );

@@ -1,12 +1,16 @@
 //! Lab 4 — caching: what the proxy may store, for how long, and what it must ask the origin
-//! again. Proven by `X-Origin-Hits` (how many requests for a path reached the origin) and
-//! by origin-sim's count of 304 answers, never by timing.
+//! again. Proven by `X-Origin-Hits` — origin-sim's count for a path, stamped on each response
+//! it makes, so a response served again from a cache carries the stamp of the stored one —
+//! and by origin-sim's count of 304 answers, never by timing.
 //!
 //! The handout's limits, which the reference runs with: at most 1 MiB cached in all, and no
 //! object over 100 KiB (as CMU's Proxy Lab).
 
-use super::{caching_works, expect_body, expect_status, no_response, single_get_works, SEED};
-use crate::harness::{Env, Response};
+use super::{
+    caching_works, expect_body, expect_cached, expect_refetched, expect_status, fetch, no_response,
+    single_get_works, Fetched, SEED,
+};
+use crate::harness::Env;
 use crate::{Check, CheckFuture, Fail, Lab};
 use std::time::Duration;
 
@@ -31,48 +35,22 @@ pub fn lab() -> Lab {
     }
 }
 
-async fn fetch(env: &Env, path: &str, headers: &[(&str, &str)]) -> Result<Response, Fail> {
-    let url = env.url(path);
-    let flags: String = headers
-        .iter()
-        .map(|(n, v)| format!("-H '{n}: {v}' "))
-        .collect();
-    let reproduce = env.curl(&flags, &url);
-    let res = env
-        .request("GET", &url, headers, b"")
-        .await
-        .map_err(|e| no_response(e, &reproduce))?;
-    expect_status(&res, 200, &reproduce)?;
-    Ok(res)
-}
-
-/// Fails unless the origin has seen `expected` requests for `path`.
-fn expect_hits(env: &Env, path: &str, expected: u64, why: &str) -> Result<(), Fail> {
-    let hits = env.hits(path);
-    if hits == expected {
-        Ok(())
-    } else {
-        Err(Fail::new(
-            format!("{why}: the origin received {hits} request(s) for {path}, expected {expected}"),
-            format!(
-                "{}   (twice; compare X-Origin-Hits)",
-                env.curl("-D - -o /dev/null ", &env.url(path))
-            ),
-        ))
-    }
-}
-
 fn hit(env: &Env) -> CheckFuture<'_> {
     Box::pin(async move {
         single_get_works(env).await?;
         let path = "/cache/60?lab=hit";
         let first = fetch(env, path, &[]).await?;
         let second = fetch(env, path, &[]).await?;
-        expect_body(&second.body, &first.body, &env.curl("", &env.url(path)))?;
-        expect_hits(
+        expect_body(
+            &second.res.body,
+            &first.res.body,
+            &env.curl("", &env.url(path)),
+        )?;
+        expect_cached(
             env,
             path,
-            1,
+            &first,
+            &second,
             "the second request should have been a cache hit",
         )
     })
@@ -84,9 +62,15 @@ fn no_store_private(env: &Env) -> CheckFuture<'_> {
         // that caches nothing cannot pass.
         caching_works(env).await?;
         for path in ["/nostore", "/private"] {
-            fetch(env, path, &[]).await?;
-            fetch(env, path, &[]).await?;
-            expect_hits(env, path, 2, "this response must not be stored")?;
+            let first = fetch(env, path, &[]).await?;
+            let second = fetch(env, path, &[]).await?;
+            expect_refetched(
+                env,
+                path,
+                &first,
+                &second,
+                "this response must not be stored",
+            )?;
         }
         Ok(())
     })
@@ -98,28 +82,31 @@ fn expiry(env: &Env) -> CheckFuture<'_> {
         // max-age=3: Date has whole seconds and a relay takes time, so a response can look
         // up to a second and a half old when it arrives; 3 s leave room for that.
         let path = "/cache/3?lab=expiry";
-        fetch(env, path, &[]).await?;
-        fetch(env, path, &[]).await?;
-        expect_hits(
+        let first = fetch(env, path, &[]).await?;
+        let second = fetch(env, path, &[]).await?;
+        expect_cached(
             env,
             path,
-            1,
+            &first,
+            &second,
             "within max-age=3 the second request should be a hit",
         )?;
         // Once max-age has passed, a request must go to the origin again. Ask until it does
         // (a proxy that caches forever never will).
         let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
-        while env.hits(path) < 2 {
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let later = fetch(env, path, &[]).await?;
+            if super::reached_origin(&first, &later) {
+                return Ok(());
+            }
             if tokio::time::Instant::now() > deadline {
                 return Err(Fail::new(
                     "8 seconds after a max-age=3 response was stored it was still served from the cache",
                     env.curl("-D - ", &env.url(path)),
                 ));
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            fetch(env, path, &[]).await?;
         }
-        Ok(())
     })
 }
 
@@ -131,11 +118,10 @@ fn etag(env: &Env) -> CheckFuture<'_> {
         let first = fetch(env, path, &[]).await?;
         let second = fetch(env, path, &[]).await?;
         let reproduce = env.curl("-D - ", &env.url(path));
-        expect_body(&second.body, &first.body, &reproduce)?;
-        let revalidations = env.origin.origin().not_modified();
-        if revalidations != 1 {
+        expect_body(&second.res.body, &first.res.body, &reproduce)?;
+        if env.origin.origin().not_modified() == 0 {
             return Err(Fail::new(
-                format!("the origin answered {revalidations} conditional request(s) with 304; the second request should have been revalidated with If-None-Match"),
+                "the origin answered no conditional request with 304; the second request should have been revalidated with If-None-Match",
                 reproduce,
             ));
         }
@@ -148,21 +134,48 @@ fn vary(env: &Env) -> CheckFuture<'_> {
         caching_works(env).await?;
         let path = "/vary/X-Lab-Lang";
         let fr = fetch(env, path, &[("X-Lab-Lang", "fr")]).await?;
+        // The origin's answer names the value it received: without the header there is
+        // nothing for Vary to tell apart (lab 2's headers-kept grades forwarding it).
+        if !fr.res.text().contains("X-Lab-Lang: fr") {
+            return Err(Fail::not_judged(
+                Fail::new(
+                    format!(
+                        "the origin did not receive X-Lab-Lang: fr (it answered {:?})",
+                        fr.res.text().trim()
+                    ),
+                    env.curl("-H 'X-Lab-Lang: fr' ", &env.url(path)),
+                ),
+                "request headers do not reach the origin",
+                "lab 2 headers-kept",
+            ));
+        }
         let de = fetch(env, path, &[("X-Lab-Lang", "de")]).await?;
-        if de.body == fr.body {
+        if de.res.body == fr.res.body {
             return Err(Fail::new(
                 "a request with X-Lab-Lang: de got the response stored for X-Lab-Lang: fr",
                 env.curl("-H 'X-Lab-Lang: de' ", &env.url(path)),
             ));
         }
-        expect_hits(env, path, 2, "a different X-Lab-Lang must go to the origin")?;
+        expect_refetched(
+            env,
+            path,
+            &fr,
+            &de,
+            "a different X-Lab-Lang must go to the origin",
+        )?;
         let again = fetch(env, path, &[("X-Lab-Lang", "fr")]).await?;
         expect_body(
-            &again.body,
-            &fr.body,
+            &again.res.body,
+            &fr.res.body,
             &env.curl("-H 'X-Lab-Lang: fr' ", &env.url(path)),
         )?;
-        expect_hits(env, path, 2, "X-Lab-Lang: fr again should be a hit")
+        expect_cached(
+            env,
+            path,
+            &fr,
+            &again,
+            "X-Lab-Lang: fr again should be a hit",
+        )
     })
 }
 
@@ -170,9 +183,9 @@ fn invalidation(env: &Env) -> CheckFuture<'_> {
     Box::pin(async move {
         caching_works(env).await?;
         let path = "/cache/60?lab=invalidate";
-        fetch(env, path, &[]).await?;
-        fetch(env, path, &[]).await?;
-        expect_hits(env, path, 1, "the second GET should be a hit")?;
+        let first = fetch(env, path, &[]).await?;
+        let second = fetch(env, path, &[]).await?;
+        expect_cached(env, path, &first, &second, "the second GET should be a hit")?;
         let url = env.url(path);
         let reproduce = env.curl("-d x ", &url);
         let res = env
@@ -180,11 +193,12 @@ fn invalidation(env: &Env) -> CheckFuture<'_> {
             .await
             .map_err(|e| no_response(e, &reproduce))?;
         expect_status(&res, 200, &reproduce)?;
-        fetch(env, path, &[]).await?;
-        expect_hits(
+        let after = fetch(env, path, &[]).await?;
+        expect_refetched(
             env,
             path,
-            3,
+            &first,
+            &after,
             "after the POST, the GET must go to the origin again",
         )
     })
@@ -195,26 +209,30 @@ fn size_limit(env: &Env) -> CheckFuture<'_> {
         caching_works(env).await?;
         let small = "/cache/60?bytes=51200";
         let large = "/cache/60?bytes=204800";
+        let mut fetched = Vec::new();
         for (path, len) in [(small, 51_200u64), (large, 204_800)] {
             for _ in 0..2 {
-                let res = fetch(env, path, &[]).await?;
+                let f = fetch(env, path, &[]).await?;
                 expect_body(
-                    &res.body,
+                    &f.res.body,
                     &origin_sim::seeded_body(SEED, len),
                     &env.curl("", &env.url(path)),
                 )?;
+                fetched.push(f);
             }
         }
-        expect_hits(
+        expect_cached(
             env,
             small,
-            1,
+            &fetched[0],
+            &fetched[1],
             "a 50 KiB object is under the limit and should be cached",
         )?;
-        expect_hits(
+        expect_refetched(
             env,
             large,
-            2,
+            &fetched[2],
+            &fetched[3],
             "a 200 KiB object is over the 100 KiB limit and must not be cached",
         )
     })
@@ -227,40 +245,39 @@ fn eviction(env: &Env) -> CheckFuture<'_> {
         // is used again, then two more arrive. Least-recently-used evicts the second and the
         // third; first-in-first-out (or emptying the whole cache) evicts the first.
         let path = |i: usize| format!("/cache/60?bytes=100000&n={i}");
+        let mut stored: Vec<Fetched> = Vec::new();
         for i in 0..10 {
-            fetch(env, &path(i), &[]).await?;
+            stored.push(fetch(env, &path(i), &[]).await?);
         }
-        fetch(env, &path(0), &[]).await?;
-        expect_hits(
+        let again = fetch(env, &path(0), &[]).await?;
+        expect_cached(
             env,
             &path(0),
-            1,
+            &stored[0],
+            &again,
             "ten objects of 100,000 bytes fit in 1 MiB: the first should still be cached",
         )?;
         for i in 10..12 {
-            fetch(env, &path(i), &[]).await?;
+            stored.push(fetch(env, &path(i), &[]).await?);
         }
         // Kept: the object used again, and the newest.
-        fetch(env, &path(0), &[]).await?;
-        expect_hits(
-            env,
-            &path(0),
-            1,
-            "the first object was used again before the cache filled, so it was not the least recently used and should still be cached (evicting the oldest stored is FIFO, not LRU)",
-        )?;
-        fetch(env, &path(11), &[]).await?;
-        expect_hits(
+        let again = fetch(env, &path(0), &[]).await?;
+        expect_cached(env, &path(0), &stored[0], &again, "the first object was used again before the cache filled, so it was not the least recently used and should still be cached (evicting the oldest stored is FIFO, not LRU)")?;
+        let again = fetch(env, &path(11), &[]).await?;
+        expect_cached(
             env,
             &path(11),
-            1,
+            &stored[11],
+            &again,
             "the most recently stored object should still be cached",
         )?;
         // Evicted: the least recently used.
-        fetch(env, &path(1), &[]).await?;
-        expect_hits(
+        let again = fetch(env, &path(1), &[]).await?;
+        expect_refetched(
             env,
             &path(1),
-            2,
+            &stored[1],
+            &again,
             "the least recently used object should have been evicted to make room",
         )
     })

@@ -89,7 +89,8 @@ fn echo_target(env: &Env) -> Result<String, Fail> {
 async fn tunnel_works(env: &Env) -> Result<(), Fail> {
     let target = echo_target(env)?;
     let reproduce = format!(
-        "target/release/client echo --server {target} --proxy {} hello",
+        "{} echo --server {target} --proxy {} hello",
+        crate::harness::client_bin(),
         env.subject
     );
     let result = async {
@@ -377,7 +378,8 @@ fn chat_tunnel(env: &Env) -> CheckFuture<'_> {
         };
         let target = chat.to_string();
         let reproduce = format!(
-            "target/release/client chat --server {target} --proxy {} --name alice   (and bob, in another terminal)",
+            "{} chat --server {target} --proxy {} --name alice   (and bob, in another terminal)",
+            crate::harness::client_bin(),
             env.subject
         );
         let mut members = Vec::new();

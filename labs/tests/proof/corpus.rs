@@ -231,7 +231,11 @@ fn forwarding_the_absolute_url_costs_only_origin_form() {
 
 #[test]
 fn sending_every_request_twice_costs_only_keep_alive() {
-    insta::assert_snapshot!("defect_twice", defect(2, "twice", &["keep-alive"]));
+    // Lab 4 judges the cache by the stamp on each response, not by the origin's count,
+    // which the duplicates inflate: the cache itself is fine, so all 100.
+    let lab2 = defect(2, "twice", &["keep-alive"]);
+    let lab4 = defect(4, "twice", &[]);
+    insta::assert_snapshot!("defect_twice", format!("{lab2}\n{lab4}"));
 }
 
 #[test]
@@ -250,10 +254,11 @@ fn speaking_only_http_1_0_costs_only_keep_alive() {
 
 #[test]
 fn forwarding_no_client_headers_costs_headers_kept_and_leaves_hop_by_hop_not_judged() {
-    insta::assert_snapshot!(
-        "defect_no_headers",
-        defect(2, "no-headers", &["headers-kept", "hop-by-hop"])
-    );
+    let lab2 = defect(2, "no-headers", &["headers-kept", "hop-by-hop"]);
+    // Vary cannot tell requests apart by a header that never reaches the origin: not
+    // judged, pointing to headers-kept, rather than blamed on the cache.
+    let lab4 = defect(4, "no-headers", &["vary"]);
+    insta::assert_snapshot!("defect_no_headers", format!("{lab2}\n{lab4}"));
 }
 
 #[test]
