@@ -149,13 +149,14 @@ impl Fail {
             return base;
         }
         Fail {
-            what: format!("not judged: {missing} — see {covered_by} ({})", base.what),
-            reproduce: base.reproduce,
-            hint: Some(format!(
-                "this check builds on what {covered_by} grades: make that pass first"
-            )),
             not_judged: Some(covered_by.to_string()),
-            diff: None,
+            ..Fail::new(
+                format!("not judged: {missing} — see {covered_by} ({})", base.what),
+                base.reproduce,
+            )
+            .hint(format!(
+                "this check builds on what {covered_by} grades: make that pass first"
+            ))
         }
     }
 }

@@ -468,28 +468,23 @@ fn main() -> anyhow::Result<()> {
                     "not submitted: no program was given for lab {} ({flag})",
                     lab.number
                 );
-                let chosen = if reference {
-                    Ok(lab.reference(&[]))
-                } else if lab.chat && chat_cmd.is_some() {
-                    Ok(Subject::Command(chat_cmd.clone().unwrap_or_default()))
-                } else if who.submission.is_some()
-                    || (!lab.chat && (who.cmd.is_some() || who.addr.is_some()))
-                {
-                    subject(&who, lab, submission.as_ref())
-                } else {
-                    Err(missing)
+                // The subject, and the submission folder it came from (for `lab repro`).
+                let chosen = match (&chat_cmd, lab.chat) {
+                    _ if reference => Ok((lab.reference(&[]), None)),
+                    (Some(cmd), true) => Ok((Subject::Command(cmd.clone()), None)),
+                    _ if who.submission.is_some()
+                        || (!lab.chat && (who.cmd.is_some() || who.addr.is_some())) =>
+                    {
+                        subject(&who, lab, submission.as_ref())
+                            .map(|s| (s, who.submission.as_deref()))
+                    }
+                    _ => Err(missing),
                 };
                 let report = match chosen {
-                    Ok(subject) => {
+                    Ok((subject, folder)) => {
                         subject.validate().map_err(anyhow::Error::msg)?;
                         runtime.block_on(grade(
-                            lab,
-                            &subject,
-                            None,
-                            &output,
-                            &options,
-                            false,
-                            who.submission.as_deref(),
+                            lab, &subject, None, &output, &options, false, folder,
                         ))?
                     }
                     Err(why) => {

@@ -31,26 +31,25 @@ fn python(script: &str, args: &str) -> String {
     )
 }
 
-/// The student proxy with one defect (or none), given lab 5's files.
-fn student_proxy(defect: &str) -> String {
-    let defect = if defect.is_empty() {
+/// `--defect NAME`, or nothing for no defect.
+fn defect_flag(defect: &str) -> String {
+    if defect.is_empty() {
         String::new()
     } else {
         format!("--defect {defect}")
-    };
+    }
+}
+
+/// The student proxy with one defect (or none), given lab 5's files.
+fn student_proxy(defect: &str) -> String {
     python(
         "student_proxy.py",
-        &format!("--rules {{rules}} --log {{log}} {defect}"),
+        &format!("--rules {{rules}} --log {{log}} {}", defect_flag(defect)),
     )
 }
 
 fn student_chat(defect: &str) -> String {
-    let defect = if defect.is_empty() {
-        String::new()
-    } else {
-        format!("--defect {defect}")
-    };
-    python("student_chat.py", &defect)
+    python("student_chat.py", &defect_flag(defect))
 }
 
 /// Compiles the C proxy once per test process with the system's `cc`.
