@@ -88,27 +88,44 @@ async fn graceful_shutdown_finishes_in_flight_requests() {
 }
 
 /// --max-clients: beyond the limit a connection waits; it is served once a slot frees.
+/// The first client holds the only slot with a response the origin keeps at a gate; the
+/// second connects and sends its request meanwhile. The order in which the origin saw the
+/// requests is the proof: the second one arrives after everything the first connection
+/// sent, however long the first held its slot (a proxy that served both at once forwards
+/// the second while the first waits at the gate).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_beyond_the_limit_wait_for_a_slot() {
     let bench = Bench::with(|c| c.max_clients = 1).await;
+    let origin = bench.origin.origin();
     let mut first = bench.connect().await;
-    let a = first.get(&bench.url("/bytes/1")).await;
-    assert_eq!(a.head.status, 200);
-    // The second connection is accepted by the kernel but not served while the first
-    // holds the only slot; its request must not reach the origin yet.
+    first
+        .send(format!(
+            "GET {} HTTP/1.1\r\n\r\n",
+            bench.url("/gate/slot?cc=no-store")
+        ))
+        .await;
+    eventually("the first client's request at the origin", || {
+        bench.hits("/gate/slot?cc=no-store") == 1
+    })
+    .await;
+    // Accepted by the kernel (connect returns), not served while the only slot is taken.
     let mut second = Client::connect(bench.proxy.addr()).await;
     second
         .send(format!("GET {} HTTP/1.1\r\n\r\n", bench.url("/bytes/2")))
         .await;
-    let third = first.get(&bench.url("/bytes/3")).await;
-    assert_eq!(third.head.status, 200);
-    assert_eq!(
-        bench.hits("/bytes/2"),
-        0,
-        "served while the only slot was taken"
-    );
+    origin.open_gate("slot");
+    assert_eq!(first.read("GET").await.head.status, 200);
+    // Still the first connection's slot: a request on it goes first.
+    assert_eq!(first.get(&bench.url("/bytes/3")).await.head.status, 200);
     drop(first);
     let b = second.read("GET").await;
     assert_eq!(b.body.len(), 2);
+    drop(second);
+    let order: Vec<String> = origin.seen().into_iter().map(|s| s.path).collect();
+    assert_eq!(
+        order,
+        ["/gate/slot?cc=no-store", "/bytes/3", "/bytes/2"],
+        "the second client was served while the first held the only slot"
+    );
     bench.stop().await;
 }
