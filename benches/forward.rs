@@ -14,7 +14,7 @@
 //! that is already running (Squid, Tinyproxy) in the same way.
 
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
-use proxy::wire::{self, Framing, Limits, Reader};
+use proxy::http::wire::{self, Framing, Limits, Reader};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -440,7 +440,7 @@ fn tunnel(c: &mut Criterion) {
 /// The cost of one cache lookup among 100,000 stored responses (in-process).
 fn cache_lookup(c: &mut Criterion) {
     use proxy::cache::{Cache, Entry};
-    use proxy::wire::{Headers, ResponseHead};
+    use proxy::http::wire::{Headers, ResponseHead};
     let cache = Cache::new(1 << 30, 1 << 20);
     let now = std::time::SystemTime::now();
     for i in 0..100_000 {

@@ -128,7 +128,7 @@ async fn a_rule_added_while_running_applies_and_a_broken_file_keeps_the_old_rule
     let url = bench.url("/bytes/10");
     assert_eq!(get(&bench.proxy, &url).await.head.status, 200);
     // What `proxy block` does: an atomic rewrite of the file.
-    proxy::rules::block(&path, "127.0.0.1").unwrap();
+    proxy::policy::rules::block(&path, "127.0.0.1").unwrap();
     eventually_async("the new rule to apply", || async {
         get(&bench.proxy, &url).await.head.status == 403
     })
@@ -211,7 +211,7 @@ fn basic(user_pass: &str) -> String {
 async fn proxy_authentication_answers_407_until_the_right_password() {
     let dir = tempfile::tempdir().unwrap();
     let users = dir.path().join("users");
-    let line = proxy::auth::hash_line("ann", "s3cret").unwrap();
+    let line = proxy::policy::auth::hash_line("ann", "s3cret").unwrap();
     std::fs::write(&users, format!("# proxy users\n{line}\n")).unwrap();
     let bench = Bench::with(|c| c.auth_file = Some(users.clone())).await;
     let url = bench.url("/headers");

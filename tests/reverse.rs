@@ -2,7 +2,7 @@
 //! Host, skip an upstream that refuses connections, and use the same cache.
 
 use crate::support::{Client, Response};
-use proxy::target::Authority;
+use proxy::http::target::Authority;
 
 fn authority(addr: std::net::SocketAddr) -> Authority {
     Authority {

@@ -1,6 +1,6 @@
 //! Helpers every test module uses.
 
-use proxy::wire::{self, Reader, ResponseHead};
+use proxy::http::wire::{self, Reader, ResponseHead};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;

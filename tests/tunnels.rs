@@ -268,7 +268,7 @@ async fn connect_ports_include_the_ports_they_name() {
             DEADLINE,
             client
                 .reader
-                .read_response_head(proxy::wire::Limits::default(), None),
+                .read_response_head(proxy::http::wire::Limits::default(), None),
         )
         .await
         .expect("an answer to CONNECT")

@@ -1,6 +1,6 @@
 //! Reaching a server, directly or through an HTTP proxy's CONNECT tunnel, and TLS on top.
 
-use proxy::wire::{Limits, Reader};
+use proxy::http::wire::{Limits, Reader};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use std::io;

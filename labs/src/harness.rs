@@ -10,8 +10,8 @@
 
 use crate::process::{self, Listening, Output, Process};
 use crate::Options;
-use proxy::capture::{split, Capture, TapRead, TapWrite};
-use proxy::wire::{self, BodyError, Framing, HeadError, Limits, Reader, ResponseHead};
+use proxy::http::wire::{self, BodyError, Framing, HeadError, Limits, Reader, ResponseHead};
+use proxy::observe::capture::{split, Capture, TapRead, TapWrite};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -12,7 +12,7 @@ pub async fn serve(
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
-            conn = proxy::server::accept(&listener) => conn,
+            conn = proxy::conn::accept(&listener) => conn,
             _ = &mut shutdown => return Ok(()),
         };
         tokio::spawn(async move {

@@ -8,7 +8,7 @@
 //! - Every response carries `X-Origin-Hits: N` (requests this path and query have received)
 //!   and `X-Origin-Conn: K` (which TCP connection, counting from 1), so a test can prove a
 //!   cache hit never reached the origin and a proxy reused its upstream connection.
-//! - It speaks HTTP/1.1 by hand (with the proxy's own [`proxy::wire`] layer) so that it can
+//! - It speaks HTTP/1.1 by hand (with the proxy's own [`proxy::http::wire`] layer) so that it can
 //!   also break the protocol on purpose: reset mid-body, hang, truncate, malformed status.
 //!
 //! The routes are listed in [`ROUTES`] (and `origin-sim --help`).
@@ -28,7 +28,7 @@ pub mod echo;
 mod routes;
 pub mod tls;
 
-use proxy::wire::{HeadError, Limits, Reader};
+use proxy::http::wire::{HeadError, Limits, Reader};
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::io;
@@ -60,7 +60,7 @@ pub struct Config {
     pub seed: u64,
     /// Record every plain HTTP connection (both directions) in this capture (the grader's
     /// `--pcap-dir`).
-    pub capture: Option<Arc<proxy::capture::Capture>>,
+    pub capture: Option<Arc<proxy::observe::capture::Capture>>,
 }
 
 impl Default for Config {
@@ -99,7 +99,7 @@ pub struct Origin {
     /// 304 answers sent to conditional requests (a cache revalidating).
     not_modified: AtomicU64,
     /// Where plain HTTP connections are recorded, if anywhere.
-    capture: Option<Arc<proxy::capture::Capture>>,
+    capture: Option<Arc<proxy::observe::capture::Capture>>,
     /// `/gate/NAME` responses wait until their gate is opened (by `/open/NAME` or
     /// [`Origin::open_gate`]): a test can hold a response as long as it needs, causally.
     gates: Mutex<HashMap<String, watch::Sender<bool>>>,
@@ -255,7 +255,7 @@ pub async fn serve_http(
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
-            conn = proxy::server::accept(&listener) => conn,
+            conn = proxy::conn::accept(&listener) => conn,
             _ = &mut shutdown => break,
         };
         let conn_id = origin.connections.fetch_add(1, Ordering::Relaxed) + 1;
@@ -284,7 +284,8 @@ async fn serve_plain(
     stop: watch::Receiver<bool>,
 ) -> io::Result<()> {
     let _ = stream.set_nodelay(true);
-    let (read, writer) = proxy::capture::split(stream, origin.capture.as_ref(), peer, false);
+    let (read, writer) =
+        proxy::observe::capture::split(stream, origin.capture.as_ref(), peer, false);
     let conn = routes::Conn {
         reader: Reader::new(read),
         writer,

@@ -1,7 +1,7 @@
 //! The routes: one function decides what each request gets.
 
 use crate::{After, Origin, SeededBytes};
-use proxy::wire::{self, copy_body, Framing, Reader, RequestHead, ResponseHead, Version};
+use proxy::http::wire::{self, copy_body, Framing, Reader, RequestHead, ResponseHead, Version};
 use std::io;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};

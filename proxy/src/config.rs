@@ -49,7 +49,7 @@ pub struct Config {
     /// Reverse mode: send origin-form requests (`GET /path`) to this server (repeatable;
     /// several are used in turn, one that refuses connections is passed over for a while).
     #[arg(long = "upstream", value_name = "URL", value_parser = parse_upstream)]
-    pub upstreams: Vec<crate::target::Authority>,
+    pub upstreams: Vec<crate::http::target::Authority>,
 
     /// Ports CONNECT may open tunnels to: a list such as `443,8443,9000-9100`, or `any`.
     #[arg(long, default_value = "443", value_name = "LIST", value_parser = PortPolicy::parse)]
@@ -347,7 +347,7 @@ impl Config {
     }
 
     /// The Via entry this proxy adds, e.g. `1.1 proxylab`; `None` with `--no-via`.
-    pub fn via_entry(&self, version: crate::wire::Version) -> Option<String> {
+    pub fn via_entry(&self, version: crate::http::wire::Version) -> Option<String> {
         (!self.no_via).then(|| format!("{} {}", version.number(), self.via_name))
     }
 
@@ -384,10 +384,12 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("{s:?} is too large"))
 }
 
-fn parse_upstream(s: &str) -> Result<crate::target::Authority, String> {
-    match crate::target::parse("GET", s) {
-        Ok(crate::target::Target::Absolute { authority, path }) if path == "/" => Ok(authority),
-        Ok(crate::target::Target::Absolute { .. }) => Err(format!(
+fn parse_upstream(s: &str) -> Result<crate::http::target::Authority, String> {
+    match crate::http::target::parse("GET", s) {
+        Ok(crate::http::target::Target::Absolute { authority, path }) if path == "/" => {
+            Ok(authority)
+        }
+        Ok(crate::http::target::Target::Absolute { .. }) => Err(format!(
             "{s:?}: give the server only, e.g. http://127.0.0.1:9000"
         )),
         _ => Err(format!(

@@ -4,7 +4,7 @@
 //! explanation for the error page, and the side for the log. A student can `match` on
 //! [`ProxyError`] to see every way a request can fail (lab 2 grades several of them).
 
-use crate::wire::{Headers, ResponseHead};
+use crate::http::wire::{Headers, ResponseHead};
 
 /// Who caused an error: it decides the status code family and how loudly it is logged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,7 +93,7 @@ impl ProxyError {
         if let ProxyError::AuthRequired(_) = self {
             head.headers.push(
                 "Proxy-Authenticate",
-                format!("Basic realm=\"{}\"", crate::auth::REALM),
+                format!("Basic realm=\"{}\"", crate::policy::auth::REALM),
             );
         }
         (head, body)
@@ -138,9 +138,9 @@ pub fn error_page(status: u16, sentence: &str, via: Option<&str>) -> (ResponseHe
     (head, body)
 }
 
-impl From<crate::wire::HeadError> for ProxyError {
-    fn from(e: crate::wire::HeadError) -> Self {
-        use crate::wire::HeadError as H;
+impl From<crate::http::wire::HeadError> for ProxyError {
+    fn from(e: crate::http::wire::HeadError) -> Self {
+        use crate::http::wire::HeadError as H;
         match e {
             H::Timeout { .. } => ProxyError::HeaderTimeout,
             H::TooLarge(n) => ProxyError::HeadersTooLarge(n),

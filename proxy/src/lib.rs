@@ -1,69 +1,61 @@
 //! proxylab's forward proxy, as a library.
 //!
-//! One request goes through these modules, in this order (the order itself is written
-//! once, in [`pipeline`]):
+//! The folders show the layers; one request goes through them in this order (the order
+//! itself is written once, in [`pipeline`]):
 //!
 //! ```text
-//!  client ──TCP──▶ server     accept, cap concurrent clients, one task per connection
+//!  client ──TCP──▶ server      accept, cap concurrent clients, one task per connection
+//!                   │            (conn: the connection's two halves, Next)
+//!                   ▼
+//!                 http::wire   read the request head (limits: 8 KiB target, 64 KiB head)
 //!                   │
 //!                   ▼
-//!                 wire        read the request head (limits: 8 KiB target, 64 KiB head)
+//!                 pipeline ─▶ http::target    absolute-form? origin-form? CONNECT?
+//!                   │      ─▶ policy          --allow-clients, 407, 403 by the rules
+//!                   │      ─▶ cache::stage    a fresh stored response answers at once
+//!                   │      ─▶ http::forward   strip hop-by-hop, Host, Via, X-Forwarded-For
+//!                   │      ─▶ http::upstream  resolve (or --resolve), dial, or reuse
+//!                   │      ─▶ http::relay     body up, response down, re-framed; stored
+//!                   │      ─▶ http::tunnel    CONNECT: bytes both ways
+//!                   ▼
+//!                 error        anything that failed becomes one status and one sentence
 //!                   │
 //!                   ▼
-//!                 pipeline ─▶ target    absolute-form? origin-form (status page)? CONNECT ─▶ tunnel
-//!                   │      ─▶ auth, rules  407 without credentials; 403 when a rule blocks
-//!                   │      ─▶ cache     a fresh stored response answers at once
-//!                   │      ─▶ forward   strip hop-by-hop, Host, Via, X-Forwarded-For, loops
-//!                   │      ─▶ upstream  resolve (or --resolve), dial, or reuse from the pool
-//!                   │      ─▶ wire      body up, response head and body down, re-framed
-//!                   ▼
-//!                 error      anything that failed becomes one status and one sentence
-//!                   │
-//!                   ▼
-//!                 log line, access log, metrics (RequestContext), then the next request
+//!                 observe      log line, access log, metrics (from the RequestContext)
 //! ```
 //!
 //! - [`config`]: every command-line option, with defaults and help text.
-//! - [`wire`]: HTTP/1.x heads and bodies on a byte stream; shared with origin-sim and labs.
-//! - [`target`]: what the request-target names (absolute-form, origin-form, authority-form).
-//! - [`forward`]: the header rules a proxy must follow (RFC 9110 §7.6).
-//! - [`upstream`]: name resolution, dialing and the keep-alive pool.
-//! - [`cache`], [`freshness`]: the shared HTTP cache and its arithmetic (RFC 9111).
-//! - [`reverse`]: reverse mode's upstream choice and passive health.
-//! - [`tunnel`]: CONNECT tunnels, bytes both ways with half-close.
-//! - [`rules`]: filtering rules (block, allow, header rewrites) and their live reload.
-//! - [`auth`]: Basic proxy authentication against a file of bcrypt hashes.
-//! - [`accesslog`], [`metrics`], [`admin`], [`capture`]: what the operator sees: access log
-//!   lines, counters served on `--admin`, and `--pcap` captures of both legs.
-//! - [`pipeline`]: one request from head to log line.
-//! - [`server`]: the accept loop, per-connection loop, and graceful shutdown.
+//! - [`server`]: the accept loop, the per-connection loop, graceful shutdown.
+//! - [`conn`]: a client connection ([`conn::ClientConn`]), [`conn::Next`], writing an answer.
+//! - [`pipeline`]: one request from head to log line — the order of the stages.
+//! - [`request`]: the per-request record ([`request::RequestContext`]) and [`request::Failure`].
+//! - [`shared`]: what every connection shares ([`shared::Shared`]).
+//! - [`http`]: HTTP/1.x syntax, header rules, upstream pool, relay, tunnels, own answers.
+//! - [`cache`]: the HTTP cache (RFC 9111): the stage, the store, entries, freshness, disk.
+//! - [`policy`]: who may use the proxy for what: client networks, authentication, rules.
+//! - [`observe`]: what the operator sees: access log, metrics, admin endpoints, captures.
 //! - [`error`]: the one error type, tagged by side, and the error pages.
+//!
+//! Dependencies point down this list's layers and never back: the observers read the
+//! per-request record, not the stages; no module imports one that imports it (a unit test,
+//! `no_module_imports_itself_back`, keeps it so).
 //!
 //! Where this simplifies: it speaks HTTP/1.x only (no HTTP/2), and it never retries a
 //! request that carried a body. A production proxy would add both.
 
 #![forbid(unsafe_code)]
 
-pub mod accesslog;
-pub mod admin;
-pub mod auth;
-pub mod batch;
 pub mod cache;
-pub mod capture;
 pub mod config;
-pub mod disk;
+pub mod conn;
 pub mod error;
-pub mod forward;
-pub mod freshness;
-pub mod metrics;
+pub mod http;
+pub mod observe;
 pub mod pipeline;
-pub mod reverse;
-pub mod rules;
+pub mod policy;
+pub mod request;
 pub mod server;
-pub mod target;
-pub mod tunnel;
-pub mod upstream;
-pub mod wire;
+pub mod shared;
 
 pub use config::Config;
 

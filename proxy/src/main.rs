@@ -3,8 +3,8 @@
 use anyhow::Context;
 use clap::Parser;
 use proxy::config::{Command, RulesCommand};
-use proxy::pipeline::Shared;
-use proxy::rules;
+use proxy::policy::rules;
+use proxy::shared::Shared;
 use proxy::Config;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -57,7 +57,7 @@ fn main() -> anyhow::Result<()> {
         );
         let shared = Arc::new(Shared::new(config, addr)?);
         if let Some(admin) = admin {
-            tokio::spawn(proxy::admin::serve(admin, shared.clone()));
+            tokio::spawn(proxy::observe::admin::serve(admin, shared.clone()));
         }
         proxy::run(listener, shared, proxy::server::shutdown_signal()).await?;
         tracing::info!("proxy stopped");
@@ -97,7 +97,7 @@ fn run_command(command: &Command, config: &Config) -> anyhow::Result<()> {
             anyhow::ensure!(!password.is_empty(), "no password on stdin");
             println!(
                 "{}",
-                proxy::auth::hash_line(user, password).map_err(anyhow::Error::msg)?
+                proxy::policy::auth::hash_line(user, password).map_err(anyhow::Error::msg)?
             );
         }
     }

@@ -7,9 +7,11 @@
 //! existing ones keep going. `--sequential` sets the cap to one, which is how lab 3 shows
 //! why a proxy that serves one client at a time is not enough.
 
+use crate::conn::{self, ClientConn, Next};
 use crate::error::ProxyError;
-use crate::pipeline::{self, ClientConn, Next, Shared};
-use crate::wire::{HeadError, Reader, Version};
+use crate::http::wire::{HeadError, Reader, Version};
+use crate::pipeline;
+use crate::shared::Shared;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -51,7 +53,7 @@ pub async fn run(
             _ = &mut shutdown => break,
         };
         let (stream, peer) = tokio::select! {
-            conn = accept(&listener) => conn,
+            conn = conn::accept(&listener) => conn,
             _ = &mut shutdown => break,
         };
         let shared = shared.clone();
@@ -141,20 +143,6 @@ async fn on_signals(shared: Arc<Shared>) {
     let _ = shared;
 }
 
-/// Accepts the next connection. Accept errors (out of file descriptors, say) are logged and
-/// retried after a short pause, so a burst of them never ends the server.
-pub async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
-    loop {
-        match listener.accept().await {
-            Ok(conn) => return conn,
-            Err(e) => {
-                tracing::warn!("accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
-}
-
 /// Serves one client connection: requests one after another until either side closes.
 /// Returns how many requests it served.
 async fn serve(
@@ -164,7 +152,8 @@ async fn serve(
     mut stop: watch::Receiver<bool>,
 ) -> u64 {
     let _ = stream.set_nodelay(true);
-    let (read, writer) = crate::capture::split(stream, shared.capture.as_ref(), peer, false);
+    let (read, writer) =
+        crate::observe::capture::split(stream, shared.capture.as_ref(), peer, false);
     let mut conn = ClientConn {
         reader: Reader::new(read),
         writer,
@@ -228,7 +217,7 @@ async fn serve(
 async fn answer_error(shared: &Shared, conn: &mut ClientConn, err: ProxyError) {
     tracing::warn!(client = %conn.peer, "-> {}: {err}", err.status());
     let (head, body) = err.response(shared.via(Version::Http11));
-    let _ = pipeline::respond(conn, Version::Http11, head, &body, Next::Close).await;
+    let _ = conn::respond(conn, Version::Http11, head, &body, Next::Close).await;
 }
 
 /// Closes our side, then reads and drops what the client still sends for a short while.
@@ -304,7 +293,7 @@ pub async fn start(config: crate::Config) -> io::Result<Handle> {
     let admin = match admin {
         Some(listener) => Some((
             listener.local_addr()?,
-            tokio::spawn(crate::admin::serve(listener, shared.clone())),
+            tokio::spawn(crate::observe::admin::serve(listener, shared.clone())),
         )),
         None => None,
     };

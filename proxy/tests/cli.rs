@@ -226,7 +226,7 @@ fn hash_password_makes_a_line_the_auth_file_accepts() {
     let line = String::from_utf8(out.get_output().stdout.clone()).unwrap();
     assert!(line.starts_with("ann:$2"), "{line}");
     assert!(!line.contains("s3cret"));
-    proxy::auth::Auth::parse(&line).unwrap();
+    proxy::policy::auth::Auth::parse(&line).unwrap();
 }
 
 /// Reads `NAME listening on http://ADDR` lines until `name`'s, and returns ADDR.

@@ -104,7 +104,8 @@ impl Member {
                 )
             })?;
         let local = stream.local_addr().map_or(0, |a| a.port());
-        let (read, write) = proxy::capture::split(stream, env.capture.as_ref(), env.subject, true);
+        let (read, write) =
+            proxy::observe::capture::split(stream, env.capture.as_ref(), env.subject, true);
         let mut member = Member::over(name.unwrap_or("guest"), read, write, env.step, &reproduce);
         member.ports = Some((env.subject.port(), local));
         if let Some(name) = name {

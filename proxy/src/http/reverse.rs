@@ -6,7 +6,7 @@
 //! request moves to the next upstream only if it was never sent — a refused connection —
 //! never after an upstream may have seen it.
 
-use crate::target::Authority;
+use crate::http::target::Authority;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};

@@ -24,7 +24,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 /// Events queued for the writer before new ones are dropped: at 40,000 requests/s a tick
-/// ([`crate::batch::TICK`]) brings about 5,000.
+/// ([`crate::observe::batch::TICK`]) brings about 5,000.
 const QUEUE: usize = 64 * 1024;
 /// The largest TCP payload put in one frame (IPv4 allows a 64 KiB packet).
 const SEGMENT: usize = 32 * 1024;
@@ -161,7 +161,7 @@ fn write_frames(file: SharedFile, rx: mpsc::Receiver<Event>, max_bytes: u64) -> 
     };
     let mut flows = Flows::default();
     let mut size = 24u64; // the pcap file header
-    crate::batch::drain_in_ticks(
+    crate::observe::batch::drain_in_ticks(
         rx,
         |event| {
             for (at, frame) in flows.frames(event) {
@@ -447,7 +447,7 @@ impl TapRead {
     }
 }
 
-impl crate::wire::Readable for TapRead {
+impl crate::http::wire::Readable for TapRead {
     fn readable(&self) -> impl std::future::Future<Output = io::Result<()>> + Send {
         self.inner.readable()
     }

@@ -4,9 +4,11 @@
 //! Takes: a bound listener and the shared state. Returns: never (the task is dropped at
 //! shutdown). One request per connection; anything else is 404.
 
+use crate::conn::{self, ClientConn, Next};
 use crate::error::error_page;
-use crate::pipeline::{self, ClientConn, Next, Shared};
-use crate::wire::{Reader, ResponseHead, Version};
+use crate::http::wire::{Reader, ResponseHead, Version};
+use crate::observe::metrics::Gauges;
+use crate::shared::Shared;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -14,10 +16,10 @@ use tokio::net::TcpListener;
 /// Serves the admin endpoints on `listener`.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     loop {
-        let (stream, peer) = crate::server::accept(&listener).await;
+        let (stream, peer) = conn::accept(&listener).await;
         let shared = shared.clone();
         tokio::spawn(async move {
-            let (read, writer) = crate::capture::split(stream, None, peer, false);
+            let (read, writer) = crate::observe::capture::split(stream, None, peer, false);
             let mut conn = ClientConn {
                 reader: Reader::new(read),
                 writer,
@@ -34,14 +36,18 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
             let (status, content_type, body) = if let Err(e) = shared.admit_client(peer) {
                 (403, "text/plain; charset=utf-8", e.to_string() + "\n")
             } else {
+                let gauges = Gauges {
+                    cache: shared.cache.stats(),
+                    upstream_idle: shared.upstreams.idle_count(),
+                };
                 let path = head.target.split('?').next().unwrap_or("");
                 match path {
                     "/metrics" => (
                         200,
                         "text/plain; version=0.0.4; charset=utf-8",
-                        shared.metrics.prometheus(&shared),
+                        shared.metrics.prometheus(&gauges),
                     ),
-                    "/stats" => (200, "application/json", shared.metrics.json(&shared) + "\n"),
+                    "/stats" => (200, "application/json", shared.metrics.json(&gauges) + "\n"),
                     _ => (
                         404,
                         "text/plain; charset=utf-8",
@@ -61,7 +67,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
             } else {
                 body.as_str()
             };
-            let _ = pipeline::respond(
+            let _ = conn::respond(
                 &mut conn,
                 Version::Http11,
                 res,

@@ -4,7 +4,8 @@
 //! Takes: one call per finished request and per connection event. Returns: the counters as
 //! text. Every counter is a relaxed atomic: a request never waits for a lock to be counted.
 
-use crate::pipeline::{RequestContext, Shared};
+use crate::cache::CacheStats;
+use crate::request::RequestContext;
 use std::cell::Cell;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -53,6 +54,14 @@ fn worker_index() -> usize {
         w.set(Some(i));
         i
     })
+}
+
+/// What the metrics read from elsewhere when they are rendered: the cache's size and the
+/// upstream pool's idle connections.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Gauges {
+    pub cache: CacheStats,
+    pub upstream_idle: usize,
 }
 
 impl Metrics {
@@ -108,8 +117,8 @@ impl Metrics {
     }
 
     /// Every metric as (name, help, type, [(labels, value)]).
-    fn families(&self, shared: &Shared) -> Vec<Family> {
-        let cache = shared.cache.stats();
+    fn families(&self, gauges: &Gauges) -> Vec<Family> {
+        let cache = gauges.cache;
         let gauge = |v: i64| vec![(String::new(), v as f64)];
         let counter = |v: &AtomicU64| vec![(String::new(), v.load(Relaxed) as f64)];
         let mut requests = Vec::new();
@@ -229,15 +238,15 @@ impl Metrics {
                 "upstream_pool_idle",
                 "Idle upstream connections in the pool.",
                 "gauge",
-                gauge(shared.upstreams.idle_count() as i64),
+                gauge(gauges.upstream_idle as i64),
             ),
         ]
     }
 
     /// Prometheus text exposition format (version 0.0.4).
-    pub fn prometheus(&self, shared: &Shared) -> String {
+    pub fn prometheus(&self, gauges: &Gauges) -> String {
         let mut out = String::new();
-        for f in self.families(shared) {
+        for f in self.families(gauges) {
             let _ = writeln!(out, "# HELP proxylab_{} {}", f.name, f.help);
             let _ = writeln!(out, "# TYPE proxylab_{} {}", f.name, f.kind);
             for (labels, value) in &f.samples {
@@ -253,9 +262,9 @@ impl Metrics {
 
     /// The same figures as one JSON object: `{"name": value}` or, for labelled metrics,
     /// `{"name": {"labels": value}}`.
-    pub fn json(&self, shared: &Shared) -> String {
+    pub fn json(&self, gauges: &Gauges) -> String {
         let mut map = serde_json::Map::new();
-        for f in self.families(shared) {
+        for f in self.families(gauges) {
             let value = match f.samples.as_slice() {
                 [(labels, v)] if labels.is_empty() => serde_json::json!(v),
                 samples => serde_json::Value::Object(

@@ -30,7 +30,7 @@
 //! or `http://host/` alone blocks the host, CONNECT included); `*.suffix` a wildcard;
 //! anything else a host name. Every line is a block rule.
 
-use crate::wire::Headers;
+use crate::http::wire::Headers;
 use regex::Regex;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -75,7 +75,7 @@ impl HostPattern {
         })
     }
 
-    /// `host` must be lower-case, without IPv6 brackets (as [`crate::target::Authority`]).
+    /// `host` must be lower-case, without IPv6 brackets (as [`crate::http::target::Authority`]).
     pub fn matches(&self, host: &str) -> bool {
         let host = host.strip_suffix('.').unwrap_or(host);
         match self {

@@ -6,7 +6,7 @@
 //! words. This is where student caches go wrong most: a fixed TTL instead of the
 //! response's own freshness, `Age` ignored, `max-age=-1` crashing the parser. Lab 4.
 
-use crate::wire::Headers;
+use crate::http::wire::Headers;
 use std::time::{Duration, SystemTime};
 
 /// The largest delta-seconds value we count to (RFC 9111 §1.2.2: 2^31).

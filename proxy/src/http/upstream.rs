@@ -6,11 +6,12 @@
 //! keeps finished connections by host and port and hands them back out, after checking
 //! that the server has not closed them meanwhile. Lab 2 checks reuse via `X-Origin-Conn`.
 
-use crate::capture::{Capture, TapRead, TapWrite};
 use crate::config::Config;
 use crate::error::ProxyError;
-use crate::target::Authority;
-use crate::wire::Reader;
+use crate::http::reverse::Reverse;
+use crate::http::target::Authority;
+use crate::http::wire::Reader;
+use crate::observe::capture::{Capture, TapRead, TapWrite};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -74,6 +75,35 @@ impl Upstreams {
         self.connect(authority).await
     }
 
+    /// A connection to the first of `candidates` that accepts one (reverse mode lists
+    /// several; forward mode one). Moving on is safe only because nothing was sent yet: a
+    /// refused connection. `reverse`, when given, learns which upstreams are up and down.
+    pub async fn checkout_first(
+        &self,
+        candidates: &[Authority],
+        reverse: Option<&Reverse>,
+    ) -> Result<UpstreamConn, ProxyError> {
+        let mut last = None;
+        for candidate in candidates {
+            match self.checkout(candidate).await {
+                Ok(conn) => {
+                    if let Some(reverse) = reverse {
+                        reverse.mark_up(candidate);
+                    }
+                    return Ok(conn);
+                }
+                Err(e @ ProxyError::Connect { .. }) => {
+                    if let Some(reverse) = reverse {
+                        reverse.mark_down(candidate);
+                    }
+                    last = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| ProxyError::NotImplemented("a request with no upstream".into())))
+    }
+
     /// Opens a new connection, never from the pool.
     pub async fn connect(&self, authority: &Authority) -> Result<UpstreamConn, ProxyError> {
         let addrs = self.resolve(authority).await?;
@@ -109,7 +139,8 @@ impl Upstreams {
         };
         // Small heads and bodies should leave at once, not wait for Nagle's algorithm.
         let _ = stream.set_nodelay(true);
-        let (read, writer) = crate::capture::split(stream, self.capture.as_ref(), peer, true);
+        let (read, writer) =
+            crate::observe::capture::split(stream, self.capture.as_ref(), peer, true);
         Ok(UpstreamConn {
             reader: Reader::new(read),
             writer,

@@ -1,21 +1,82 @@
 //! CONNECT tunnels (RFC 9110 §9.3.6): how HTTPS goes through an HTTP proxy.
 //!
-//! Takes: a `CONNECT host:port` request whose target passed the port policy. Returns: after
-//! `200 Connection Established`, bytes copied both ways until both sides have finished, with
-//! the counts for the log. The proxy never sees inside (TLS is end to end).
+//! Takes: a `CONNECT host:port` request the admission stage let through. [`open`] checks
+//! the port policy and loops, dials, answers `200 Connection Established`, then [`relay`]
+//! copies bytes both ways until both sides have finished, with the counts for the log. The proxy never sees inside (TLS is end to end).
 //!
 //! The two directions are independent: when one side finishes sending (its FIN), the proxy
 //! passes the FIN on and keeps copying the other way (half-close) — closing both at the
 //! first FIN is the classic student bug that cuts responses short. A tunnel with no bytes
 //! either way for `--tunnel-idle-timeout` is closed. Lab 5 grades this module.
 
-use crate::capture::{TapRead, TapWrite};
-use crate::pipeline::ClientConn;
-use crate::upstream::UpstreamConn;
-use crate::wire::Reader;
+use crate::conn::{ClientConn, Next};
+use crate::error::ProxyError;
+use crate::http::target::Authority;
+use crate::http::upstream::UpstreamConn;
+use crate::http::wire::{Reader, RequestHead, ResponseHead};
+use crate::observe::capture::{TapRead, TapWrite};
+use crate::request::{Failure, RequestContext};
+use crate::shared::Shared;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The CONNECT stage: port policy, loop check, dial, `200`, then bytes both ways until the
+/// tunnel ends (the connection is never used for another request).
+pub async fn open(
+    shared: &Shared,
+    conn: &mut ClientConn,
+    head: &RequestHead,
+    authority: Authority,
+    ctx: &mut RequestContext,
+) -> Result<Next, Failure> {
+    let config = &shared.config;
+    if !config.connect_ports.allows(authority.port) {
+        return Err(ProxyError::Forbidden(format!(
+            "CONNECT to port {} is not allowed (allowed: {})",
+            authority.port, config.connect_ports
+        ))
+        .into());
+    }
+    ctx.upstream = Some(authority.clone());
+    let addrs = shared.upstreams.resolve(&authority).await?;
+    if let Some(own) = addrs.iter().find(|a| is_self(**a, shared.local_addr)) {
+        return Err(ProxyError::Loop(format!("{own} is the proxy's own address")).into());
+    }
+    let server = shared.upstreams.dial(&authority, &addrs).await?;
+    let mut ok = ResponseHead::new(200, "Connection Established");
+    if let Some(via) = shared.via(head.version) {
+        ok.headers.push("Via", via);
+    }
+    let mut out = Vec::with_capacity(128);
+    ok.write_to(&mut out);
+    conn.writer
+        .write_all(&out)
+        .await
+        .map_err(Failure::client_gone)?;
+    ctx.status = 200;
+    ctx.result = "TCP_TUNNEL";
+    let active = &shared.metrics.tunnels_active;
+    active.fetch_add(1, Ordering::Relaxed);
+    let stats = relay(conn, server, config.tunnel_idle_timeout).await;
+    active.fetch_sub(1, Ordering::Relaxed);
+    ctx.bytes_up = stats.up;
+    ctx.bytes_down = stats.down;
+    if stats.idled_out {
+        ctx.error = Some(format!(
+            "tunnel closed after {:?} without traffic ({} B up, {} B down)",
+            config.tunnel_idle_timeout, stats.up, stats.down
+        ));
+    }
+    Ok(Next::Close)
+}
+
+/// Whether `peer` is the proxy's own listening socket.
+fn is_self(peer: SocketAddr, local: SocketAddr) -> bool {
+    peer.port() == local.port()
+        && (peer.ip() == local.ip() || (local.ip().is_unspecified() && peer.ip().is_loopback()))
+}
 
 /// What a tunnel carried, for the log line.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

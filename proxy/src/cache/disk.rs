@@ -20,8 +20,8 @@
 //! <body>
 //! ```
 
-use crate::cache::Entry;
-use crate::wire::{self, Limits, Version};
+use super::entry::Entry;
+use crate::http::wire::{self, Limits, Version};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -179,7 +179,7 @@ fn unhex(s: &str) -> Result<Vec<u8>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{Headers, ResponseHead};
+    use crate::http::wire::{Headers, ResponseHead};
 
     #[test]
     fn an_entry_survives_encoding() {

@@ -8,7 +8,7 @@
 //! `\"`, `\\`, `\r`, `\n`, `\xHH`.
 
 use crate::config::LogFormat;
-use crate::pipeline::RequestContext;
+use crate::request::RequestContext;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::mpsc;
@@ -255,7 +255,7 @@ impl AccessLog {
             .name("access-log".into())
             .spawn(move || {
                 let sink = std::cell::RefCell::new(sink);
-                crate::batch::drain_in_ticks(
+                crate::observe::batch::drain_in_ticks(
                     rx,
                     |message| {
                         let mut sink = sink.borrow_mut();
@@ -276,6 +276,11 @@ impl AccessLog {
 
     pub fn format(&self) -> LogFormat {
         self.format
+    }
+
+    /// Whether its lines print request headers (Referer, User-Agent): combined and JSON.
+    pub fn wants_headers(&self) -> bool {
+        matches!(self.format, LogFormat::Combined | LogFormat::Json)
     }
 
     fn send(&self, message: Message) {
@@ -311,8 +316,8 @@ impl AccessLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::target::Authority;
-    use crate::wire::Version;
+    use crate::http::target::Authority;
+    use crate::http::wire::Version;
     use std::time::{Duration, Instant};
 
     /// A finished request whose URL and headers try to forge log lines and fields.

@@ -5,7 +5,7 @@
 //! target. Everything else keeps its order and letter case. Lab 2 checks each rule.
 
 use crate::config::ForwardedFor;
-use crate::wire::Headers;
+use crate::http::wire::Headers;
 use std::net::IpAddr;
 
 /// Fields that describe one connection, never the message: a proxy must not forward them.
@@ -66,7 +66,7 @@ pub fn add_via(headers: &mut Headers, entry: &str) {
         headers.remove("via");
         headers.0.insert(
             pos.min(headers.0.len()),
-            crate::wire::Header::new(name, joined),
+            crate::http::wire::Header::new(name, joined),
         );
     }
 }
@@ -96,7 +96,9 @@ pub fn set_host(headers: &mut Headers, host: &str) {
         .find(|h| h.name.eq_ignore_ascii_case("host"))
     {
         Some(h) => h.value = host.as_bytes().to_vec(),
-        None => headers.0.insert(0, crate::wire::Header::new("Host", host)),
+        None => headers
+            .0
+            .insert(0, crate::http::wire::Header::new("Host", host)),
     }
     // A second Host field would make the request ambiguous.
     let mut seen = false;

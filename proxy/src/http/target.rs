@@ -149,6 +149,19 @@ pub fn parse_authority(s: &str, default_port: Option<u16>) -> Result<Authority, 
     })
 }
 
+/// A Host header value split into lower-case name (no brackets) and port (80 if none).
+pub fn split_host_header(host: &str) -> (&str, u16) {
+    if let Some(rest) = host.strip_prefix('[') {
+        let (name, after) = rest.split_once(']').unwrap_or((rest, ""));
+        let port = after.strip_prefix(':').and_then(|p| p.parse().ok());
+        return (name, port.unwrap_or(80));
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) => (name, port.parse().unwrap_or(80)),
+        None => (host, 80),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

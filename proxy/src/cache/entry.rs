@@ -1,0 +1,185 @@
+//! One stored response ([`Entry`]), what it says about itself ([`Facts`]), and the key it
+//! is stored under. The store keeps entries; [`super::disk`] writes them to files.
+
+use crate::http::wire::{Headers, ResponseHead};
+use bytes::Bytes;
+use std::time::SystemTime;
+
+/// One stored response.
+#[derive(Debug)]
+pub struct Entry {
+    /// Status line and end-to-end header fields, as received (hop-by-hop ones removed).
+    pub head: ResponseHead,
+    pub body: Bytes,
+    /// When the request that produced it was sent, and when its response arrived.
+    pub request_time: SystemTime,
+    pub response_time: SystemTime,
+    /// The request's values of the header fields `Vary` names, lower-cased names.
+    pub vary: Vec<(String, Option<Vec<u8>>)>,
+    /// Worked out once, when stored, so a hit does not parse headers again.
+    pub facts: Facts,
+}
+
+/// What a stored response says about itself, parsed once.
+#[derive(Debug, Clone)]
+pub struct Facts {
+    /// Its freshness lifetime (RFC 9111 §4.2.1).
+    pub lifetime: std::time::Duration,
+    pub cache_control: super::freshness::CacheControl,
+    /// Its `Date` and `Age` header values.
+    pub date: Option<SystemTime>,
+    pub age_value: std::time::Duration,
+    /// Its header lines as they are sent on a hit, minus the ones a hit sets itself
+    /// (Age, Content-Length, Transfer-Encoding, Connection).
+    pub replay: Vec<u8>,
+}
+
+impl Facts {
+    fn of(head: &ResponseHead) -> Facts {
+        let mut replay = Vec::with_capacity(256);
+        for h in &head.headers.0 {
+            let skip = ["age", "content-length", "transfer-encoding", "connection"]
+                .iter()
+                .any(|s| h.name.eq_ignore_ascii_case(s));
+            if !skip {
+                replay.extend_from_slice(h.name.as_bytes());
+                replay.extend_from_slice(b": ");
+                replay.extend_from_slice(&h.value);
+                replay.extend_from_slice(b"\r\n");
+            }
+        }
+        Facts {
+            lifetime: super::freshness::freshness_lifetime(head.status, &head.headers).0,
+            cache_control: super::freshness::CacheControl::parse(&head.headers),
+            date: super::freshness::http_date(&head.headers, "date"),
+            age_value: super::freshness::age_value(&head.headers),
+            replay,
+        }
+    }
+}
+
+impl Entry {
+    /// Builds an entry; `None` when `Vary: *` makes it unusable.
+    pub fn new(
+        head: ResponseHead,
+        body: Bytes,
+        request: &Headers,
+        request_time: SystemTime,
+        response_time: SystemTime,
+    ) -> Option<Entry> {
+        let mut vary = Vec::new();
+        for name in head.headers.tokens("vary") {
+            if name == "*" {
+                return None;
+            }
+            let name = name.to_ascii_lowercase();
+            let value = request_value(request, &name);
+            vary.push((name, value));
+        }
+        Some(Entry::assemble(
+            head,
+            body,
+            request_time,
+            response_time,
+            vary,
+        ))
+    }
+
+    /// An entry from its parts (the variant key `vary` already worked out).
+    pub fn assemble(
+        head: ResponseHead,
+        body: Bytes,
+        request_time: SystemTime,
+        response_time: SystemTime,
+        vary: Vec<(String, Option<Vec<u8>>)>,
+    ) -> Entry {
+        Entry {
+            facts: Facts::of(&head),
+            head,
+            body,
+            request_time,
+            response_time,
+            vary,
+        }
+    }
+
+    /// Its current age (RFC 9111 §4.2.3).
+    pub fn age(&self, now: SystemTime) -> std::time::Duration {
+        super::freshness::age_from(
+            self.facts.age_value,
+            self.facts.date,
+            self.request_time,
+            self.response_time,
+            now,
+        )
+    }
+
+    /// Whether this variant was stored for a request like `request` (RFC 9111 §4.1).
+    pub fn matches(&self, request: &Headers) -> bool {
+        self.vary
+            .iter()
+            .all(|(name, value)| request_value(request, name) == *value)
+    }
+
+    /// The bytes this entry counts against `--cache-size`.
+    pub fn size(&self) -> usize {
+        let headers: usize = self
+            .head
+            .headers
+            .0
+            .iter()
+            .map(|h| h.name.len() + h.value.len() + 4)
+            .sum();
+        self.body.len() + headers + 128
+    }
+
+    /// The entry's strong or weak validator, if any.
+    pub fn etag(&self) -> Option<&[u8]> {
+        self.head.headers.get("etag")
+    }
+}
+
+/// All values of a request header, joined, with whitespace around commas normalised.
+fn request_value(request: &Headers, name: &str) -> Option<Vec<u8>> {
+    let values: Vec<&str> = request.tokens(name).collect();
+    if values.is_empty() && !request.contains(name) {
+        return None;
+    }
+    Some(values.join(", ").into_bytes())
+}
+
+/// The primary cache key: the absolute URI (RFC 9111 §2).
+pub fn key(authority: &crate::http::target::Authority, path: &str) -> String {
+    // Built by hand: `format!` through Authority's Display was a visible share of a hit.
+    let mut port = itoa::Buffer::new();
+    let port = port.format(authority.port);
+    let mut key = String::with_capacity(authority.host.len() + path.len() + port.len() + 10);
+    key.push_str("http://");
+    authority.push_host_for_url(&mut key);
+    key.push(':');
+    key.push_str(port);
+    key.push_str(path);
+    key
+}
+
+/// The stored header section updated from a 304's (RFC 9111 §3.2): every field the 304
+/// carries replaces the stored one, except framing fields.
+pub fn refresh_headers(stored: &Headers, from_304: &Headers) -> Headers {
+    let framing = [
+        "content-length",
+        "transfer-encoding",
+        "content-encoding",
+        "content-range",
+    ];
+    let fresh: Vec<_> = from_304
+        .0
+        .iter()
+        .filter(|h| !framing.iter().any(|f| h.name.eq_ignore_ascii_case(f)))
+        .collect();
+    let mut updated = stored.clone();
+    for h in &fresh {
+        updated.remove(&h.name);
+    }
+    updated.0.extend(fresh.into_iter().cloned());
+    updated
+}

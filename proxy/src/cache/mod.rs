@@ -1,0 +1,20 @@
+//! The shared HTTP cache (RFC 9111), in four rooms:
+//!
+//! - [`stage`]: the pipeline's cache stage — look up, serve a stored response, plan a
+//!   revalidation, store what comes back, invalidate after unsafe methods, `PURGE`.
+//! - [`store`]: the bounded in-memory store, keyed by URI with one variant per `Vary`
+//!   combination, and request collapsing.
+//! - [`entry`]: one stored response and the facts worked out once when it is stored.
+//! - [`freshness`]: the arithmetic — Cache-Control, lifetimes, ages, what may be stored.
+//! - [`disk`]: `--cache-dir`, entries as files that survive a restart.
+//!
+//! Dependencies run one way: `stage` → `store` → `disk` → `entry` → `freshness`.
+
+pub mod disk;
+pub mod entry;
+pub mod freshness;
+pub mod stage;
+pub mod store;
+
+pub use entry::{key, refresh_headers, Entry, Facts};
+pub use store::{Cache, CacheStats, Flight, FlightGuard, PASS_FOR};

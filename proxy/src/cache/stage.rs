@@ -1,0 +1,516 @@
+//! The cache stage of the pipeline (RFC 9111): the rules that decide when the cache
+//! answers, what goes to the origin, and what is stored.
+//!
+//! - Before forwarding, [`consult`]: a stored response fresh enough for this request is
+//!   served at once (with `Age` and `Cache-Status`, and a 304 when the client's own
+//!   conditionals hold); a plain miss for a URI already being fetched waits for that
+//!   fetch (request collapsing); otherwise a [`CachePlan`] goes forward with the request,
+//!   carrying the stale response to revalidate, if any ([`CachePlan::add_conditionals`]).
+//! - When the response head arrives: a 304 to our own conditionals refreshes the stored
+//!   response and answers from it ([`revalidated`]); otherwise [`storing`] decides whether
+//!   to keep the response, and [`Storing::finish`] stores the body captured on the way.
+//! - An unsafe method that succeeded invalidates ([`invalidate`]); `PURGE` removes ([`purge`]).
+
+use super::freshness::{self, CacheControl};
+use super::{Cache, Entry, Flight, FlightGuard};
+use crate::conn::{ClientConn, Next};
+use crate::error::{error_page, ProxyError};
+use crate::http::own;
+use crate::http::wire::{self, Framing, Headers, Reader, RequestHead, ResponseHead, Version};
+use crate::observe::capture::TapRead;
+use crate::request::{Failure, RequestContext, Wants};
+use crate::shared::Shared;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::io::AsyncWriteExt;
+
+/// What the cache stage did with a request.
+#[derive(Debug)]
+pub enum Consulted<'s> {
+    /// The cache answered it: the request is over.
+    Answered(Next),
+    /// It goes to the origin, with the plan for what comes back (`None` when the cache is
+    /// off or the request is not a GET or HEAD without a body).
+    Forward(Option<CachePlan<'s>>),
+}
+
+/// The cache stage before forwarding: answer from a stored response if it is fresh enough
+/// for this request; otherwise plan the request forward, with conditionals when a stale
+/// stored response can be revalidated.
+pub async fn consult<'s>(
+    shared: &'s Shared,
+    conn: &mut ClientConn,
+    head: &RequestHead,
+    key: &str,
+    framing: Framing,
+    ctx: &mut RequestContext,
+) -> Result<Consulted<'s>, Failure> {
+    let cacheable_method = head.method == "GET" || head.method == "HEAD";
+    if !(shared.cache.enabled() && cacheable_method && framing == Framing::Empty) {
+        return Ok(Consulted::Forward(None));
+    }
+    let req_cc = request_cache_control(&head.headers);
+    let now = SystemTime::now();
+    let mut looked = look_up(&shared.cache, key, &head.headers, &req_cc, now);
+    let mut collapsed = false;
+    let mut flight = None;
+    // A plain miss: if the same URI is already being fetched, wait for that instead
+    // of asking the origin again (request collapsing), then look again.
+    if matches!(
+        looked,
+        Lookup::Forward {
+            stored: None,
+            pass: false,
+            ..
+        }
+    ) && head.method == "GET"
+        && req_cc == CacheControl::default()
+    {
+        match shared.cache.join_flight(key) {
+            Some(Flight::Leader(guard)) => flight = Some(guard),
+            Some(Flight::Follower(mut done)) => {
+                let wait = shared.config.upstream_timeout;
+                let _ = tokio::time::timeout(wait, done.changed()).await;
+                looked = look_up(
+                    &shared.cache,
+                    key,
+                    &head.headers,
+                    &req_cc,
+                    SystemTime::now(),
+                );
+                collapsed = true;
+            }
+            None => {}
+        }
+    }
+    let (stored, fwd) = match looked {
+        Lookup::Hit(entry, age) => {
+            let status = if collapsed {
+                "proxylab; hit; collapsed"
+            } else {
+                "proxylab; hit"
+            };
+            let (next, sent, bytes) = serve_stored(shared, conn, head, &entry, age, status).await?;
+            ctx.status = sent;
+            ctx.bytes_down = bytes;
+            ctx.result = if sent == 304 {
+                "TCP_IMS_HIT"
+            } else {
+                "TCP_HIT"
+            };
+            ctx.content_type = shared.content_type_for_log(&entry.head.headers);
+            return Ok(Consulted::Answered(next));
+        }
+        Lookup::Forward { stored, fwd, .. } => (stored, fwd),
+    };
+    if req_cc.only_if_cached {
+        return Err(ProxyError::NotCached(key.to_string()).into());
+    }
+    let validate = stored.filter(|e| {
+        (e.etag().is_some() || e.head.headers.contains("last-modified"))
+            && !has_conditionals(&head.headers)
+    });
+    Ok(Consulted::Forward(Some(CachePlan {
+        request: head.headers.clone(),
+        stored: validate,
+        request_time: now,
+        may_store: !req_cc.no_store,
+        authorization: head.headers.contains("authorization"),
+        fwd,
+        _flight: flight,
+    })))
+}
+
+/// What the cache holds for a request.
+enum Lookup {
+    /// Fresh enough for this request: serve it, with this age.
+    Hit(Arc<Entry>, Duration),
+    /// Go to the origin; `stored` is a response that could be revalidated, `fwd` says why
+    /// (for Cache-Status, RFC 9211): nothing stored, stale, or refused by the request.
+    Forward {
+        stored: Option<Arc<Entry>>,
+        fwd: &'static str,
+        /// The URI's last response could not be stored: do not wait for other requests.
+        pass: bool,
+    },
+}
+
+/// Looks `key` up for a request with these headers and Cache-Control, at `now`.
+fn look_up(
+    cache: &Cache,
+    key: &str,
+    request: &wire::Headers,
+    req_cc: &CacheControl,
+    now: SystemTime,
+) -> Lookup {
+    let (stored, pass) = if request.contains("range") {
+        (None, true)
+    } else {
+        cache.lookup_or_pass(key, request)
+    };
+    let Some(entry) = stored else {
+        return Lookup::Forward {
+            stored: None,
+            fwd: "uri-miss",
+            pass,
+        };
+    };
+    let age = entry.age(now);
+    let lifetime = entry.facts.lifetime;
+    let res_cc = &entry.facts.cache_control;
+    if freshness::satisfies_request(lifetime, age, req_cc, res_cc) {
+        return Lookup::Hit(entry, age);
+    }
+    let fwd = if age < lifetime && !res_cc.no_cache {
+        "request"
+    } else {
+        "stale"
+    };
+    Lookup::Forward {
+        stored: Some(entry),
+        fwd,
+        pass: false,
+    }
+}
+
+/// What the cache stage decided for a request it could not answer itself.
+#[derive(Debug)]
+pub struct CachePlan<'s> {
+    /// The client's header section (for Vary).
+    request: Headers,
+    /// A stale stored response being revalidated (conditionals were added upstream).
+    stored: Option<Arc<Entry>>,
+    request_time: SystemTime,
+    /// False when the request said no-store.
+    may_store: bool,
+    authorization: bool,
+    /// Why the request went forward, for Cache-Status (`uri-miss`, `stale`).
+    fwd: &'static str,
+    /// Set when this request leads a collapsed fetch: while it lives, requests for the
+    /// same URI wait; dropped when the request is over (its response stored or not).
+    _flight: Option<FlightGuard<'s>>,
+}
+
+impl CachePlan<'_> {
+    /// Whether a stale stored response is being revalidated (`TCP_REFRESH_*` in the log).
+    pub fn revalidating(&self) -> bool {
+        self.stored.is_some()
+    }
+
+    /// The conditionals that revalidate the stored response, added to the upstream request.
+    pub fn add_conditionals(&self, up: &mut Headers) {
+        let Some(entry) = &self.stored else {
+            return;
+        };
+        if let Some(etag) = entry.etag() {
+            up.push("If-None-Match", etag.to_vec());
+        }
+        if let Some(modified) = entry.head.headers.get("last-modified") {
+            up.push("If-Modified-Since", modified.to_vec());
+        }
+    }
+}
+
+/// The request's Cache-Control; `Pragma: no-cache` counts as `no-cache` when there is no
+/// Cache-Control (RFC 9111 §5.4).
+fn request_cache_control(headers: &Headers) -> CacheControl {
+    let mut cc = CacheControl::parse(headers);
+    if !headers.contains("cache-control") && headers.has_token("pragma", "no-cache") {
+        cc.no_cache = true;
+    }
+    cc
+}
+
+fn has_conditionals(headers: &Headers) -> bool {
+    [
+        "if-none-match",
+        "if-modified-since",
+        "if-match",
+        "if-unmodified-since",
+        "if-range",
+    ]
+    .iter()
+    .any(|h| headers.contains(h))
+}
+
+/// Whether the client's own conditional request is satisfied by `entry` (304 from cache).
+fn client_condition_met(request: &Headers, entry: &Entry) -> bool {
+    if request.contains("if-none-match") {
+        let Some(etag) = entry.etag() else {
+            return false;
+        };
+        let weak = |t: &[u8]| t.strip_prefix(b"W/").unwrap_or(t).to_vec();
+        let ours = weak(etag);
+        return request
+            .tokens("if-none-match")
+            .any(|t| t == "*" || weak(t.as_bytes()) == ours);
+    }
+    // The stored date is parsed only when the client sent one to compare it with.
+    let Some(since) = freshness::http_date(request, "if-modified-since") else {
+        return false;
+    };
+    freshness::http_date(&entry.head.headers, "last-modified").is_some_and(|m| m <= since)
+}
+
+/// Answers from a stored response: `Age` set, `Cache-Status` added, and a 304 when the
+/// client's own conditions are met. Returns what comes next and the status sent.
+async fn serve_stored(
+    shared: &Shared,
+    conn: &mut ClientConn,
+    head: &RequestHead,
+    entry: &Entry,
+    age: Duration,
+    cache_status: &str,
+) -> Result<(Next, u16, u64), Failure> {
+    let next = shared.next(head.wants_keep_alive());
+    let asked = Asked {
+        method: &head.method,
+        version: head.version,
+        headers: &head.headers,
+    };
+    let (status, out) = stored_bytes(shared, &asked, entry, age, cache_status, next);
+    conn.writer
+        .write_all(&out)
+        .await
+        .map_err(Failure::client_gone)?;
+    Ok((next, status, out.len() as u64))
+}
+
+/// What of a request matters to the answer a stored response gives.
+struct Asked<'a> {
+    method: &'a str,
+    version: Version,
+    headers: &'a Headers,
+}
+
+/// A stored response as bytes on the wire: the stored header lines replayed as they are,
+/// plus Age, Via, Cache-Status, Content-Length and Connection. Returns the status sent.
+fn stored_bytes(
+    shared: &Shared,
+    asked: &Asked<'_>,
+    entry: &Entry,
+    age: Duration,
+    cache_status: &str,
+    next: Next,
+) -> (u16, Vec<u8>) {
+    let not_modified = client_condition_met(asked.headers, entry);
+    let send_body = !not_modified && asked.method != "HEAD";
+    let body_len = if send_body { entry.body.len() } else { 0 };
+    let mut out = Vec::with_capacity(256 + entry.facts.replay.len() + body_len);
+    let status = if not_modified { 304 } else { entry.head.status };
+    let reason = if not_modified {
+        "Not Modified"
+    } else {
+        entry.head.reason.as_str()
+    };
+    // Bytes pushed straight into the Vec: the formatting machinery cost more than the
+    // rest of building the response (perf, cache-hit bench).
+    let mut number = itoa::Buffer::new();
+    let line = |out: &mut Vec<u8>, parts: &[&[u8]]| {
+        for part in parts {
+            out.extend_from_slice(part);
+        }
+        out.extend_from_slice(b"\r\n");
+    };
+    line(
+        &mut out,
+        &[
+            b"HTTP/1.1 ",
+            number.format(status).as_bytes(),
+            b" ",
+            reason.as_bytes(),
+        ],
+    );
+    out.extend_from_slice(&entry.facts.replay);
+    line(
+        &mut out,
+        &[b"Age: ", number.format(age.as_secs()).as_bytes()],
+    );
+    if let Some(via) = shared.via(entry.head.version) {
+        line(&mut out, &[b"Via: ", via.as_bytes()]);
+    }
+    line(&mut out, &[b"Cache-Status: ", cache_status.as_bytes()]);
+    if !not_modified {
+        line(
+            &mut out,
+            &[
+                b"Content-Length: ",
+                number.format(entry.body.len()).as_bytes(),
+            ],
+        );
+    }
+    match (next, asked.version) {
+        (Next::Close, _) => out.extend_from_slice(b"Connection: close\r\n"),
+        (Next::KeepAlive, Version::Http10) => out.extend_from_slice(b"Connection: keep-alive\r\n"),
+        (Next::KeepAlive, Version::Http11) => {}
+    }
+    out.extend_from_slice(b"\r\n");
+    if send_body {
+        out.extend_from_slice(&entry.body);
+    }
+    (status, out)
+}
+
+/// A 304 to our own conditional request: the stored response, refreshed with the 304's
+/// header fields (RFC 9111 §4.3.4), is stored again and answers the client whole. Returns
+/// the bytes to send and what comes next, or `None` when the response is not such a 304.
+pub async fn revalidated(
+    shared: &Shared,
+    plan: &CachePlan<'_>,
+    wants: &Wants,
+    res: &ResponseHead,
+    up_rd: &mut Reader<TapRead>,
+    from: Framing,
+    ctx: &mut RequestContext,
+) -> Result<Option<(Next, Vec<u8>)>, Failure> {
+    let (304, Some(stored)) = (res.status, &plan.stored) else {
+        return Ok(None);
+    };
+    wire::discard_body(up_rd, from, Some(shared.config.upstream_timeout))
+        .await
+        .map_err(|e| Failure::Abort(format!("304 body: {e}")))?;
+    let mut head = stored.head.clone();
+    head.headers = super::refresh_headers(&stored.head.headers, &res.headers);
+    let refreshed = Entry::assemble(
+        head,
+        stored.body.clone(),
+        plan.request_time,
+        SystemTime::now(),
+        stored.vary.clone(),
+    );
+    let entry = shared.cache.store(&wants.key, refreshed);
+    let age = entry.age(SystemTime::now());
+    let status = format!("proxylab; fwd={}; fwd-status=304", plan.fwd);
+    let next = shared.next(wants.keep_alive);
+    let asked = Asked {
+        method: &wants.method,
+        version: wants.version,
+        headers: &plan.request,
+    };
+    let (status_code, last) = stored_bytes(shared, &asked, &entry, age, &status, next);
+    ctx.status = status_code;
+    ctx.result = "TCP_REFRESH_UNMODIFIED";
+    ctx.bytes_down = last.len() as u64;
+    Ok(Some((next, last)))
+}
+
+/// A response on its way to the client that the cache keeps: its head as received (before
+/// the proxy's own additions) and its body, captured while it streams.
+#[derive(Debug)]
+pub struct Storing<'p> {
+    head: ResponseHead,
+    request: &'p Headers,
+    request_time: SystemTime,
+    capture: wire::Capture,
+}
+
+/// Decides whether the response with this head (hop-by-hop fields gone, rewrites applied)
+/// is stored, and says so in its `Cache-Status`. A GET whose response is not stored marks
+/// the URI uncacheable, so that later requests for it do not wait for one another.
+pub fn storing<'p>(
+    shared: &Shared,
+    plan: Option<&'p CachePlan<'_>>,
+    wants: &Wants,
+    res: &mut ResponseHead,
+    from: Framing,
+) -> Option<Storing<'p>> {
+    let plan = plan?;
+    let request = freshness::StoreRequest {
+        method: &wants.method,
+        no_store: !plan.may_store,
+        authorization: plan.authorization,
+    };
+    let store = freshness::storable(&request, res.status, &res.headers).then(|| Storing {
+        head: res.clone(),
+        request: &plan.request,
+        request_time: plan.request_time,
+        capture: wire::Capture::new(shared.cache.max_object()),
+    });
+    if store.is_none() && wants.method == "GET" {
+        shared.cache.mark_uncacheable(&wants.key);
+    }
+    let stored_too = store.is_some()
+        && matches!(from, Framing::Length(n) if n as usize <= shared.cache.max_object())
+        || (store.is_some() && from == Framing::Empty);
+    let status = format!(
+        "proxylab; fwd={}{}",
+        plan.fwd,
+        if stored_too { "; stored" } else { "" }
+    );
+    res.headers.push("Cache-Status", status);
+    store
+}
+
+impl Storing<'_> {
+    /// Where the body is captured while it is copied to the client.
+    pub fn capture(&mut self) -> &mut wire::Capture {
+        &mut self.capture
+    }
+
+    /// Stores the response once its whole body went through.
+    pub fn finish(self, cache: &Cache, key: &str) {
+        match self.capture.into_body() {
+            // Larger than --cache-max-object: not stored, so not worth waiting for.
+            None => cache.mark_uncacheable(key),
+            Some(body) => {
+                let now = SystemTime::now();
+                if let Some(entry) =
+                    Entry::new(self.head, body.into(), self.request, self.request_time, now)
+                {
+                    cache.store(key, entry);
+                }
+            }
+        }
+    }
+}
+
+/// Drops stored responses for `key`, and for same-origin `Location` / `Content-Location`.
+pub fn invalidate(cache: &Cache, key: &str, headers: &Headers) {
+    cache.invalidate(key);
+    let origin_end = key.find("://").map_or(0, |i| i + 3);
+    let origin = key[origin_end..]
+        .find('/')
+        .map_or(key, |slash| &key[..origin_end + slash]);
+    for field in ["location", "content-location"] {
+        let Some(value) = headers.get(field).and_then(|v| std::str::from_utf8(v).ok()) else {
+            continue;
+        };
+        let target = if value.starts_with('/') {
+            format!("{origin}{value}")
+        } else {
+            value.to_string()
+        };
+        if target.starts_with(origin) {
+            cache.invalidate(&target);
+        }
+    }
+}
+
+/// `PURGE http://host/path`: removes the stored responses for that URI. Only clients on
+/// this machine may purge.
+pub async fn purge(
+    shared: &Shared,
+    conn: &mut ClientConn,
+    head: &RequestHead,
+    key: String,
+    framing: Framing,
+    ctx: &mut RequestContext,
+) -> Result<Next, Failure> {
+    if !conn.peer.ip().is_loopback() {
+        return Err(ProxyError::Forbidden(format!(
+            "PURGE is allowed only from this machine, not {}",
+            conn.peer.ip()
+        ))
+        .into());
+    }
+    let removed = shared.cache.invalidate(&key);
+    let (status, text) = if removed {
+        (200, format!("purged {key}\n"))
+    } else {
+        (404, format!("{key} was not in the cache\n"))
+    };
+    ctx.status = status;
+    let (mut res, _) = error_page(status, "", None);
+    res.headers.set("Content-Length", text.len().to_string());
+    own::finish(conn, head, framing, res, text.as_bytes(), ctx).await
+}

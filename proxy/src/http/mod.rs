@@ -1,0 +1,19 @@
+//! HTTP/1.x on the wire and the stages that speak it.
+//!
+//! - [`wire`]: message heads and bodies on a byte stream (shared with origin-sim and labs).
+//! - [`target`]: what the request-target names (absolute-form, origin-form, authority-form).
+//! - [`forward`]: the header rules a proxy must follow (RFC 9110 §7.6).
+//! - [`upstream`]: name resolution, dialing and the keep-alive pool.
+//! - [`reverse`]: reverse mode's upstream choice and passive health.
+//! - [`relay`]: the request body up and the response down, re-framed.
+//! - [`tunnel`]: CONNECT tunnels, bytes both ways with half-close.
+//! - [`own`]: the responses the proxy makes itself (status page, OPTIONS, TRACE).
+
+pub mod forward;
+pub mod own;
+pub mod relay;
+pub mod reverse;
+pub mod target;
+pub mod tunnel;
+pub mod upstream;
+pub mod wire;

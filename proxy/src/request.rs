@@ -1,0 +1,108 @@
+//! One request's record, from arrival to the log line, and how a stage can fail.
+//!
+//! Every stage writes what it learns into the [`RequestContext`]; the observers (the log
+//! line, [`crate::observe::accesslog`], [`crate::observe::metrics`]) read it when the
+//! request is over. Nothing here depends on the stages or the observers.
+
+use crate::error::ProxyError;
+use crate::http::target::Authority;
+use crate::http::wire::{RequestHead, Version};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+/// Everything known about one request, from arrival to the log line.
+#[derive(Debug)]
+pub struct RequestContext {
+    pub id: u64,
+    pub peer: SocketAddr,
+    pub started: Instant,
+    pub method: String,
+    pub target: String,
+    pub status: u16,
+    /// Request body bytes sent upstream.
+    pub bytes_up: u64,
+    /// Response body bytes sent to the client.
+    pub bytes_down: u64,
+    /// The upstream server, once one was chosen.
+    pub upstream: Option<Authority>,
+    pub upstream_reused: bool,
+    pub error: Option<String>,
+    /// The client's HTTP version.
+    pub version: Version,
+    /// The user who authenticated (with `--auth-file`).
+    pub user: Option<String>,
+    /// What happened, as Squid's result codes name it: `TCP_MISS`, `TCP_HIT`,
+    /// `TCP_IMS_HIT` (304 from the cache), `TCP_REFRESH_UNMODIFIED`, `TCP_REFRESH_MODIFIED`,
+    /// `TCP_DENIED`, `TCP_TUNNEL`, or `NONE` (answered by the proxy itself).
+    pub result: &'static str,
+    pub content_type: Option<String>,
+    /// Request headers the combined and JSON log formats print (only kept when they do).
+    pub referer: Option<String>,
+    pub user_agent: Option<String>,
+    /// The rule that blocked the request.
+    pub blocked_by: Option<String>,
+}
+
+impl RequestContext {
+    /// The record of request `id` from `peer`, as it arrived; with `keep_headers`, the
+    /// Referer and User-Agent the combined and JSON log formats print.
+    pub fn new(id: u64, peer: SocketAddr, head: &RequestHead, keep_headers: bool) -> Self {
+        let text = |name| {
+            keep_headers
+                .then(|| head.headers.get(name))
+                .flatten()
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+        };
+        RequestContext {
+            id,
+            peer,
+            started: Instant::now(),
+            method: head.method.clone(),
+            target: head.target.clone(),
+            status: 0,
+            bytes_up: 0,
+            bytes_down: 0,
+            upstream: None,
+            upstream_reused: false,
+            error: None,
+            version: head.version,
+            user: None,
+            result: "NONE",
+            content_type: None,
+            referer: text("referer"),
+            user_agent: text("user-agent"),
+            blocked_by: None,
+        }
+    }
+}
+
+/// How a request failed: with an answer the client can still be sent, or after the
+/// response head was already on its way (then the connection can only be cut).
+#[derive(Debug)]
+pub enum Failure {
+    Answer(ProxyError),
+    Abort(String),
+}
+
+impl From<ProxyError> for Failure {
+    fn from(e: ProxyError) -> Self {
+        Failure::Answer(e)
+    }
+}
+
+impl Failure {
+    /// The client connection failed while we wrote to it.
+    pub fn client_gone(e: std::io::Error) -> Self {
+        Failure::Abort(format!("client went away: {e}"))
+    }
+}
+
+/// What the client's request said about the response it can take.
+#[derive(Debug)]
+pub struct Wants {
+    pub version: Version,
+    pub keep_alive: bool,
+    pub method: String,
+    /// The request's cache key (also what an unsafe method invalidates).
+    pub key: String,
+}
