@@ -57,6 +57,9 @@ pub mod request;
 pub mod server;
 pub mod shared;
 
+#[cfg(test)]
+mod layering;
+
 pub use config::Config;
 
 /// Sets up logging to stderr for a binary: `filter` (e.g. `info`) unless RUST_LOG is set;

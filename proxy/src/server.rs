@@ -60,22 +60,7 @@ pub async fn run(
         let stop = stop_rx.clone();
         let done = done_tx.clone();
         tokio::spawn(async move {
-            let metrics = &shared.metrics;
-            let now = metrics.connections_active.fetch_add(1, Ordering::Relaxed) + 1;
-            metrics.connections_total.fetch_add(1, Ordering::Relaxed);
-            let thread = std::thread::current();
-            tracing::info!(
-                "[NEW CONNECTION] {peer} on {} [ACTIVE CONNECTIONS] {now}",
-                thread.name().unwrap_or("worker")
-            );
-            let started = Instant::now();
-            let served = serve(&shared, stream, peer, stop).await;
-            let left = metrics.connections_active.fetch_sub(1, Ordering::Relaxed) - 1;
-            tracing::info!(
-                "[CLOSED] {peer} after {served} request{} in {:.1?} [ACTIVE CONNECTIONS] {left}",
-                if served == 1 { "" } else { "s" },
-                started.elapsed()
-            );
+            connection(&shared, stream, peer, stop).await;
             drop(permit);
             drop(done);
         });
@@ -111,6 +96,32 @@ pub async fn run(
         capture.close();
     }
     Ok(())
+}
+
+/// One connection's task: counted in the metrics, announced on the console (with the
+/// worker thread it runs on, as the demo shows), served, and announced again when it ends.
+async fn connection(
+    shared: &Shared,
+    stream: TcpStream,
+    peer: SocketAddr,
+    stop: watch::Receiver<bool>,
+) {
+    let metrics = &shared.metrics;
+    let now = metrics.connections_active.fetch_add(1, Ordering::Relaxed) + 1;
+    metrics.connections_total.fetch_add(1, Ordering::Relaxed);
+    let thread = std::thread::current();
+    tracing::info!(
+        "[NEW CONNECTION] {peer} on {} [ACTIVE CONNECTIONS] {now}",
+        thread.name().unwrap_or("worker")
+    );
+    let started = Instant::now();
+    let served = serve(shared, stream, peer, stop).await;
+    let left = metrics.connections_active.fetch_sub(1, Ordering::Relaxed) - 1;
+    tracing::info!(
+        "[CLOSED] {peer} after {served} request{} in {:.1?} [ACTIVE CONNECTIONS] {left}",
+        if served == 1 { "" } else { "s" },
+        started.elapsed()
+    );
 }
 
 /// SIGHUP reloads the rules file; SIGUSR1 reopens the access log (after rotation).

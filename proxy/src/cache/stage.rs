@@ -51,38 +51,8 @@ pub async fn consult<'s>(
     }
     let req_cc = request_cache_control(&head.headers);
     let now = SystemTime::now();
-    let mut looked = look_up(&shared.cache, key, &head.headers, &req_cc, now);
-    let mut collapsed = false;
-    let mut flight = None;
-    // A plain miss: if the same URI is already being fetched, wait for that instead
-    // of asking the origin again (request collapsing), then look again.
-    if matches!(
-        looked,
-        Lookup::Forward {
-            stored: None,
-            pass: false,
-            ..
-        }
-    ) && head.method == "GET"
-        && req_cc == CacheControl::default()
-    {
-        match shared.cache.join_flight(key) {
-            Some(Flight::Leader(guard)) => flight = Some(guard),
-            Some(Flight::Follower(mut done)) => {
-                let wait = shared.config.upstream_timeout;
-                let _ = tokio::time::timeout(wait, done.changed()).await;
-                looked = look_up(
-                    &shared.cache,
-                    key,
-                    &head.headers,
-                    &req_cc,
-                    SystemTime::now(),
-                );
-                collapsed = true;
-            }
-            None => {}
-        }
-    }
+    let looked = look_up(&shared.cache, key, &head.headers, &req_cc, now);
+    let (looked, collapsed, flight) = collapse(shared, head, key, &req_cc, looked).await;
     let (stored, fwd) = match looked {
         Lookup::Hit(entry, age) => {
             let status = if collapsed {
@@ -119,6 +89,41 @@ pub async fn consult<'s>(
         fwd,
         _flight: flight,
     })))
+}
+
+/// Request collapsing: a plain miss for a URI that is already being fetched waits for
+/// that fetch instead of asking the origin again, then looks again. Returns the lookup to
+/// go on with, whether it waited, and — for the request that fetches — the guard whose
+/// drop wakes the waiters.
+async fn collapse<'s>(
+    shared: &'s Shared,
+    head: &RequestHead,
+    key: &str,
+    req_cc: &CacheControl,
+    looked: Lookup,
+) -> (Lookup, bool, Option<FlightGuard<'s>>) {
+    let plain_miss = matches!(
+        looked,
+        Lookup::Forward {
+            stored: None,
+            pass: false,
+            ..
+        }
+    );
+    if !(plain_miss && head.method == "GET" && *req_cc == CacheControl::default()) {
+        return (looked, false, None);
+    }
+    match shared.cache.join_flight(key) {
+        Some(Flight::Leader(guard)) => (looked, false, Some(guard)),
+        Some(Flight::Follower(mut done)) => {
+            let wait = shared.config.upstream_timeout;
+            let _ = tokio::time::timeout(wait, done.changed()).await;
+            let now = SystemTime::now();
+            let again = look_up(&shared.cache, key, &head.headers, req_cc, now);
+            (again, true, None)
+        }
+        None => (looked, false, None),
+    }
 }
 
 /// What the cache holds for a request.

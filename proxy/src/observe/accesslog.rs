@@ -95,89 +95,99 @@ pub fn format_line(
     now: SystemTime,
     elapsed: std::time::Duration,
 ) -> String {
-    let user = opt(&ctx.user);
     match format {
-        LogFormat::Squid => {
-            let since = now
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .unwrap_or_default();
-            format!(
-                "{}.{:03} {:>6} {} {}/{:03} {} {} {} {} {} {}",
-                since.as_secs(),
-                since.subsec_millis(),
-                elapsed.as_millis(),
-                ctx.peer.ip(),
-                ctx.result,
-                ctx.status,
-                ctx.bytes_down,
-                squid_field(&ctx.method),
-                squid_field(&ctx.target),
-                squid_field(ctx.user.as_deref().unwrap_or("")),
-                hierarchy(ctx),
-                // The media type alone, as Squid logs it.
-                squid_field(
-                    ctx.content_type
-                        .as_deref()
-                        .and_then(|t| t.split(';').next())
-                        .unwrap_or("")
-                        .trim()
-                ),
-            )
-        }
-        LogFormat::Common | LogFormat::Combined => {
-            let bytes = if ctx.bytes_down == 0 {
-                "-".to_string()
-            } else {
-                ctx.bytes_down.to_string()
-            };
-            let mut line = format!(
-                "{} - {} [{}] \"{} {} {}\" {} {}",
-                ctx.peer.ip(),
-                user,
-                apache_time(now),
-                escape(&ctx.method),
-                escape(&ctx.target),
-                ctx.version.as_str(),
-                ctx.status,
-                bytes,
-            );
-            if format == LogFormat::Combined {
-                line.push_str(&format!(
-                    " \"{}\" \"{}\"",
-                    opt(&ctx.referer),
-                    opt(&ctx.user_agent)
-                ));
-            }
-            line
-        }
-        LogFormat::Json => {
-            let since = now
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .unwrap_or_default();
-            serde_json::json!({
-                "time": since.as_secs_f64(),
-                "id": ctx.id,
-                "client": ctx.peer.to_string(),
-                "user": ctx.user,
-                "method": ctx.method,
-                "url": ctx.target,
-                "version": ctx.version.as_str(),
-                "status": ctx.status,
-                "result": ctx.result,
-                "bytes_up": ctx.bytes_up,
-                "bytes_down": ctx.bytes_down,
-                "elapsed_ms": elapsed.as_secs_f64() * 1e3,
-                "upstream": ctx.upstream.as_ref().map(|u| u.to_string()),
-                "upstream_reused": ctx.upstream_reused,
-                "content_type": ctx.content_type,
-                "referer": ctx.referer,
-                "user_agent": ctx.user_agent,
-                "blocked_by": ctx.blocked_by,
-                "error": ctx.error,
-            })
-            .to_string()
-        }
+        LogFormat::Squid => squid_line(ctx, now, elapsed),
+        LogFormat::Common | LogFormat::Combined => apache_line(format, ctx, now),
+        LogFormat::Json => json_line(ctx, now, elapsed),
     }
+}
+
+/// Squid's native format: time, elapsed ms, client, result/status, bytes, method, URL,
+/// user, hierarchy, type.
+fn squid_line(ctx: &RequestContext, now: SystemTime, elapsed: std::time::Duration) -> String {
+    let since = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!(
+        "{}.{:03} {:>6} {} {}/{:03} {} {} {} {} {} {}",
+        since.as_secs(),
+        since.subsec_millis(),
+        elapsed.as_millis(),
+        ctx.peer.ip(),
+        ctx.result,
+        ctx.status,
+        ctx.bytes_down,
+        squid_field(&ctx.method),
+        squid_field(&ctx.target),
+        squid_field(ctx.user.as_deref().unwrap_or("")),
+        hierarchy(ctx),
+        // The media type alone, as Squid logs it.
+        squid_field(
+            ctx.content_type
+                .as_deref()
+                .and_then(|t| t.split(';').next())
+                .unwrap_or("")
+                .trim()
+        ),
+    )
+}
+
+/// Apache's common format, and combined (common plus Referer and User-Agent).
+fn apache_line(format: LogFormat, ctx: &RequestContext, now: SystemTime) -> String {
+    let user = opt(&ctx.user);
+    let bytes = if ctx.bytes_down == 0 {
+        "-".to_string()
+    } else {
+        ctx.bytes_down.to_string()
+    };
+    let mut line = format!(
+        "{} - {} [{}] \"{} {} {}\" {} {}",
+        ctx.peer.ip(),
+        user,
+        apache_time(now),
+        escape(&ctx.method),
+        escape(&ctx.target),
+        ctx.version.as_str(),
+        ctx.status,
+        bytes,
+    );
+    if format == LogFormat::Combined {
+        line.push_str(&format!(
+            " \"{}\" \"{}\"",
+            opt(&ctx.referer),
+            opt(&ctx.user_agent)
+        ));
+    }
+    line
+}
+
+/// One JSON object per line, every field of the request's record.
+fn json_line(ctx: &RequestContext, now: SystemTime, elapsed: std::time::Duration) -> String {
+    let since = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    serde_json::json!({
+        "time": since.as_secs_f64(),
+        "id": ctx.id,
+        "client": ctx.peer.to_string(),
+        "user": ctx.user,
+        "method": ctx.method,
+        "url": ctx.target,
+        "version": ctx.version.as_str(),
+        "status": ctx.status,
+        "result": ctx.result,
+        "bytes_up": ctx.bytes_up,
+        "bytes_down": ctx.bytes_down,
+        "elapsed_ms": elapsed.as_secs_f64() * 1e3,
+        "upstream": ctx.upstream.as_ref().map(|u| u.to_string()),
+        "upstream_reused": ctx.upstream_reused,
+        "content_type": ctx.content_type,
+        "referer": ctx.referer,
+        "user_agent": ctx.user_agent,
+        "blocked_by": ctx.blocked_by,
+        "error": ctx.error,
+    })
+    .to_string()
 }
 
 enum Message {

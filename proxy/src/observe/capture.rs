@@ -216,83 +216,104 @@ impl Flows {
                 client,
                 server,
                 at,
-            } => {
-                // Initial sequence numbers derived from the flow number: deterministic.
-                let isn_c = (flow as u32).wrapping_mul(0x9E37_79B9);
-                let isn_s = isn_c ^ 0x5EED_5EED;
-                let f = Flow {
-                    client,
-                    server,
-                    seq_client: isn_c.wrapping_add(1),
-                    seq_server: isn_s.wrapping_add(1),
-                    fin_client: false,
-                    fin_server: false,
-                };
-                let syn = tcp(&f, true, isn_c, 0, |h| h.syn = true);
-                let syn_ack = tcp(&f, false, isn_s, isn_c.wrapping_add(1), |h| {
-                    h.syn = true;
-                    h.ack = true;
-                });
-                let ack = tcp(&f, true, f.seq_client, f.seq_server, |h| h.ack = true);
-                let frames = vec![
-                    (at, frame(&f, true, syn, &[])),
-                    (at, frame(&f, false, syn_ack, &[])),
-                    (at, frame(&f, true, ack, &[])),
-                ];
-                self.open.insert(flow, f);
-                frames
-            }
+            } => self.open_flow(flow, client, server, at),
             Event::Data {
                 flow,
                 from_client,
                 bytes,
                 at,
-            } => {
-                let Some(f) = self.open.get_mut(&flow) else {
-                    return Vec::new();
-                };
-                let mut frames = Vec::new();
-                for chunk in bytes.chunks(SEGMENT) {
-                    let (seq, ack) = f.numbers(from_client);
-                    let h = tcp(f, from_client, seq, ack, |h| {
-                        h.ack = true;
-                        h.psh = true;
-                    });
-                    frames.push((at, frame(f, from_client, h, chunk)));
-                    f.advance(from_client, chunk.len() as u32);
-                }
-                frames
-            }
+            } => self.data(flow, from_client, &bytes, at),
             Event::Fin {
                 flow,
                 from_client,
                 at,
-            } => {
-                let Some(f) = self.open.get_mut(&flow) else {
-                    return Vec::new();
-                };
-                let done = if from_client {
-                    &mut f.fin_client
-                } else {
-                    &mut f.fin_server
-                };
-                if *done {
-                    return Vec::new();
-                }
-                *done = true;
-                let (seq, ack) = f.numbers(from_client);
-                let h = tcp(f, from_client, seq, ack, |h| {
-                    h.fin = true;
-                    h.ack = true;
-                });
-                let frames = vec![(at, frame(f, from_client, h, &[]))];
-                f.advance(from_client, 1);
-                if f.fin_client && f.fin_server {
-                    self.open.remove(&flow);
-                }
-                frames
-            }
+            } => self.fin(flow, from_client, at),
         }
+    }
+
+    /// A new connection: the three-way handshake.
+    fn open_flow(
+        &mut self,
+        flow: u64,
+        client: SocketAddr,
+        server: SocketAddr,
+        at: SystemTime,
+    ) -> Vec<(SystemTime, Vec<u8>)> {
+        // Initial sequence numbers derived from the flow number: deterministic.
+        let isn_c = (flow as u32).wrapping_mul(0x9E37_79B9);
+        let isn_s = isn_c ^ 0x5EED_5EED;
+        let f = Flow {
+            client,
+            server,
+            seq_client: isn_c.wrapping_add(1),
+            seq_server: isn_s.wrapping_add(1),
+            fin_client: false,
+            fin_server: false,
+        };
+        let syn = tcp(&f, true, isn_c, 0, |h| h.syn = true);
+        let syn_ack = tcp(&f, false, isn_s, isn_c.wrapping_add(1), |h| {
+            h.syn = true;
+            h.ack = true;
+        });
+        let ack = tcp(&f, true, f.seq_client, f.seq_server, |h| h.ack = true);
+        let frames = vec![
+            (at, frame(&f, true, syn, &[])),
+            (at, frame(&f, false, syn_ack, &[])),
+            (at, frame(&f, true, ack, &[])),
+        ];
+        self.open.insert(flow, f);
+        frames
+    }
+
+    /// Bytes one way, as segments of at most [`SEGMENT`] bytes.
+    fn data(
+        &mut self,
+        flow: u64,
+        from_client: bool,
+        bytes: &[u8],
+        at: SystemTime,
+    ) -> Vec<(SystemTime, Vec<u8>)> {
+        let Some(f) = self.open.get_mut(&flow) else {
+            return Vec::new();
+        };
+        let mut frames = Vec::new();
+        for chunk in bytes.chunks(SEGMENT) {
+            let (seq, ack) = f.numbers(from_client);
+            let h = tcp(f, from_client, seq, ack, |h| {
+                h.ack = true;
+                h.psh = true;
+            });
+            frames.push((at, frame(f, from_client, h, chunk)));
+            f.advance(from_client, chunk.len() as u32);
+        }
+        frames
+    }
+
+    /// One side finished sending; the flow is forgotten once both have.
+    fn fin(&mut self, flow: u64, from_client: bool, at: SystemTime) -> Vec<(SystemTime, Vec<u8>)> {
+        let Some(f) = self.open.get_mut(&flow) else {
+            return Vec::new();
+        };
+        let done = if from_client {
+            &mut f.fin_client
+        } else {
+            &mut f.fin_server
+        };
+        if *done {
+            return Vec::new();
+        }
+        *done = true;
+        let (seq, ack) = f.numbers(from_client);
+        let h = tcp(f, from_client, seq, ack, |h| {
+            h.fin = true;
+            h.ack = true;
+        });
+        let frames = vec![(at, frame(f, from_client, h, &[]))];
+        f.advance(from_client, 1);
+        if f.fin_client && f.fin_server {
+            self.open.remove(&flow);
+        }
+        frames
     }
 }
 

@@ -117,6 +117,10 @@ impl Metrics {
     }
 
     /// Every metric as (name, help, type, [(labels, value)]).
+    ///
+    /// One piece on purpose: it is the table of every metric the proxy exports, each one's
+    /// name, help and kind next to where its value comes from, rendered by both `/metrics`
+    /// and `/stats`; split up, the table would no longer read as one.
     fn families(&self, gauges: &Gauges) -> Vec<Family> {
         let cache = gauges.cache;
         let gauge = |v: i64| vec![(String::new(), v as f64)];
