@@ -415,3 +415,58 @@ fn parse_resolve(s: &str) -> Result<(String, IpAddr), String> {
 fn parse_size_u64(s: &str) -> Result<u64, String> {
     parse_size(s).map(|n| n as u64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connect_ports_are_lists_of_inclusive_ranges() {
+        let policy = PortPolicy::parse(" 443, 9000-9100 ,8443-8443").unwrap();
+        assert_eq!(
+            policy,
+            PortPolicy::Only(vec![(443, 443), (9000, 9100), (8443, 8443)])
+        );
+        for (port, allowed) in [
+            (443, true),
+            (442, false),
+            (444, false),
+            (9000, true),
+            (9050, true),
+            (9100, true),
+            (9101, false),
+            (8443, true),
+        ] {
+            assert_eq!(policy.allows(port), allowed, "port {port}");
+        }
+        assert_eq!(policy.to_string(), "443,9000-9100,8443");
+        for any in ["any", "ANY", " Any "] {
+            assert_eq!(PortPolicy::parse(any), Ok(PortPolicy::Any));
+        }
+        assert!(PortPolicy::Any.allows(1) && PortPolicy::Any.allows(65535));
+        assert_eq!(PortPolicy::Any.to_string(), "any");
+    }
+
+    #[test]
+    fn bad_connect_ports_are_refused_with_a_reason() {
+        for (text, says) in [
+            ("9100-9000", "backwards"),
+            ("", "no ports"),
+            (" , ", "no ports"),
+            ("https", "not a port"),
+            ("70000", "not a port"),
+            ("1-x", "not a port"),
+        ] {
+            let err = PortPolicy::parse(text).expect_err(text);
+            assert!(err.contains(says), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn tests_listen_on_a_free_loopback_port() {
+        assert_eq!(
+            Config::for_tests().listen,
+            SocketAddr::from(([127, 0, 0, 1], 0))
+        );
+    }
+}

@@ -183,3 +183,99 @@ pub fn refresh_headers(stored: &Headers, from_304: &Headers) -> Headers {
     updated.0.extend(fresh.into_iter().cloned());
     updated
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::target::Authority;
+    use std::time::Duration;
+
+    fn head(fields: &[(&str, &str)]) -> ResponseHead {
+        let mut head = ResponseHead::new(200, "OK");
+        for (n, v) in fields {
+            head.headers.push(*n, *v);
+        }
+        head
+    }
+
+    #[test]
+    fn a_hit_replays_every_field_but_the_ones_it_sets_itself() {
+        let head = head(&[
+            ("ETag", "\"v1\""),
+            ("Age", "5"),
+            ("Content-Length", "3"),
+            ("Transfer-Encoding", "chunked"),
+            ("Connection", "close"),
+            ("X-Kept", "yes"),
+        ]);
+        let replay = Facts::of(&head).replay;
+        assert_eq!(
+            String::from_utf8_lossy(&replay),
+            "ETag: \"v1\"\r\nX-Kept: yes\r\n"
+        );
+    }
+
+    #[test]
+    fn age_and_validator_come_from_the_stored_head() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let stored = head(&[("Age", "30"), ("ETag", "W/\"x\"")]);
+        let entry = Entry::assemble(stored, Bytes::new(), t0, t0, Vec::new());
+        let later = t0 + Duration::from_secs(10);
+        assert_eq!(entry.age(later), Duration::from_secs(40));
+        assert_eq!(entry.etag(), Some(&b"W/\"x\""[..]));
+        let plain = Entry::assemble(head(&[]), Bytes::new(), t0, t0, Vec::new());
+        assert_eq!(plain.etag(), None);
+    }
+
+    /// The budget counts the body, each header line with its ": " and CRLF, and a fixed
+    /// 128 bytes for the rest of the entry.
+    #[test]
+    fn size_counts_body_header_lines_and_overhead() {
+        let now = SystemTime::now();
+        let entry = Entry::assemble(
+            head(&[("A", "bb"), ("Ccc", "d")]),
+            Bytes::from_static(b"0123456789"),
+            now,
+            now,
+            Vec::new(),
+        );
+        assert_eq!(entry.size(), 10 + (1 + 2 + 4) + (3 + 1 + 4) + 128);
+    }
+
+    #[test]
+    fn an_absent_request_header_and_an_empty_one_are_different_variants() {
+        let now = SystemTime::now();
+        let mut empty = Headers::default();
+        empty.push("Accept-Language", "");
+        let mut two = Headers::default();
+        two.push("Accept-Language", "en ,  fr");
+        let vary = head(&[("Vary", "Accept-Language")]);
+        let for_empty = Entry::new(vary.clone(), Bytes::new(), &empty, now, now).unwrap();
+        assert!(for_empty.matches(&empty));
+        assert!(!for_empty.matches(&Headers::default()));
+        let for_absent =
+            Entry::new(vary.clone(), Bytes::new(), &Headers::default(), now, now).unwrap();
+        assert!(!for_absent.matches(&empty));
+        let mut same = Headers::default();
+        same.push("accept-language", "en, fr");
+        let for_two = Entry::new(vary, Bytes::new(), &two, now, now).unwrap();
+        assert!(
+            for_two.matches(&same),
+            "whitespace around commas is normalised"
+        );
+    }
+
+    #[test]
+    fn the_key_is_the_absolute_uri_with_its_port() {
+        let site = Authority {
+            host: "site.example".into(),
+            port: 8080,
+        };
+        assert_eq!(key(&site, "/a?b"), "http://site.example:8080/a?b");
+        let v6 = Authority {
+            host: "::1".into(),
+            port: 80,
+        };
+        assert_eq!(key(&v6, "/"), "http://[::1]:80/");
+    }
+}

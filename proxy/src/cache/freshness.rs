@@ -460,4 +460,221 @@ mod tests {
         };
         assert!(!satisfies_request(stale.0, stale.1, &max_stale, &must));
     }
+    #[test]
+    fn every_directive_is_recognised() {
+        let cc = CacheControl::parse(&h(&[(
+            "Cache-Control",
+            "public, must-revalidate, proxy-revalidate, only-if-cached, min-fresh=7, \
+             no-cache, private, max-stale=3, s-maxage=9, no-store, max-age=1, x-unknown=2",
+        )]));
+        let all = CacheControl {
+            no_store: true,
+            no_cache: true,
+            private: true,
+            public: true,
+            must_revalidate: true,
+            proxy_revalidate: true,
+            max_age: Some(Some(1)),
+            s_maxage: Some(Some(9)),
+            max_stale: Some(Some(3)),
+            min_fresh: Some(Some(7)),
+            only_if_cached: true,
+        };
+        assert_eq!(cc, all);
+    }
+
+    /// RFC 9111 §3: who may store what, one rule per row.
+    #[test]
+    fn what_a_shared_cache_may_store() {
+        let get = StoreRequest {
+            method: "GET",
+            no_store: false,
+            authorization: false,
+        };
+        let with_auth = StoreRequest {
+            authorization: true,
+            ..get
+        };
+        let cases: &[(&str, StoreRequest<'_>, u16, &[(&str, &str)], bool)] = &[
+            (
+                "explicit freshness",
+                get,
+                200,
+                &[("Cache-Control", "max-age=60")],
+                true,
+            ),
+            (
+                "Expires alone",
+                get,
+                200,
+                &[("Expires", "Thu, 01 Jan 2026 00:00:00 GMT")],
+                true,
+            ),
+            (
+                "s-maxage alone",
+                get,
+                200,
+                &[("Cache-Control", "s-maxage=5")],
+                true,
+            ),
+            (
+                "a 500 with max-age",
+                get,
+                500,
+                &[("Cache-Control", "max-age=60")],
+                true,
+            ),
+            (
+                "HEAD",
+                StoreRequest {
+                    method: "HEAD",
+                    ..get
+                },
+                200,
+                &[("Cache-Control", "max-age=60")],
+                false,
+            ),
+            (
+                "request no-store",
+                StoreRequest {
+                    no_store: true,
+                    ..get
+                },
+                200,
+                &[("Cache-Control", "max-age=60")],
+                false,
+            ),
+            ("1xx", get, 199, &[("Cache-Control", "max-age=60")], false),
+            (
+                "past 599",
+                get,
+                600,
+                &[("Cache-Control", "max-age=60")],
+                false,
+            ),
+            ("206", get, 206, &[("Cache-Control", "max-age=60")], false),
+            ("304", get, 304, &[("Cache-Control", "max-age=60")], false),
+            (
+                "authorized, max-age only",
+                with_auth,
+                200,
+                &[("Cache-Control", "max-age=60")],
+                false,
+            ),
+            (
+                "authorized, public",
+                with_auth,
+                200,
+                &[("Cache-Control", "public, max-age=60")],
+                true,
+            ),
+            (
+                "authorized, s-maxage",
+                with_auth,
+                200,
+                &[("Cache-Control", "s-maxage=60")],
+                true,
+            ),
+            (
+                "authorized, must-revalidate",
+                with_auth,
+                200,
+                &[("Cache-Control", "must-revalidate, max-age=60")],
+                true,
+            ),
+            (
+                "public without a lifetime",
+                get,
+                200,
+                &[("Cache-Control", "public")],
+                true,
+            ),
+            ("heuristic by ETag", get, 200, &[("ETag", "\"a\"")], true),
+            (
+                "heuristic by Last-Modified",
+                get,
+                404,
+                &[("Last-Modified", "Thu, 01 Jan 2026 00:00:00 GMT")],
+                true,
+            ),
+            (
+                "no heuristic for a 302",
+                get,
+                302,
+                &[("ETag", "\"a\"")],
+                false,
+            ),
+            ("nothing to go on", get, 200, &[], false),
+        ];
+        for (why, request, status, headers, expected) in cases {
+            assert_eq!(storable(request, *status, &h(headers)), *expected, "{why}");
+        }
+    }
+
+    #[test]
+    fn explicit_freshness_is_max_age_s_maxage_or_expires() {
+        for field in [
+            ("Cache-Control", "max-age=1"),
+            ("Cache-Control", "s-maxage=1"),
+            ("Expires", "0"),
+        ] {
+            assert!(has_explicit_freshness(&h(&[field])), "{field:?}");
+        }
+        let none = h(&[("ETag", "\"a\""), ("Cache-Control", "public")]);
+        assert!(!has_explicit_freshness(&none));
+    }
+
+    /// The edges of RFC 9111 §4.2 and §5.2.1: fresh means age < lifetime; a request's
+    /// max-age and min-fresh are inclusive limits; max-stale's window is exclusive.
+    #[test]
+    fn request_directives_at_their_edges() {
+        let none = CacheControl::default();
+        let secs = Duration::from_secs;
+        let req = |f: fn(&mut CacheControl)| {
+            let mut cc = CacheControl::default();
+            f(&mut cc);
+            cc
+        };
+        assert!(
+            !satisfies_request(secs(60), secs(60), &none, &none),
+            "age = lifetime is stale"
+        );
+        let max_age_5 = req(|c| c.max_age = Some(Some(5)));
+        assert!(
+            satisfies_request(secs(60), secs(5), &max_age_5, &none),
+            "age = max-age"
+        );
+        let min_fresh_50 = req(|c| c.min_fresh = Some(Some(50)));
+        assert!(
+            satisfies_request(secs(60), secs(10), &min_fresh_50, &none),
+            "exactly fresh enough"
+        );
+        let no_cache = req(|c| c.no_cache = true);
+        assert!(
+            !satisfies_request(secs(60), secs(1), &no_cache, &none),
+            "request no-cache"
+        );
+        assert!(
+            !satisfies_request(secs(60), secs(1), &none, &no_cache),
+            "response no-cache"
+        );
+        let max_stale_20 = req(|c| c.max_stale = Some(Some(20)));
+        assert!(satisfies_request(secs(60), secs(79), &max_stale_20, &none));
+        assert!(
+            !satisfies_request(secs(60), secs(80), &max_stale_20, &none),
+            "window's end"
+        );
+        let any_stale = req(|c| c.max_stale = Some(None));
+        assert!(satisfies_request(secs(60), secs(6000), &any_stale, &none));
+        for forbids in [
+            req(|c| c.must_revalidate = true),
+            req(|c| c.proxy_revalidate = true),
+            req(|c| c.s_maxage = Some(Some(60))),
+        ] {
+            assert!(
+                !satisfies_request(secs(60), secs(61), &any_stale, &forbids),
+                "{forbids:?}"
+            );
+        }
+    }
 }

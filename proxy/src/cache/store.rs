@@ -379,4 +379,112 @@ mod tests {
         assert_eq!(updated.get("content-length").unwrap(), b"5");
         assert_eq!(updated.get("etag").unwrap(), b"\"v1\"");
     }
+    #[test]
+    fn an_object_of_exactly_the_limit_is_stored() {
+        let cache = Cache::new(1 << 20, 10);
+        cache.store("ten", entry("0123456789", &[], &[]));
+        assert!(cache.lookup("ten", &Headers::default()).is_some());
+        assert_eq!(cache.max_object(), 10);
+        assert_eq!(
+            Cache::new(100, 1 << 20).max_object(),
+            100,
+            "never above the whole budget"
+        );
+    }
+
+    #[test]
+    fn size_zero_turns_the_cache_off() {
+        let off = Cache::new(0, 0);
+        assert!(!off.enabled());
+        off.store("k", entry("", &[], &[]));
+        assert!(off.lookup("k", &Headers::default()).is_none());
+        assert!(Cache::new(1, 1).enabled());
+    }
+
+    #[test]
+    fn a_new_response_replaces_its_variant_and_its_bytes() {
+        let cache = Cache::new(1 << 20, 1 << 20);
+        let first = cache.store("k", entry("old", &[], &[])).size();
+        let second = cache.store("k", entry("newer", &[], &[])).size();
+        assert_eq!(
+            cache.lookup("k", &Headers::default()).unwrap().body,
+            "newer"
+        );
+        let stats = cache.stats();
+        assert_eq!((stats.entries, stats.bytes), (1, second));
+        assert_ne!(first, second);
+    }
+
+    #[test]
+    fn an_uncacheable_uri_is_passed_until_something_is_stored() {
+        let cache = Cache::new(1 << 20, 1 << 20);
+        let none = Headers::default();
+        assert!(!cache.lookup_or_pass("k", &none).1);
+        cache.mark_uncacheable("k");
+        assert!(cache.lookup_or_pass("k", &none).1, "within PASS_FOR");
+        cache.store("k", entry("now it is", &[], &[]));
+        let (found, pass) = cache.lookup_or_pass("k", &none);
+        assert!(found.is_some() && !pass);
+        cache.invalidate("k");
+        assert!(
+            !cache.lookup_or_pass("k", &none).1,
+            "storing forgot the mark"
+        );
+    }
+
+    #[tokio::test]
+    async fn one_leader_per_key_and_its_end_wakes_the_followers() {
+        let cache = Cache::new(1 << 20, 1 << 20);
+        let Some(Flight::Leader(guard)) = cache.join_flight("k") else {
+            panic!("the first request leads");
+        };
+        let Some(Flight::Follower(mut waiting)) = cache.join_flight("k") else {
+            panic!("the second one follows");
+        };
+        assert!(matches!(
+            cache.join_flight("other"),
+            Some(Flight::Leader(_))
+        ));
+        assert_eq!(cache.waiting("k"), 1);
+        drop(guard);
+        assert!(
+            waiting.changed().await.is_err(),
+            "the leader's end wakes the follower"
+        );
+        assert_eq!(cache.waiting("k"), 0);
+        assert!(matches!(cache.join_flight("k"), Some(Flight::Leader(_))));
+    }
+
+    /// Polls `check` until it holds (the disk writes run on blocking threads).
+    async fn eventually(what: &str, check: impl Fn() -> bool) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !check() {
+            assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn files_follow_the_store_and_reload_within_the_object_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = || std::fs::read_dir(dir.path()).map_or(0, |d| d.count());
+        let (cache, loaded) = Cache::new(1 << 20, 1 << 20)
+            .with_dir(dir.path().to_path_buf())
+            .unwrap();
+        assert_eq!(loaded, 0);
+        cache.store("a", entry("aaaa", &[], &[]));
+        cache.store("b", entry(&"b".repeat(100), &[], &[]));
+        eventually("two files written", || files() == 2).await;
+        let (reloaded, loaded) = Cache::new(1 << 20, 100)
+            .with_dir(dir.path().to_path_buf())
+            .unwrap();
+        assert_eq!(loaded, 2, "a body of exactly the limit is loaded");
+        let (small, loaded) = Cache::new(1 << 20, 99)
+            .with_dir(dir.path().to_path_buf())
+            .unwrap();
+        assert_eq!(loaded, 1, "a body over the limit is not");
+        assert!(small.lookup("b", &Headers::default()).is_none());
+        reloaded.invalidate("a");
+        eventually("the invalidated entry's file removed", || files() == 1).await;
+    }
 }

@@ -179,4 +179,22 @@ mod tests {
         let mut zero = headers(&[("Max-Forwards", "0")]);
         assert_eq!(max_forwards(&mut zero), Some(0));
     }
+    #[test]
+    fn host_comes_from_the_target_once() {
+        let mut sent = headers(&[("Accept", "*/*"), ("HOST", "evil.example"), ("host", "x")]);
+        set_host(&mut sent, "site.example:8080");
+        assert_eq!(
+            sent.0
+                .iter()
+                .map(|h| format!("{}: {}", h.name, String::from_utf8_lossy(&h.value)))
+                .collect::<Vec<_>>(),
+            ["Accept: */*", "HOST: site.example:8080"],
+            "replaced in place, the second Host dropped"
+        );
+        let mut none = headers(&[("Accept", "*/*")]);
+        set_host(&mut none, "site.example");
+        assert_eq!(none.0[0].name, "Host", "added first when absent");
+        assert_eq!(none.get("host"), Some(&b"site.example"[..]));
+        assert_eq!(none.0.len(), 2);
+    }
 }
