@@ -495,7 +495,15 @@ mod tests {
             authorization: true,
             ..get
         };
-        let cases: &[(&str, StoreRequest<'_>, u16, &[(&str, &str)], bool)] = &[
+        // (why, request, status, response fields, storable)
+        type Row<'a> = (
+            &'a str,
+            StoreRequest<'a>,
+            u16,
+            &'a [(&'a str, &'a str)],
+            bool,
+        );
+        let cases: &[Row<'_>] = &[
             (
                 "explicit freshness",
                 get,
