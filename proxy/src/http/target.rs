@@ -229,4 +229,16 @@ mod tests {
         let b = parse_authority("[::1]:81", None).unwrap();
         assert_eq!(b.host_header(), "[::1]:81");
     }
+    #[test]
+    fn a_host_header_splits_into_name_and_port() {
+        for (host, expected) in [
+            ("site.example", ("site.example", 80)),
+            ("site.example:8080", ("site.example", 8080)),
+            ("site.example:http", ("site.example", 80)),
+            ("[::1]:9000", ("::1", 9000)),
+            ("[::1]", ("::1", 80)),
+        ] {
+            assert_eq!(split_host_header(host), expected, "{host}");
+        }
+    }
 }
