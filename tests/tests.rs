@@ -16,6 +16,8 @@ mod headers;
 mod keepalive;
 // Every error status the proxy answers itself, and what clients see on upstream faults.
 mod errors;
+// Hostile input: bad framing refused, nothing smuggled, refusals logged and counted.
+mod hostile;
 // Many clients at once, and graceful shutdown with requests in flight.
 mod concurrency;
 // CONNECT tunnels: byte-exact, TLS end to end, port policy, loops, half-close.

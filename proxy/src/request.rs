@@ -41,6 +41,9 @@ pub struct RequestContext {
     pub user_agent: Option<String>,
     /// The rule that blocked the request.
     pub blocked_by: Option<String>,
+    /// Refused while its head was being read (400, 408, 414, 431): no method or target
+    /// was understood; `method` is `NONE` and `target` names the error, as Squid logs it.
+    pub head_refused: bool,
 }
 
 impl RequestContext {
@@ -72,6 +75,39 @@ impl RequestContext {
             referer: text("referer"),
             user_agent: text("user-agent"),
             blocked_by: None,
+            head_refused: false,
+        }
+    }
+
+    /// The record of a request refused before its head could be read, from `peer`, with
+    /// this `status` and reason (Squid: `NONE/400 … NONE error:invalid-request`).
+    pub fn refused(id: u64, peer: SocketAddr, status: u16, why: String) -> Self {
+        let target = match status {
+            408 => "error:request-timeout",
+            414 => "error:uri-too-long",
+            431 => "error:request-header-fields-too-large",
+            _ => "error:invalid-request",
+        };
+        RequestContext {
+            id,
+            peer,
+            started: Instant::now(),
+            method: "NONE".into(),
+            target: target.into(),
+            status,
+            bytes_up: 0,
+            bytes_down: 0,
+            upstream: None,
+            upstream_reused: false,
+            error: Some(why),
+            version: Version::Http11,
+            user: None,
+            result: "NONE",
+            content_type: None,
+            referer: None,
+            user_agent: None,
+            blocked_by: None,
+            head_refused: true,
         }
     }
 }

@@ -11,6 +11,7 @@ use crate::conn::{self, ClientConn, Next};
 use crate::error::ProxyError;
 use crate::http::wire::{HeadError, Reader, Version};
 use crate::pipeline;
+use crate::request::RequestContext;
 use crate::shared::Shared;
 use std::future::Future;
 use std::io;
@@ -224,11 +225,16 @@ async fn serve(
     served
 }
 
-/// Answers an error that happened before a request head could be read, and logs it.
+/// Answers an error that happened before a request head could be read, and records it
+/// like any request: a log line, an access-log line and the metrics.
 async fn answer_error(shared: &Shared, conn: &mut ClientConn, err: ProxyError) {
-    tracing::warn!(client = %conn.peer, "-> {}: {err}", err.status());
+    let id = shared.next_request_id();
+    let mut ctx = RequestContext::refused(id, conn.peer, err.status(), err.to_string());
     let (head, body) = err.response(shared.via(Version::Http11));
-    let _ = conn::respond(conn, Version::Http11, head, &body, Next::Close).await;
+    if let Ok(sent) = conn::respond(conn, Version::Http11, head, &body, Next::Close).await {
+        ctx.bytes_down = sent;
+    }
+    crate::observe::record(shared.access_log.as_ref(), &shared.metrics, &ctx);
 }
 
 /// Closes our side, then reads and drops what the client still sends for a short while.

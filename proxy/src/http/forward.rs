@@ -21,12 +21,25 @@ pub const HOP_BY_HOP: &[&str] = &[
     "proxy-authenticate",
 ];
 
-/// Removes the hop-by-hop fields, including every field the `Connection` header names.
+/// Fields that `Connection` can never make hop-by-hop: they say where a message goes and
+/// how long it is. Removing `Content-Length` because a peer listed it would forward a body
+/// with no length (the next hop then reads it as the next request: smuggling), so these
+/// names in `Connection` are ignored. (`Transfer-Encoding` is hop-by-hop anyway: the proxy
+/// re-frames every body it forwards.)
+pub const NEVER_HOP_BY_HOP: &[&str] = &["content-length", "host"];
+
+/// Removes the hop-by-hop fields, including every field the `Connection` header names
+/// (except [`NEVER_HOP_BY_HOP`]).
 pub fn strip_hop_by_hop(headers: &mut Headers) {
     // Collected first (names are borrowed from `headers`, which `retain` then mutates).
     let named: Vec<String> = headers
         .tokens("connection")
         .chain(headers.tokens("proxy-connection"))
+        .filter(|name| {
+            !NEVER_HOP_BY_HOP
+                .iter()
+                .any(|n| n.eq_ignore_ascii_case(name))
+        })
         .map(str::to_string)
         .collect();
     headers.0.retain(|h| {

@@ -127,7 +127,7 @@ async fn with_body(
         // when the server stopped reading it (it may still answer).
         let mut sent: Option<bool> = None;
         let mut bytes_up = 0;
-        let relayed = loop {
+        let ended = loop {
             tokio::select! {
                 // Look at the body first: a response that arrives just as the last body bytes
                 // leave must not be taken for an early one.
@@ -135,12 +135,23 @@ async fn with_body(
                 r = &mut send, if sent.is_none() => match r {
                     Ok(c) => { sent = Some(true); bytes_up = c.bytes; }
                     Err(BodyError::Write(_)) => sent = Some(false),
-                    Err(e) => return Err(Failure::Abort(format!("request body failed: {e}"))),
+                    Err(e) => break Err(e),
                 },
-                r = &mut relay => break r.map_err(|e| e.failure)?,
+                r = &mut relay => break Ok(r.map_err(|e| e.failure)?),
             }
         };
-        (relayed, sent, bytes_up)
+        (ended, sent, bytes_up)
+    };
+    let relayed = match relayed {
+        Ok(relayed) => relayed,
+        // The client's body is broken (a bad chunk size): nothing more of it goes up, and the
+        // upstream connection is dropped with it. Before a final response head came back
+        // the client is told why (a 100 Continue before it is fine); after, only a cut
+        // connection can say it.
+        Err(e @ BodyError::BadChunk(_)) if ctx.status == 0 => {
+            return Err(ProxyError::BadRequest(format!("request body: {e}")).into())
+        }
+        Err(e) => return Err(Failure::Abort(format!("request body failed: {e}"))),
     };
     ctx.bytes_up = bytes_up;
     // A response that ended before its request body did leaves both connections unusable.

@@ -253,6 +253,15 @@ pub enum HeadError {
     Io(#[from] io::Error),
 }
 
+/// How many empty lines before a request line are ignored (RFC 9112 §2.2 asks for at
+/// least one); past that, the connection is sending something other than HTTP.
+pub const MAX_EMPTY_LINES: usize = 8;
+
+/// A `tchar` (RFC 9110 §5.6.2): what a method, a header name or a token is made of.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
 /// How a message's body is delimited (RFC 9112 §6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Framing {
@@ -271,6 +280,11 @@ pub enum Framing {
 /// smuggling works (RFC 9112 §6.3).
 pub fn request_framing(head: &RequestHead) -> Result<Framing, &'static str> {
     if head.headers.contains("transfer-encoding") {
+        // RFC 9112 §6.1: HTTP/1.0 has no Transfer-Encoding; a 1.0 message with one has
+        // framing that cannot be trusted (a classic smuggling vector), whatever else it says.
+        if head.version == Version::Http10 {
+            return Err("an HTTP/1.0 request has Transfer-Encoding, which HTTP/1.0 does not have");
+        }
         if head.headers.contains("content-length") {
             return Err("request has both Transfer-Encoding and Content-Length");
         }
@@ -411,15 +425,39 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         }
     }
 
-    /// Reads one request head. Blank lines before it are skipped (RFC 9112 §2.2).
+    /// Reads one request head. A few empty lines before it are skipped (RFC 9112 §2.2:
+    /// some clients send a CRLF after a POST body); more than [`MAX_EMPTY_LINES`], or a
+    /// first byte that cannot begin a method (a NUL, say), is refused at once instead of
+    /// being read until the head limit or the deadline.
     pub async fn read_request_head(
         &mut self,
         limits: Limits,
         deadline: Option<Instant>,
     ) -> Result<RequestHead, HeadError> {
+        let mut empty_lines = 0;
         loop {
-            while self.buf.starts_with(b"\r\n") {
-                self.consume_head(2);
+            loop {
+                let skip = if self.buf.starts_with(b"\r\n") {
+                    2
+                } else if self.buf.starts_with(b"\n") {
+                    1
+                } else {
+                    break;
+                };
+                empty_lines += 1;
+                if empty_lines > MAX_EMPTY_LINES {
+                    return Err(HeadError::Malformed(format!(
+                        "more than {MAX_EMPTY_LINES} empty lines before the request line"
+                    )));
+                }
+                self.consume_head(skip);
+            }
+            if let Some(&first) = self.buf.first() {
+                if first != b'\r' && !is_tchar(first) {
+                    return Err(HeadError::Malformed(
+                        "the request does not start with a method".into(),
+                    ));
+                }
             }
             if let Some(head) = self.try_parse_request(limits)? {
                 return Ok(head);

@@ -354,6 +354,7 @@ mod tests {
             referer: Some("http://ref.example/\" injected=\"1".into()),
             user_agent: Some("Mozilla/5.0 (X11; Linux)\nsecond line".into()),
             blocked_by: None,
+            head_refused: false,
         }
     }
 

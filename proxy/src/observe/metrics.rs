@@ -29,6 +29,8 @@ pub struct Metrics {
     cache_misses: AtomicU64,
     blocked: AtomicU64,
     denied: AtomicU64,
+    /// Requests refused while their head was read (400, 408, 414, 431).
+    refused_heads: AtomicU64,
     pub tunnels_active: AtomicI64,
     tunnels_total: AtomicU64,
     /// Requests finished on each runtime worker thread (`worker-N` at index N; index 0 for
@@ -76,6 +78,7 @@ impl Metrics {
             cache_misses: AtomicU64::new(0),
             blocked: AtomicU64::new(0),
             denied: AtomicU64::new(0),
+            refused_heads: AtomicU64::new(0),
             tunnels_active: AtomicI64::new(0),
             tunnels_total: AtomicU64::new(0),
             per_worker: (0..=workers.max(1)).map(|_| AtomicU64::new(0)).collect(),
@@ -111,6 +114,9 @@ impl Metrics {
         }
         if ctx.result == "TCP_TUNNEL" {
             self.tunnels_total.fetch_add(1, Relaxed);
+        }
+        if ctx.head_refused {
+            self.refused_heads.fetch_add(1, Relaxed);
         }
         let worker = worker_index().min(self.per_worker.len() - 1);
         self.per_worker[worker].fetch_add(1, Relaxed);
@@ -219,6 +225,13 @@ impl Metrics {
                 "Requests refused by access control or authentication.",
                 "counter",
                 counter(&self.denied),
+            ),
+            Family::new(
+                "refused_heads_total",
+                "Requests refused while their head was read (malformed 400, slow 408, \
+                 long target 414, large head 431).",
+                "counter",
+                counter(&self.refused_heads),
             ),
             Family::new(
                 "tunnels_active",
