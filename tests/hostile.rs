@@ -268,3 +268,67 @@ async fn refusals_while_reading_the_head_are_logged_and_counted() {
     );
     bench.stop().await;
 }
+
+/// A `url` rule and a `regex` rule for `/secret` cannot be walked around with another
+/// spelling of the same path: the target is normalised (RFC 3986 §6.2.2) before the rules
+/// see it, and the origin gets the normal form too. Host spellings (case, a trailing dot)
+/// name the same host; IPv4 addresses in other notations are refused.
+#[tokio::test]
+async fn filtering_cannot_be_walked_around_by_spelling() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.toml");
+    // The rules name the origin's port, known once it runs: written, then reloaded.
+    std::fs::write(&rules, "default = \"allow\"\n").unwrap();
+    let bench = Bench::with(|c| c.rules = Some(rules.clone())).await;
+    let port = bench.origin.addr().port();
+    std::fs::write(
+        &rules,
+        format!(
+            "[[rule]]\naction = \"block\"\nurl = \"http://127.0.0.1:{port}/secret\"\n\n\
+             [[rule]]\naction = \"block\"\nregex = '^http://127\\.0\\.0\\.1:\\d+/private/'\n\n\
+             [[rule]]\naction = \"block\"\nhost = \"blocked.test\"\n"
+        ),
+    )
+    .unwrap();
+    bench.proxy.shared().rules.reload().unwrap();
+    for path in [
+        "/secret",
+        "/%73ecret",
+        "/%73%65%63%72%65%74",
+        "/x/../secret",
+        "/./secret",
+        "/a/b/../../secret",
+        "/%2e%2e/secret",
+        "/private/x",
+        "/%70rivate/x",
+        "/public/../private/x",
+    ] {
+        let res = crate::support::get(&bench.proxy, &bench.url(path)).await;
+        assert_eq!(res.head.status, 403, "{path}: {}", res.text());
+    }
+    for host in ["BLOCKED.test", "blocked.test.", "Blocked.Test."] {
+        let res = crate::support::get(&bench.proxy, &format!("http://{host}/")).await;
+        assert_eq!(res.head.status, 403, "{host}: {}", res.text());
+    }
+    for host in ["2130706433", "0x7f.1", "0177.0.0.1", "127.1"] {
+        let res = crate::support::get(&bench.proxy, &format!("http://{host}:{port}/secret")).await;
+        assert_eq!(res.head.status, 400, "{host}: {}", res.text());
+    }
+    assert_eq!(
+        bench.origin.origin().requests(),
+        0,
+        "the origin saw one of them"
+    );
+    // What is let through reaches the origin in the normal form the rules saw.
+    let ok = crate::support::get(&bench.proxy, &bench.url("/x/../%62ytes/3")).await;
+    assert_eq!(ok.body.len(), 3);
+    let seen: Vec<String> = bench
+        .origin
+        .origin()
+        .seen()
+        .into_iter()
+        .map(|s| s.target)
+        .collect();
+    assert_eq!(seen, ["/bytes/3"]);
+    bench.stop().await;
+}

@@ -75,7 +75,7 @@ pub fn parse(method: &str, target: &str) -> Result<Target, String> {
         return Ok(Target::Asterisk);
     }
     if target.starts_with('/') {
-        return Ok(Target::Origin(target.to_string()));
+        return Ok(Target::Origin(normalize_path(target)));
     }
     let Some((scheme, rest)) = target.split_once("://") else {
         return Err(format!(
@@ -97,7 +97,10 @@ pub fn parse(method: &str, target: &str) -> Result<Target, String> {
         None if path.is_empty() => "/".to_string(),
         None => path.to_string(),
     };
-    Ok(Target::Absolute { authority, path })
+    Ok(Target::Absolute {
+        authority,
+        path: normalize_path(&path),
+    })
 }
 
 /// Parses `host[:port]`, `[v6]:port`; `default_port` applies when the port is absent
@@ -126,6 +129,11 @@ pub fn parse_authority(s: &str, default_port: Option<u16>) -> Result<Authority, 
             None => (s, None),
         }
     };
+    // `site.example.` is the same name as `site.example` (an absolute DNS name).
+    let host = match host.strip_suffix('.') {
+        Some(name) if !name.is_empty() && !name.ends_with('.') => name,
+        _ => host,
+    };
     if host.is_empty() {
         return Err("the target has no host".into());
     }
@@ -143,10 +151,110 @@ pub fn parse_authority(s: &str, default_port: Option<u16>) -> Result<Authority, 
             .ok_or_else(|| format!("{p:?} is not a valid port"))?,
         None => default_port.ok_or_else(|| format!("{s:?} has no port (host:port expected)"))?,
     };
+    if !host.contains(':') && host.split('.').any(str::is_empty) {
+        return Err(format!(
+            "{host:?} is not a valid host name (an empty label)"
+        ));
+    }
+    if looks_numeric(host) && host.parse::<std::net::Ipv4Addr>().is_err() {
+        return Err(format!(
+            "{host:?} is an IPv4 address in a form other than a.b.c.d (write it as four \
+             decimal numbers)"
+        ));
+    }
     Ok(Authority {
         host: host.to_ascii_lowercase(),
         port,
     })
+}
+
+/// Whether a host is meant as an IPv4 address: its last label is a number (decimal, or hex
+/// with `0x`), which no DNS name's top-level label can be. Resolvers read forms such as
+/// `2130706433`, `0x7f.1` or `0177.0.0.1` as 127.0.0.1, which a rule written for
+/// `127.0.0.1` would not see; the proxy accepts only the dotted-decimal form.
+fn looks_numeric(host: &str) -> bool {
+    let last = host.rsplit('.').next().unwrap_or(host);
+    let hex = last
+        .strip_prefix("0x")
+        .or_else(|| last.strip_prefix("0X"))
+        .is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit()));
+    hex || (!last.is_empty() && last.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// A path (and query) in the normal form of RFC 3986 §6.2.2: percent-encoded unreserved
+/// characters decoded (`%73` is `s`), the hex digits of other escapes in upper case, and
+/// `.` and `..` segments removed from the path. The filtering rules and the origin then see
+/// the same path: `/x/../secret`, `/./secret` and `/%73ecret` are all `/secret`.
+pub fn normalize_path(target: &str) -> String {
+    let (path, query) = match target.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (target, None),
+    };
+    let mut out = remove_dot_segments(&normalize_escapes(path));
+    if let Some(query) = query {
+        out.push('?');
+        out.push_str(&normalize_escapes(query));
+    }
+    out
+}
+
+/// Decodes escapes of unreserved characters, upper-cases the hex of the others; leaves
+/// anything that is not a valid escape as it is.
+fn normalize_escapes(s: &str) -> String {
+    if !s.contains('%') {
+        return s.to_string();
+    }
+    let bytes = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escape = bytes
+            .get(i + 1..i + 3)
+            .filter(|h| bytes[i] == b'%' && h.iter().all(u8::is_ascii_hexdigit))
+            .and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
+        match escape {
+            Some(b) if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') => {
+                out.push(char::from(b));
+                i += 3;
+            }
+            Some(b) => {
+                out.push_str(&format!("%{b:02X}"));
+                i += 3;
+            }
+            None => {
+                // Not an escape: copy one character (whole, if it is not ASCII).
+                let ch = s[i..].chars().next().unwrap_or('%');
+                out.push(ch);
+                i += ch.len_utf8();
+            }
+        }
+    }
+    out
+}
+
+/// RFC 3986 §5.2.4 for an absolute path: `.` segments go, `..` removes the one before it
+/// (never above the root).
+fn remove_dot_segments(path: &str) -> String {
+    if !path.contains('.') {
+        return path.to_string();
+    }
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    let mut out: Vec<&str> = Vec::with_capacity(segments.len());
+    for (i, segment) in segments.iter().enumerate() {
+        let last = i + 1 == segments.len();
+        match *segment {
+            "." if last => out.push(""),
+            "." => {}
+            ".." => {
+                out.pop();
+                if last {
+                    out.push("");
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    format!("/{}", out.join("/"))
 }
 
 /// A Host header value split into lower-case name (no brackets) and port (80 if none).
@@ -240,5 +348,58 @@ mod tests {
         ] {
             assert_eq!(split_host_header(host), expected, "{host}");
         }
+    }
+    #[test]
+    fn paths_are_normalised_as_rfc_3986_says() {
+        for (raw, normal) in [
+            ("/secret", "/secret"),
+            ("/%73ecret", "/secret"),
+            ("/%2e%2E/secret", "/secret"),
+            ("/x/../secret", "/secret"),
+            ("/./secret", "/secret"),
+            ("/a/b/../../../secret", "/secret"),
+            ("/a/./b/.", "/a/b/"),
+            ("/a/b/..", "/a/"),
+            ("/a//b", "/a//b"),
+            ("/a%2fb%3f", "/a%2Fb%3F"),
+            ("/%7e%41?q=%2e%2e/%7a&x=/../y", "/~A?q=../z&x=/../y"),
+            ("/100%", "/100%"),
+            ("/%zz%4", "/%zz%4"),
+            ("/é/%C3%A9", "/é/%C3%A9"),
+            ("/.well-known/x", "/.well-known/x"),
+        ] {
+            assert_eq!(normalize_path(raw), normal, "{raw}");
+        }
+        assert_eq!(
+            parse("GET", "http://ok.test/x/../%73ecret?a").unwrap(),
+            abs("ok.test", 80, "/secret?a")
+        );
+        assert_eq!(parse("GET", "/./a").unwrap(), Target::Origin("/a".into()));
+    }
+
+    #[test]
+    fn host_forms_name_one_host() {
+        assert_eq!(
+            parse("GET", "http://OK.Test.:81/").unwrap(),
+            abs("ok.test", 81, "/")
+        );
+        assert_eq!(
+            parse("GET", "http://127.0.0.1/").unwrap(),
+            abs("127.0.0.1", 80, "/")
+        );
+        for other in [
+            "2130706433",
+            "0x7f.1",
+            "0177.0.0.1",
+            "127.1",
+            "0x7f000001",
+            "1.2.3.04",
+        ] {
+            let err = parse("GET", &format!("http://{other}/")).unwrap_err();
+            assert!(err.contains("a.b.c.d"), "{other}: {err}");
+        }
+        assert!(parse("GET", "http://host.example../").is_err());
+        assert!(parse("GET", "http://./").is_err());
+        assert!(parse("GET", "http://1host.example/").is_ok());
     }
 }

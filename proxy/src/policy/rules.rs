@@ -366,6 +366,12 @@ fn normalise_url(prefix: &str) -> Result<String, String> {
     if authority.is_empty() {
         return Err(format!("{prefix:?} has no host"));
     }
+    // The same normal form as request paths (RFC 3986 §6.2.2), so that `/%73ecret` in a
+    // rule and `/secret` in a request (or the other way round) compare equal.
+    let path = match path {
+        "" => String::new(),
+        path => crate::http::target::normalize_path(path),
+    };
     Ok(format!("http://{authority}{path}"))
 }
 
