@@ -103,12 +103,15 @@ async fn common_combined_and_json_lines_through_the_proxy() {
                 assert_eq!(v["result"], "TCP_MISS");
                 assert_eq!(v["user_agent"], "test \"agent\"");
                 assert_eq!(v["referer"], "http://r.example/");
+                // Bodies and heads apart, both ways: 10 body bytes down, no body up.
                 assert_eq!(v["bytes_up"], 0);
-                assert!(v["bytes_down"].as_u64().unwrap() > 10);
+                assert_eq!(v["bytes_down"], 10);
+                assert!(v["head_bytes_up"].as_u64().unwrap() > 0, "{v}");
+                assert!(v["head_bytes_down"].as_u64().unwrap() > 0, "{v}");
             }
             _ => {
                 let apache = regex::Regex::new(&format!(
-                    r#"^127\.0\.0\.1 - - \[\d\d/[A-Z][a-z]{{2}}/\d{{4}}:\d\d:\d\d:\d\d \+0000\] "GET {} HTTP/1\.1" 200 \d+{}$"#,
+                    r#"^127\.0\.0\.1 - - \[\d\d/[A-Z][a-z]{{2}}/\d{{4}}:\d\d:\d\d:\d\d \+0000\] "GET {} HTTP/1\.1" 200 10{}$"#,
                     regex::escape(&target),
                     if format == LogFormat::Combined {
                         r#" "http://r\.example/" "test \\"agent\\"""#
@@ -122,6 +125,36 @@ async fn common_combined_and_json_lines_through_the_proxy() {
         }
         bench.stop().await;
     }
+}
+
+/// Apache's `%b` is the response body's size, `-` when there is none (a HEAD, a 304): log
+/// tools add it up as the bytes served.
+#[tokio::test]
+async fn apache_b_counts_the_body_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let bench = Bench::with(|c| {
+        c.access_log = Some(log.clone());
+        c.log_format = LogFormat::Common;
+    })
+    .await;
+    let mut client = bench.connect().await;
+    for (method, n) in [("GET", 1), ("HEAD", 2)] {
+        client
+            .send(format!(
+                "{method} {} HTTP/1.1\r\n\r\n",
+                bench.url("/bytes/10")
+            ))
+            .await;
+        assert_eq!(client.read(method).await.head.status, 200);
+        eventually("the access log line", || read(&log).lines().count() == n).await;
+    }
+    let text = read(&log);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].ends_with("\" 200 10"), "{}", lines[0]);
+    assert!(lines[1].ends_with("\" 200 -"), "{}", lines[1]);
+    drop(client);
+    bench.stop().await;
 }
 
 /// Checks the Prometheus text exposition format: every sample belongs to a family

@@ -41,20 +41,31 @@ pub async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
     }
 }
 
-/// Writes a complete response the proxy made itself. Returns the bytes written.
+/// What was written to the client: the response head's bytes and its body's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sent {
+    pub head: u64,
+    pub body: u64,
+}
+
+/// Writes a complete response the proxy made itself.
 pub async fn respond(
     conn: &mut ClientConn,
     client_version: Version,
     mut res: ResponseHead,
     body: &[u8],
     next: Next,
-) -> std::io::Result<u64> {
+) -> std::io::Result<Sent> {
     set_connection(&mut res.headers, client_version, next);
     let mut out = Vec::with_capacity(256 + body.len());
     res.write_to(&mut out);
+    let head = out.len() as u64;
     out.extend_from_slice(body);
     conn.writer.write_all(&out).await?;
-    Ok(out.len() as u64)
+    Ok(Sent {
+        head,
+        body: body.len() as u64,
+    })
 }
 
 /// `Connection: close` when the connection ends; `keep-alive` for HTTP/1.0 clients that stay.

@@ -57,7 +57,7 @@ pub async fn handle(shared: &Shared, conn: &mut ClientConn, head: RequestHead) -
             ctx.error = Some(e.to_string());
             let (head, body) = e.response(shared.via(Version::Http11));
             if let Ok(sent) = conn::respond(conn, client_version, head, &body, Next::Close).await {
-                ctx.bytes_down = sent;
+                ctx.sent(sent);
             }
             Next::Close
         }
@@ -206,6 +206,7 @@ async fn forward(
         .checkout_first(&destination.upstreams, reverse)
         .await?;
     ctx.upstream = Some(upstream.authority.clone());
+    ctx.upstream_peer = Some(upstream.peer);
     ctx.upstream_reused = upstream.reused;
     relay::exchange(shared, conn, upstream, wire_head, framing, &ex, ctx).await
 }

@@ -19,12 +19,18 @@ pub struct RequestContext {
     pub method: String,
     pub target: String,
     pub status: u16,
-    /// Request body bytes sent upstream.
+    /// Request body bytes sent upstream (a tunnel's: client to server).
     pub bytes_up: u64,
-    /// Response body bytes sent to the client.
+    /// The request head's bytes as sent upstream.
+    pub head_up: u64,
+    /// Response body bytes sent to the client (a tunnel's: server to client).
     pub bytes_down: u64,
+    /// The response head's bytes as sent to the client.
+    pub head_down: u64,
     /// The upstream server, once one was chosen.
     pub upstream: Option<Authority>,
+    /// The address actually dialed (or reused), once connected.
+    pub upstream_peer: Option<SocketAddr>,
     pub upstream_reused: bool,
     pub error: Option<String>,
     /// The client's HTTP version.
@@ -64,8 +70,11 @@ impl RequestContext {
             target: head.target.clone(),
             status: 0,
             bytes_up: 0,
+            head_up: 0,
             bytes_down: 0,
+            head_down: 0,
             upstream: None,
+            upstream_peer: None,
             upstream_reused: false,
             error: None,
             version: head.version,
@@ -96,8 +105,11 @@ impl RequestContext {
             target: target.into(),
             status,
             bytes_up: 0,
+            head_up: 0,
             bytes_down: 0,
+            head_down: 0,
             upstream: None,
+            upstream_peer: None,
             upstream_reused: false,
             error: Some(why),
             version: Version::Http11,
@@ -109,6 +121,14 @@ impl RequestContext {
             blocked_by: None,
             head_refused: true,
         }
+    }
+}
+
+impl RequestContext {
+    /// Notes what was written to the client.
+    pub fn sent(&mut self, sent: crate::conn::Sent) {
+        self.head_down = sent.head;
+        self.bytes_down = sent.body;
     }
 }
 

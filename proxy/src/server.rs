@@ -232,7 +232,7 @@ async fn answer_error(shared: &Shared, conn: &mut ClientConn, err: ProxyError) {
     let mut ctx = RequestContext::refused(id, conn.peer, err.status(), err.to_string());
     let (head, body) = err.response(shared.via(Version::Http11));
     if let Ok(sent) = conn::respond(conn, Version::Http11, head, &body, Next::Close).await {
-        ctx.bytes_down = sent;
+        ctx.sent(sent);
     }
     crate::observe::record(shared.access_log.as_ref(), &shared.metrics, &ctx);
 }

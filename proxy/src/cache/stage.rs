@@ -13,7 +13,7 @@
 
 use super::freshness::{self, CacheControl};
 use super::{Cache, Entry, Flight, FlightGuard};
-use crate::conn::{ClientConn, Next};
+use crate::conn::{ClientConn, Next, Sent};
 use crate::error::{error_page, ProxyError};
 use crate::http::own;
 use crate::http::wire::{self, Framing, Headers, Reader, RequestHead, ResponseHead, Version};
@@ -60,10 +60,11 @@ pub async fn consult<'s>(
             } else {
                 "proxylab; hit"
             };
-            let (next, sent, bytes) = serve_stored(shared, conn, head, &entry, age, status).await?;
-            ctx.status = sent;
-            ctx.bytes_down = bytes;
-            ctx.result = if sent == 304 {
+            let (next, status, sent) =
+                serve_stored(shared, conn, head, &entry, age, status).await?;
+            ctx.status = status;
+            ctx.sent(sent);
+            ctx.result = if status == 304 {
                 "TCP_IMS_HIT"
             } else {
                 "TCP_HIT"
@@ -266,19 +267,19 @@ async fn serve_stored(
     entry: &Entry,
     age: Duration,
     cache_status: &str,
-) -> Result<(Next, u16, u64), Failure> {
+) -> Result<(Next, u16, Sent), Failure> {
     let next = shared.next(head.wants_keep_alive());
     let asked = Asked {
         method: &head.method,
         version: head.version,
         headers: &head.headers,
     };
-    let (status, out) = stored_bytes(shared, &asked, entry, age, cache_status, next);
+    let (status, out, sent) = stored_bytes(shared, &asked, entry, age, cache_status, next);
     conn.writer
         .write_all(&out)
         .await
         .map_err(Failure::client_gone)?;
-    Ok((next, status, out.len() as u64))
+    Ok((next, status, sent))
 }
 
 /// What of a request matters to the answer a stored response gives.
@@ -289,7 +290,8 @@ struct Asked<'a> {
 }
 
 /// A stored response as bytes on the wire: the stored header lines replayed as they are,
-/// plus Age, Via, Cache-Status, Content-Length and Connection. Returns the status sent.
+/// plus Age, Via, Cache-Status, Content-Length and Connection. Returns the status sent,
+/// the bytes, and how many of them are head and body.
 fn stored_bytes(
     shared: &Shared,
     asked: &Asked<'_>,
@@ -297,7 +299,7 @@ fn stored_bytes(
     age: Duration,
     cache_status: &str,
     next: Next,
-) -> (u16, Vec<u8>) {
+) -> (u16, Vec<u8>, Sent) {
     let not_modified = client_condition_met(asked.headers, entry);
     let send_body = !not_modified && asked.method != "HEAD";
     let body_len = if send_body { entry.body.len() } else { 0 };
@@ -350,10 +352,15 @@ fn stored_bytes(
         (Next::KeepAlive, Version::Http11) => {}
     }
     out.extend_from_slice(b"\r\n");
+    let head = out.len() as u64;
     if send_body {
         out.extend_from_slice(&entry.body);
     }
-    (status, out)
+    let sent = Sent {
+        head,
+        body: body_len as u64,
+    };
+    (status, out, sent)
 }
 
 /// A 304 to our own conditional request: the stored response, refreshed with the 304's
@@ -392,10 +399,10 @@ pub async fn revalidated(
         version: wants.version,
         headers: &plan.request,
     };
-    let (status_code, last) = stored_bytes(shared, &asked, &entry, age, &status, next);
+    let (status_code, last, sent) = stored_bytes(shared, &asked, &entry, age, &status, next);
     ctx.status = status_code;
     ctx.result = "TCP_REFRESH_UNMODIFIED";
-    ctx.bytes_down = last.len() as u64;
+    ctx.sent(sent);
     Ok(Some((next, last)))
 }
 

@@ -107,8 +107,9 @@ pub async fn finish(
     } else {
         body
     };
-    ctx.bytes_down = conn::respond(conn, head.version, res, body, next)
+    let sent = conn::respond(conn, head.version, res, body, next)
         .await
         .map_err(|e| Failure::Abort(format!("writing the response failed: {e}")))?;
+    ctx.sent(sent);
     Ok(next)
 }

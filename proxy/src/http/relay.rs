@@ -46,6 +46,7 @@ pub async fn exchange(
     ex: &Exchange<'_>,
     ctx: &mut RequestContext,
 ) -> Result<Next, Failure> {
+    ctx.head_up = wire_head.len() as u64;
     if framing != Framing::Empty {
         return with_body(shared, conn, upstream, wire_head, framing, ex, ctx).await;
     }
@@ -58,6 +59,7 @@ pub async fn exchange(
             "pooled connection to {authority} failed before answering; retrying on a new one"
         );
         upstream = shared.upstreams.connect(&authority).await?;
+        ctx.upstream_peer = Some(upstream.peer);
         ctx.upstream_reused = false;
         relayed = without_body(shared, conn, &mut upstream, &wire_head, ex, ctx).await;
     }
@@ -263,7 +265,8 @@ async fn relay_response(
     let capture = store.as_mut().map(stage::Storing::capture);
     match wire::copy_body_but_last_write(up_rd, from, client_wr, to, out, timeout, capture).await {
         Ok((c, last)) => {
-            ctx.bytes_down = head_len + c.bytes;
+            ctx.head_down = head_len;
+            ctx.bytes_down = c.bytes;
             if let Some(store) = store {
                 store.finish(&shared.cache, &wants.key);
             }

@@ -45,6 +45,7 @@ pub async fn open(
         return Err(ProxyError::Loop(format!("{own} is the proxy's own address")).into());
     }
     let server = shared.upstreams.dial(&authority, &addrs).await?;
+    ctx.upstream_peer = Some(server.peer);
     let mut ok = ResponseHead::new(200, "Connection Established");
     if let Some(via) = shared.via(head.version) {
         ok.headers.push("Via", via);
@@ -56,6 +57,7 @@ pub async fn open(
         .await
         .map_err(Failure::client_gone)?;
     ctx.status = 200;
+    ctx.head_down = out.len() as u64;
     ctx.result = "TCP_TUNNEL";
     let active = &shared.metrics.tunnels_active;
     active.fetch_add(1, Ordering::Relaxed);

@@ -48,13 +48,12 @@ fn squid_field(text: &str) -> String {
     escape(text).replace(' ', "%20")
 }
 
-/// Squid's hierarchy field: `HIER_DIRECT/host` when an upstream answered, else `HIER_NONE/-`.
+/// Squid's hierarchy field: `HIER_DIRECT/<ip>`, the address actually connected to, else
+/// `HIER_NONE/-` (a hit, a refusal, an upstream that could not be reached).
 fn hierarchy(ctx: &RequestContext) -> String {
-    match (&ctx.upstream, ctx.result) {
-        (Some(up), r) if r != "TCP_HIT" && r != "TCP_IMS_HIT" && r != "TCP_DENIED" => {
-            format!("HIER_DIRECT/{}", squid_field(&up.host))
-        }
-        _ => "HIER_NONE/-".into(),
+    match ctx.upstream_peer {
+        Some(peer) => format!("HIER_DIRECT/{}", peer.ip().to_canonical()),
+        None => "HIER_NONE/-".into(),
     }
 }
 
@@ -116,7 +115,8 @@ fn squid_line(ctx: &RequestContext, now: SystemTime, elapsed: std::time::Duratio
         ctx.peer.ip(),
         ctx.result,
         ctx.status,
-        ctx.bytes_down,
+        // Squid counts the whole reply: head and body.
+        ctx.head_down + ctx.bytes_down,
         squid_field(&ctx.method),
         squid_field(&ctx.target),
         squid_field(ctx.user.as_deref().unwrap_or("")),
@@ -176,7 +176,9 @@ fn json_line(ctx: &RequestContext, now: SystemTime, elapsed: std::time::Duration
         "version": ctx.version.as_str(),
         "status": ctx.status,
         "result": ctx.result,
+        "head_bytes_up": ctx.head_up,
         "bytes_up": ctx.bytes_up,
+        "head_bytes_down": ctx.head_down,
         "bytes_down": ctx.bytes_down,
         "elapsed_ms": elapsed.as_secs_f64() * 1e3,
         "upstream": ctx.upstream.as_ref().map(|u| u.to_string()),
@@ -340,11 +342,15 @@ mod tests {
             target: "http://site.example/a\"b\\c\r\nFAKE 200 line\x07".into(),
             status: 200,
             bytes_up: 0,
+            head_up: 180,
             bytes_down: 1234,
+            head_down: 230,
             upstream: Some(Authority {
                 host: "site.example".into(),
                 port: 80,
             }),
+            // An address of the documentation range (RFC 5737): only a string here.
+            upstream_peer: Some("192.0.2.10:80".parse().unwrap()),
             upstream_reused: true,
             error: None,
             version: Version::Http11,
@@ -396,12 +402,15 @@ mod tests {
         ctx.target = "http://site.example/".into();
         ctx.user = None;
         let mut lines = Vec::new();
-        for (result, status, method, target) in [
-            ("TCP_HIT", 200, "GET", "http://site.example/"),
-            ("TCP_DENIED", 403, "GET", "http://blocked.example/"),
-            ("TCP_TUNNEL", 200, "CONNECT", "site.example:443"),
-            ("NONE", 502, "GET", "http://down.example/"),
+        let peer = ctx.upstream_peer;
+        for (result, status, method, target, dialed) in [
+            ("TCP_HIT", 200, "GET", "http://site.example/", None),
+            ("TCP_DENIED", 403, "GET", "http://blocked.example/", None),
+            ("TCP_DENIED", 403, "CONNECT", "blocked.example:443", None),
+            ("TCP_TUNNEL", 200, "CONNECT", "site.example:443", peer),
+            ("NONE", 502, "GET", "http://down.example/", None),
         ] {
+            ctx.upstream_peer = dialed;
             ctx.result = result;
             ctx.status = status;
             ctx.method = method.into();

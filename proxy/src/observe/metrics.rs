@@ -97,7 +97,8 @@ impl Metrics {
         };
         self.requests[method][class].fetch_add(1, Relaxed);
         self.bytes_in.fetch_add(ctx.bytes_up, Relaxed);
-        self.bytes_out.fetch_add(ctx.bytes_down, Relaxed);
+        self.bytes_out
+            .fetch_add(ctx.head_down + ctx.bytes_down, Relaxed);
         match ctx.result {
             "TCP_HIT" | "TCP_IMS_HIT" => self.cache_hits.fetch_add(1, Relaxed),
             "TCP_MISS" | "TCP_REFRESH_MODIFIED" | "TCP_REFRESH_UNMODIFIED"
@@ -180,7 +181,7 @@ impl Metrics {
             ),
             Family::new(
                 "response_bytes_total",
-                "Response bytes sent to clients.",
+                "Response bytes (heads and bodies) sent to clients.",
                 "counter",
                 counter(&self.bytes_out),
             ),
