@@ -116,6 +116,9 @@ async fn vary_keeps_one_variant_per_nominated_header_value() {
     assert_eq!(en.text(), "Accept-Language: en\n");
     assert_eq!(fr.text(), "Accept-Language: fr\n");
     assert_eq!(en_again.text(), "Accept-Language: en\n");
+    assert_eq!(cache_status(&en), "proxylab; fwd=uri-miss; stored");
+    // RFC 9211: the URI was stored, but no variant matched.
+    assert_eq!(cache_status(&fr), "proxylab; fwd=vary-miss; stored");
     assert_eq!(cache_status(&en_again), "proxylab; hit");
     assert_eq!(bench.hits(path), 2);
     bench.stop().await;

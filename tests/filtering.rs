@@ -247,6 +247,25 @@ async fn proxy_authentication_answers_407_until_the_right_password() {
         assert!(!res.text().contains("guess"), "{}", res.text());
     }
     assert_eq!(bench.origin.origin().requests(), 0);
+    // A 407 to a request read whole (its small body too) keeps the connection, so the
+    // authenticated try follows on it, as curl --proxy-anyauth does.
+    let mut client = bench.connect().await;
+    client
+        .send(format!(
+            "POST {url} HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+        ))
+        .await;
+    let challenged = client.read("POST").await;
+    assert_eq!(challenged.head.status, 407);
+    assert_eq!(challenged.header("connection"), None, "it said close");
+    client
+        .send(format!(
+            "GET {url} HTTP/1.1\r\nHost: x\r\nProxy-Authorization: {}\r\n\r\n",
+            basic("ann:s3cret")
+        ))
+        .await;
+    assert_eq!(client.read("GET").await.head.status, 200);
+    drop(client);
     let res = ask(Some(basic("ann:s3cret"))).await;
     assert_eq!(res.head.status, 200);
     // The credentials are the proxy's: they never reach the origin.

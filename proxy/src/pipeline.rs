@@ -40,8 +40,10 @@ pub async fn handle(shared: &Shared, conn: &mut ClientConn, head: RequestHead) -
         .is_some_and(|l| l.wants_headers());
     let mut ctx = RequestContext::new(shared.next_request_id(), conn.peer, &head, keep_headers);
     let client_version = head.version;
+    let keeps_alive = head.wants_keep_alive();
+    let framing = wire::request_framing(&head);
     let routed = match shared.admit_client(conn.peer) {
-        Ok(()) => route(shared, conn, head, &mut ctx).await,
+        Ok(()) => route(shared, conn, head, framing, &mut ctx).await,
         Err(e) => Err(e.into()),
     };
     let next = match routed {
@@ -55,11 +57,19 @@ pub async fn handle(shared: &Shared, conn: &mut ClientConn, head: RequestHead) -
                 ctx.result = "TCP_DENIED";
             }
             ctx.error = Some(e.to_string());
+            // A 407 keeps the connection when the request can be read whole, so that the
+            // client's second, authenticated try follows on it (curl --proxy-anyauth).
+            let next = match (&e, framing) {
+                (ProxyError::AuthRequired(_), Ok(framing)) if keeps_alive => {
+                    read_whole(shared, conn, framing).await
+                }
+                _ => Next::Close,
+            };
             let (head, body) = e.response(shared.via(Version::Http11));
-            if let Ok(sent) = conn::respond(conn, client_version, head, &body, Next::Close).await {
+            if let Ok(sent) = conn::respond(conn, client_version, head, &body, next).await {
                 ctx.sent(sent);
             }
-            Next::Close
+            next
         }
         Err(Failure::Abort(why)) => {
             ctx.error = Some(why);
@@ -75,10 +85,11 @@ async fn route(
     shared: &Shared,
     conn: &mut ClientConn,
     head: RequestHead,
+    framing: Result<Framing, &'static str>,
     ctx: &mut RequestContext,
 ) -> Result<Next, Failure> {
     let target = target::parse(&head.method, &head.target).map_err(ProxyError::BadRequest)?;
-    let framing = wire::request_framing(&head).map_err(|e| ProxyError::BadRequest(e.into()))?;
+    let framing = framing.map_err(|e| ProxyError::BadRequest(e.into()))?;
     let auth = shared.auth.as_ref();
     match target {
         Target::Absolute { authority, path } if head.method.eq_ignore_ascii_case("PURGE") => {
@@ -135,6 +146,24 @@ async fn route(
             policy::admit(auth, &shared.rules, &head, host, port, None, ctx).await?;
             tunnel::open(shared, conn, &head, authority, ctx).await
         }
+    }
+}
+
+/// Reads and drops a refused request's body, if it is small enough to be worth it, so the
+/// connection can carry the next request; says whether it can.
+async fn read_whole(shared: &Shared, conn: &mut ClientConn, framing: Framing) -> Next {
+    /// Larger bodies are not read for nothing: the connection closes instead.
+    const DRAIN_AT_MOST: u64 = 64 * 1024;
+    match framing {
+        Framing::Empty => shared.next(true),
+        Framing::Length(n) if n <= DRAIN_AT_MOST => {
+            let idle = Some(shared.config.idle_timeout);
+            match wire::discard_body(&mut conn.reader, framing, idle).await {
+                Ok(_) => shared.next(true),
+                Err(_) => Next::Close,
+            }
+        }
+        _ => Next::Close,
     }
 }
 

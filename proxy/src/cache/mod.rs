@@ -17,4 +17,4 @@ pub mod stage;
 pub mod store;
 
 pub use entry::{key, refresh_headers, Entry, Facts};
-pub use store::{Cache, CacheStats, Flight, FlightGuard, PASS_FOR};
+pub use store::{Cache, CacheStats, Flight, FlightGuard, Found, PASS_FOR};

@@ -149,16 +149,24 @@ fn look_up(
     req_cc: &CacheControl,
     now: SystemTime,
 ) -> Lookup {
-    let (stored, pass) = if request.contains("range") {
-        (None, true)
+    let found = if request.contains("range") {
+        super::Found {
+            pass: true,
+            ..Default::default()
+        }
     } else {
         cache.lookup_or_pass(key, request)
     };
-    let Some(entry) = stored else {
+    let Some(entry) = found.entry else {
         return Lookup::Forward {
             stored: None,
-            fwd: "uri-miss",
-            pass,
+            // RFC 9211: the URI is stored, but not for a request like this one.
+            fwd: if found.other_variants {
+                "vary-miss"
+            } else {
+                "uri-miss"
+            },
+            pass: found.pass,
         };
     };
     let age = entry.age(now);

@@ -34,6 +34,17 @@ pub const PASS_FOR: std::time::Duration = std::time::Duration::from_secs(120);
 /// How many uncacheable URIs are remembered.
 const PASS_ENTRIES: usize = 10_000;
 
+/// What a lookup found.
+#[derive(Debug, Default)]
+pub struct Found {
+    /// The stored variant that matches the request.
+    pub entry: Option<Arc<Entry>>,
+    /// The URI's last response could not be stored (hit-for-pass).
+    pub pass: bool,
+    /// No variant matches, but the URI has others stored (`Cache-Status: fwd=vary-miss`).
+    pub other_variants: bool,
+}
+
 /// Counters for metrics and tests.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct CacheStats {
@@ -133,25 +144,28 @@ impl Cache {
 
     /// The stored variant of `key` that matches `request`'s headers, if any.
     pub fn lookup(&self, key: &str, request: &Headers) -> Option<Arc<Entry>> {
-        self.lookup_or_pass(key, request).0
+        self.lookup_or_pass(key, request).entry
     }
 
-    /// [`Cache::lookup`], and whether `key` recently proved uncacheable (then concurrent
-    /// misses should not wait for one another).
-    pub fn lookup_or_pass(&self, key: &str, request: &Headers) -> (Option<Arc<Entry>>, bool) {
+    /// [`Cache::lookup`], whether `key` recently proved uncacheable (then concurrent
+    /// misses should not wait for one another), and whether other variants are stored.
+    pub fn lookup_or_pass(&self, key: &str, request: &Headers) -> Found {
+        let mut found = Found::default();
         let Ok(mut store) = self.store.lock() else {
-            return (None, false);
+            return found;
         };
         if let Some(variants) = store.entries.get(key) {
-            if let Some(found) = variants.iter().find(|e| e.matches(request)) {
-                return (Some(found.clone()), false);
+            found.entry = variants.iter().find(|e| e.matches(request)).cloned();
+            found.other_variants = found.entry.is_none() && !variants.is_empty();
+            if found.entry.is_some() {
+                return found;
             }
         }
-        let pass = store
+        found.pass = store
             .uncacheable
             .get(key)
             .is_some_and(|until| *until > std::time::Instant::now());
-        (None, pass)
+        found
     }
 
     /// Remembers that `key`'s response could not be stored (see [`PASS_FOR`]).
@@ -419,15 +433,15 @@ mod tests {
     fn an_uncacheable_uri_is_passed_until_something_is_stored() {
         let cache = Cache::new(1 << 20, 1 << 20);
         let none = Headers::default();
-        assert!(!cache.lookup_or_pass("k", &none).1);
+        assert!(!cache.lookup_or_pass("k", &none).pass);
         cache.mark_uncacheable("k");
-        assert!(cache.lookup_or_pass("k", &none).1, "within PASS_FOR");
+        assert!(cache.lookup_or_pass("k", &none).pass, "within PASS_FOR");
         cache.store("k", entry("now it is", &[], &[]));
-        let (found, pass) = cache.lookup_or_pass("k", &none);
-        assert!(found.is_some() && !pass);
+        let found = cache.lookup_or_pass("k", &none);
+        assert!(found.entry.is_some() && !found.pass);
         cache.invalidate("k");
         assert!(
-            !cache.lookup_or_pass("k", &none).1,
+            !cache.lookup_or_pass("k", &none).pass,
             "storing forgot the mark"
         );
     }

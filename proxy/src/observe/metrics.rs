@@ -66,6 +66,16 @@ pub struct Gauges {
     pub upstream_idle: usize,
 }
 
+/// A JSON number: an integer when the value is one (every counter and gauge is), so that
+/// `/stats` says `3`, not `3.0`.
+fn number(v: f64) -> serde_json::Value {
+    if v.fract() == 0.0 && v.abs() < 9.0e15 {
+        serde_json::json!(v as i64)
+    } else {
+        serde_json::json!(v)
+    }
+}
+
 impl Metrics {
     pub fn new(workers: usize) -> Metrics {
         Metrics {
@@ -284,11 +294,11 @@ impl Metrics {
         let mut map = serde_json::Map::new();
         for f in self.families(gauges) {
             let value = match f.samples.as_slice() {
-                [(labels, v)] if labels.is_empty() => serde_json::json!(v),
+                [(labels, v)] if labels.is_empty() => number(*v),
                 samples => serde_json::Value::Object(
                     samples
                         .iter()
-                        .map(|(l, v)| (l.replace('"', ""), serde_json::json!(v)))
+                        .map(|(l, v)| (l.replace('"', ""), number(*v)))
                         .collect(),
                 ),
             };
