@@ -332,3 +332,100 @@ async fn filtering_cannot_be_walked_around_by_spelling() {
     assert_eq!(seen, ["/bytes/3"]);
     bench.stop().await;
 }
+
+/// Polls until the origin's bytes equal `expected` (they arrive a little after the client's
+/// answer), then compares them, so a difference shows in full.
+async fn origin_got(origin: &Recorder, expected: &str) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while origin.received().concat() != expected && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(origin.received().concat(), expected);
+}
+
+/// The request-smuggling classes of RFC 9112 §11.2, each sent raw: what the client is
+/// answered, and the exact bytes the origin received — nothing at all when the proxy
+/// refuses, or one request with one unambiguous framing when it forwards.
+#[tokio::test]
+async fn smuggling_classes_are_refused_or_forwarded_unambiguously() {
+    const OK: &str = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    // Refused: 400, and the origin never even sees a connection.
+    let refused: &[(&str, &str)] = &[
+        ("CL.TE", "POST {url} HTTP/1.1\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nG"),
+        ("TE.CL", "POST {url} HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n8\r\nSMUGGLED\r\n0\r\n\r\n"),
+        ("TE.TE, a second coding", "POST {url} HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: x\r\n\r\n0\r\n\r\n"),
+        ("TE.TE, xchunked", "POST {url} HTTP/1.1\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n"),
+        ("TE.TE, chunked then identity", "POST {url} HTTP/1.1\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n"),
+        ("TE.TE, space before the colon", "POST {url} HTTP/1.1\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n"),
+        ("TE.TE, a folded line", "POST {url} HTTP/1.1\r\nX: 1\r\n Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+        ("duplicate Content-Length", "POST {url} HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!"),
+        ("a list of unequal lengths", "POST {url} HTTP/1.1\r\nContent-Length: 5, 6\r\n\r\nhello!"),
+        ("an oversized Content-Length", "POST {url} HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n"),
+        ("a signed Content-Length", "POST {url} HTTP/1.1\r\nContent-Length: +5\r\n\r\nhello"),
+        ("obs-fold", "GET {url} HTTP/1.1\r\nX-A: 1\r\n  folded\r\n\r\n"),
+        ("a bare CR ending a line", "GET {url} HTTP/1.1\rX: 1\r\n\r\n"),
+        ("a bare CR in a value", "GET {url} HTTP/1.1\r\nX: a\rb\r\n\r\n"),
+        ("HTTP/0.9", "GET {url}\r\n\r\n"),
+        ("an unknown version", "GET {url} HTTP/1.2\r\n\r\n"),
+        ("Transfer-Encoding in HTTP/1.0", "POST {url} HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+    ];
+    for (class, request) in refused {
+        let origin = Recorder::start(Some(OK)).await;
+        let bench = Bench::start().await;
+        let mut client = bench.connect().await;
+        client
+            .send(request.replace("{url}", &origin.url("/x")))
+            .await;
+        let res = client.read("POST").await;
+        assert_eq!(res.head.status, 400, "{class}: {}", res.text());
+        assert!(client.closed().await, "{class}: the connection stayed open");
+        drop(client);
+        bench.stop().await;
+        assert_eq!(origin.received(), Vec::<String>::new(), "{class}");
+    }
+    // Forwarded, re-framed so that the origin can read it only one way.
+    let via = "Via: 1.1 proxylab\r\nX-Forwarded-For: 127.0.0.1\r\n";
+    let forwarded: &[(&str, &str, String)] = &[
+        (
+            "a list of equal lengths",
+            "POST {url} HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\nhello",
+            format!("POST /x HTTP/1.1\r\nHost: {{host}}\r\n{via}Content-Length: 5\r\n\r\nhello"),
+        ),
+        (
+            "chunk extensions and trailers",
+            "POST {url} HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n\
+             5;ext=\"a b\";x\r\nhello\r\n0\r\nContent-Length: 99\r\nX-Smuggled: 1\r\n\r\n",
+            format!(
+                "POST /x HTTP/1.1\r\nHost: {{host}}\r\n{via}Transfer-Encoding: chunked\r\n\r\n\
+                 5\r\nhello\r\n0\r\n\r\n"
+            ),
+        ),
+        (
+            "absolute-form with another Host",
+            "GET {url} HTTP/1.1\r\nHost: evil.example\r\n\r\n",
+            format!("GET /x HTTP/1.1\r\nHost: {{host}}\r\n{via}\r\n"),
+        ),
+        (
+            "bare LF line endings",
+            "GET {url} HTTP/1.1\nX-A: 1\n\n",
+            format!("GET /x HTTP/1.1\r\nHost: {{host}}\r\nX-A: 1\r\n{via}\r\n"),
+        ),
+    ];
+    for (class, request, expected) in forwarded {
+        let origin = Recorder::start(Some(OK)).await;
+        let bench = Bench::start().await;
+        let mut client = bench.connect().await;
+        client
+            .send(request.replace("{url}", &origin.url("/x")))
+            .await;
+        let res = client.read("POST").await;
+        assert_eq!(res.head.status, 200, "{class}: {}", res.text());
+        origin_got(
+            &origin,
+            &expected.replace("{host}", &origin.addr.to_string()),
+        )
+        .await;
+        drop(client);
+        bench.stop().await;
+    }
+}

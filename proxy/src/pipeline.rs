@@ -269,8 +269,13 @@ fn upstream_head(
     if let Some(rewrites) = &ex.rewrites {
         rewrites.apply(Direction::Request, &mut up.headers);
     }
-    if framing == Framing::Chunked {
-        up.headers.push("Transfer-Encoding", "chunked");
+    match framing {
+        Framing::Chunked => up.headers.push("Transfer-Encoding", "chunked"),
+        Framing::Length(n) => forward::single_content_length(&mut up.headers, n),
+        Framing::Empty if up.headers.contains("content-length") => {
+            forward::single_content_length(&mut up.headers, 0)
+        }
+        Framing::Empty | Framing::Close => {}
     }
     if let Some(plan) = &ex.plan {
         plan.add_conditionals(&mut up.headers);

@@ -51,6 +51,18 @@ pub fn strip_hop_by_hop(headers: &mut Headers) {
     });
 }
 
+/// One `Content-Length` field with one value, when a body is `n` bytes long: a list of
+/// equal values (`5, 5`) or repeated fields, which a sender may send and other recipients
+/// may read differently, go on as one (RFC 9112 §6.3, item 5).
+pub fn single_content_length(headers: &mut Headers, n: u64) {
+    let mut number = itoa::Buffer::new();
+    let value = number.format(n).as_bytes();
+    let fields = headers.get_all("content-length").count();
+    if fields != 1 || headers.get("content-length") != Some(value) {
+        headers.set("Content-Length", value.to_vec());
+    }
+}
+
 /// Whether a `Via` header already names this proxy: the request has looped back to us.
 pub fn via_names(headers: &Headers, name: &str) -> bool {
     // Each Via element is `protocol received-by [comment]`.

@@ -328,6 +328,10 @@ async fn final_head(
 /// close-delimited. Sets the framing header fields to match.
 fn reframe(res: &mut ResponseHead, from: Framing, client_version: Version) -> Framing {
     match from {
+        Framing::Length(n) => {
+            forward::single_content_length(&mut res.headers, n);
+            from
+        }
         Framing::Chunked | Framing::Close if client_version == Version::Http11 => {
             res.headers.remove("content-length");
             res.headers.push("Transfer-Encoding", "chunked");
