@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 RELEASE := target/release
 
-.PHONY: help build run proxy origin chat demo test check bench clean lab1 lab2 lab3 lab4 lab5 grade student-kit
+.PHONY: help build run proxy origin chat demo test check bench fuzz clean lab1 lab2 lab3 lab4 lab5 grade student-kit
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -42,6 +42,19 @@ check: ## The CI gates: formatting, clippy -D warnings, tests
 bench: ## Criterion benchmark: N keep-alive clients through the proxy (see benches/forward.rs)
 	$(CARGO) build --release -p proxy
 	$(CARGO) bench --bench forward
+
+# Each target runs for FUZZ_SECONDS; new corpus entries go to proxy/fuzz/work/ (not kept),
+# and an input that fails is copied to proxy/fuzz/regressions/, which `make test` replays.
+FUZZ_SECONDS ?= 300
+fuzz: ## Fuzz the request-head and chunked decoders, FUZZ_SECONDS each (nightly + cargo-fuzz)
+	@command -v cargo-fuzz >/dev/null || { echo "cargo-fuzz is missing: cargo install cargo-fuzz"; exit 1; }
+	@rustup run nightly rustc --version >/dev/null 2>&1 || { echo "the nightly toolchain is missing: rustup toolchain install nightly"; exit 1; }
+	cd proxy/fuzz && for t in request_head chunked; do \
+	  mkdir -p work/$$t regressions/$$t; \
+	  cargo +nightly fuzz run $$t work/$$t corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) \
+	    -max_len=8192 -rss_limit_mb=2048 -timeout=5 \
+	    || { cp artifacts/$$t/* regressions/$$t/ 2>/dev/null; echo "$$t failed: the input is in proxy/fuzz/regressions/$$t"; exit 1; }; \
+	done
 
 # The labs grade the reference unless told otherwise:
 #   make lab2 PROXY_CMD="python3 myproxy.py {port}"     any program; {port} is its port

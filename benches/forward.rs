@@ -340,6 +340,121 @@ fn idle_memory() {
     rt.block_on(origin.shutdown());
 }
 
+/// Latencies of `clients` good keep-alive clients making `each` requests apiece.
+async fn latencies(addr: SocketAddr, url: &str, clients: usize, each: usize) -> Vec<Duration> {
+    let tasks: Vec<_> = (0..clients)
+        .map(|_| {
+            let url = url.to_string();
+            tokio::spawn(async move {
+                let mut client = LoadClient::connect(addr, &url).await;
+                let mut took = Vec::with_capacity(each);
+                for _ in 0..each {
+                    let start = Instant::now();
+                    client.request().await;
+                    took.push(start.elapsed());
+                }
+                took
+            })
+        })
+        .collect();
+    let mut all = Vec::with_capacity(clients * each);
+    for t in tasks {
+        all.extend(t.await.expect("good client"));
+    }
+    all.sort();
+    all
+}
+
+fn p99(sorted: &[Duration]) -> Duration {
+    sorted
+        .get(sorted.len() * 99 / 100)
+        .copied()
+        .unwrap_or_default()
+}
+
+/// Hostile clients (issue 13): 2,000 slowloris connections (a head trickling in), 1,000
+/// half-open ones (connected, silent) and 1,000 that send garbage, while 64 good clients
+/// keep requesting. Prints the good clients' p99 against a quiet run, the proxy's memory per
+/// hostile connection, and how many hostile connections the proxy closed by their deadline
+/// (`--header-timeout`, plus the 2 s it lingers to read what a closed client still sends).
+fn hostile_soak() {
+    const SLOW: usize = 2_000;
+    const SILENT: usize = 1_000;
+    const GARBAGE: usize = 1_000;
+    const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+    let rt = runtime();
+    let origin = rt
+        .block_on(origin_sim::start(origin_sim::Config::default()))
+        .expect("origin");
+    let proxy = ProxyProcess::spawn(&["--header-timeout", "5s"]);
+    let url = format!("{}/bytes/100", origin.url());
+    rt.block_on(async {
+        let quiet = latencies(proxy.addr, &url, 64, 200).await;
+        let before = proxy.rss();
+        let opened = Instant::now();
+        let mut hostile = Vec::with_capacity(SLOW + SILENT + GARBAGE);
+        for i in 0..SLOW + SILENT + GARBAGE {
+            let mut stream = TcpStream::connect(proxy.addr)
+                .await
+                .expect("hostile connect");
+            if i < SLOW {
+                let _ = stream
+                    .write_all(format!("GET {url} HTTP/1.1\r\nX-Slow: ").as_bytes())
+                    .await;
+            } else if i >= SLOW + SILENT {
+                // Garbage: binary, or something that starts like a method and is not HTTP.
+                let junk: &[u8] = if i % 2 == 0 {
+                    b"\x00\xff\x13\x37"
+                } else {
+                    b"GET \x01\x02 ???\r\n\r\n"
+                };
+                let _ = stream.write_all(&junk.repeat(64)).await;
+            }
+            hostile.push(stream);
+        }
+        let held = proxy.rss();
+        // The slowloris connections trickle a byte every 500 ms while the good clients run.
+        let (slow, rest) = hostile.split_at_mut(SLOW);
+        let trickle = async {
+            for _ in 0..4 {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                for s in slow.iter_mut() {
+                    let _ = s.write_all(b"x").await;
+                }
+            }
+        };
+        let ((), attacked) = tokio::join!(trickle, latencies(proxy.addr, &url, 64, 200));
+        // Every hostile connection should now be closed by the proxy: read to the end, with
+        // a deadline of its own for each.
+        let deadline =
+            tokio::time::Instant::from_std(opened + HEADER_TIMEOUT + Duration::from_secs(4));
+        let mut closed = 0;
+        for stream in slow.iter_mut().chain(rest.iter_mut()) {
+            let mut sink = Vec::new();
+            let read = tokio::io::AsyncReadExt::read_to_end(stream, &mut sink);
+            if let Ok(Ok(_)) = tokio::time::timeout_at(deadline, read).await {
+                closed += 1;
+            }
+        }
+        let total = SLOW + SILENT + GARBAGE;
+        println!(
+            "hostile soak: {SLOW} slowloris + {SILENT} silent + {GARBAGE} garbage connections; \
+             good clients' p99 {:.2} ms quiet, {:.2} ms under attack ({:.2}x); proxy RSS \
+             {:.1} -> {:.1} MiB = {:.1} KiB per hostile connection; {closed} of {total} closed \
+             by the proxy within --header-timeout ({:?}) + 4 s",
+            p99(&quiet).as_secs_f64() * 1e3,
+            p99(&attacked).as_secs_f64() * 1e3,
+            p99(&attacked).as_secs_f64() / p99(&quiet).as_secs_f64().max(1e-9),
+            before as f64 / 1048576.0,
+            held as f64 / 1048576.0,
+            held.saturating_sub(before) as f64 / 1024.0 / total as f64,
+            HEADER_TIMEOUT,
+        );
+    });
+    drop(proxy);
+    rt.block_on(origin.shutdown());
+}
+
 /// A 2 GiB body each way at once (uploaded to origin-sim's /echo, which streams it back)
 /// through a fresh proxy: its peak memory must stay flat.
 fn large_body() {
@@ -469,5 +584,6 @@ fn main() {
     if std::env::args().any(|a| a == "--bench") && std::env::var_os("PROXY_ADDR").is_none() {
         idle_memory();
         large_body();
+        hostile_soak();
     }
 }

@@ -8,8 +8,11 @@
 //! - [`relay`]: the request body up and the response down, re-framed.
 //! - [`tunnel`]: CONNECT tunnels, bytes both ways with half-close.
 //! - [`own`]: the responses the proxy makes itself (status page, OPTIONS, TRACE).
+//! - [`fuzzing`]: the fuzz targets' bodies (`make fuzz`), replayed by `make test`.
 
 pub mod forward;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod own;
 pub mod relay;
 pub mod reverse;
