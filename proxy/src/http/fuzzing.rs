@@ -113,7 +113,8 @@ mod tests {
     #[test]
     fn the_fuzz_corpus_and_past_failures_still_pass() {
         let fuzz = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
-        let targets: [(&str, fn(&[u8])); 2] = [
+        type Target = fn(&[u8]);
+        let targets: [(&str, Target); 2] = [
             ("request_head", super::request_head),
             ("chunked", super::chunked),
         ];
