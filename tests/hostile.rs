@@ -429,3 +429,43 @@ async fn smuggling_classes_are_refused_or_forwarded_unambiguously() {
         bench.stop().await;
     }
 }
+
+/// A refusal while reading the head is a line in the other formats too.
+#[tokio::test]
+async fn refusals_are_lines_in_every_log_format() {
+    use proxy::config::LogFormat;
+    for (format, expected) in [
+        (
+            LogFormat::Common,
+            "\"NONE error:invalid-request HTTP/1.1\" 400 ",
+        ),
+        (
+            LogFormat::Combined,
+            "\"NONE error:invalid-request HTTP/1.1\" 400 ",
+        ),
+        (LogFormat::Json, "\"url\":\"error:invalid-request\""),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("access.log");
+        let bench = Bench::with(|c| {
+            c.access_log = Some(log.clone());
+            c.log_format = format;
+        })
+        .await;
+        let mut client = bench.connect().await;
+        client.send("\u{0}garbage\r\n\r\n").await;
+        assert_eq!(client.read("GET").await.head.status, 400);
+        eventually("the access log line", || {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .lines()
+                .count()
+                == 1
+        })
+        .await;
+        let line = std::fs::read_to_string(&log).unwrap();
+        assert!(line.contains(expected), "{format:?}: {line}");
+        drop(client);
+        bench.stop().await;
+    }
+}
