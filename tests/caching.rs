@@ -402,6 +402,39 @@ async fn uncacheable_uris_are_not_collapsed() {
     }
 }
 
+/// Requests waiting behind a collapsed fetch are released the moment its response *head*
+/// says it will not be stored, not when its body ends. The origin holds the first head at one
+/// gate until four more requests wait in the proxy, then holds its body at another: the four
+/// reach the origin themselves while that body is still held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_are_released_by_an_unstorable_head_not_its_body() {
+    let bench = std::sync::Arc::new(Bench::start().await);
+    let path = "/gatebody/release-body?cc=no-store&head=release-head";
+    let key = format!("http://{}{path}", bench.origin.addr());
+    let cache = &bench.proxy.shared().cache;
+    let gates = bench.origin.origin().clone();
+    let fetch = |bench: std::sync::Arc<Bench>| tokio::spawn(async move { get(&bench, path).await });
+    let mut requests = vec![fetch(bench.clone())];
+    crate::support::eventually("the first request at the origin", || bench.hits(path) == 1).await;
+    for _ in 0..4 {
+        requests.push(fetch(bench.clone()));
+    }
+    crate::support::eventually("four requests waiting in the proxy", || {
+        cache.waiting(&key) == 4
+    })
+    .await;
+    gates.open_gate("release-head");
+    crate::support::eventually(
+        "the four at the origin while the first body is held",
+        || bench.hits(path) == 5,
+    )
+    .await;
+    gates.open_gate("release-body");
+    for request in requests {
+        assert_eq!(request.await.unwrap().text(), "gate release-body opened\n");
+    }
+}
+
 /// Stored entries age: a `max-age=1` response is a hit at first and, once a second has
 /// passed, goes to the origin again — asked again until it does, within a deadline (an
 /// entry that never ages would be served from the cache for ever).

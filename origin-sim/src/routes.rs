@@ -90,6 +90,10 @@ pub const ROUTES: &[(&str, &str)] = &[
         "held until gate NAME is opened (/open/NAME); Cache-Control CC (default max-age=60)",
     ),
     (
+        "/gatebody/NAME?head=H",
+        "the head at once (or once gate H opens), the body once gate NAME opens; ?cc= as /gate",
+    ),
+    (
         "/open/NAME",
         "opens gate NAME: held and later /gate/NAME responses go out",
     ),
@@ -323,6 +327,29 @@ pub(crate) async fn respond<R: Rd, W: Wr>(
                 query_value(&query, "cc").unwrap_or("max-age=60"),
             )];
             cached(&ex, conn, &v, &cc, format!("gate {name} opened\n")).await
+        }
+        (["gatebody", name], _) => {
+            // The head goes out at once (or once gate `head` opens); the body waits for gate
+            // NAME: a test can tell what a proxy does with a head before the body comes.
+            if let Some(gate) = query_value(&query, "head") {
+                ex.origin.wait_gate(gate).await;
+            }
+            let body = format!("gate {name} opened\n");
+            let mut head = base(&ex, 200);
+            let cc = query_value(&query, "cc").unwrap_or("max-age=60");
+            head.headers.push("Cache-Control", cc);
+            head.headers
+                .push("Content-Type", "text/plain; charset=utf-8");
+            head.headers.push("Content-Length", body.len().to_string());
+            let mut out = Vec::with_capacity(256);
+            head.write_to(&mut out);
+            conn.writer.write_all(&out).await?;
+            conn.writer.flush().await?;
+            if !is_head(&ex) {
+                ex.origin.wait_gate(name).await;
+                conn.writer.write_all(body.as_bytes()).await?;
+            }
+            Ok(keep_alive(&ex))
         }
         (["open", name], _) => {
             ex.origin.open_gate(name);

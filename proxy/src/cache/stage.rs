@@ -88,7 +88,7 @@ pub async fn consult<'s>(
         may_store: !req_cc.no_store,
         authorization: head.headers.contains("authorization"),
         fwd,
-        _flight: flight,
+        flight: std::sync::Mutex::new(flight),
     })))
 }
 
@@ -201,11 +201,21 @@ pub struct CachePlan<'s> {
     /// Why the request went forward, for Cache-Status (`uri-miss`, `stale`).
     fwd: &'static str,
     /// Set when this request leads a collapsed fetch: while it lives, requests for the
-    /// same URI wait; dropped when the request is over (its response stored or not).
-    _flight: Option<FlightGuard<'s>>,
+    /// same URI wait. Dropped as soon as the response head shows it will not be stored
+    /// ([`storing`]), else when the request is over (its response stored or not).
+    flight: std::sync::Mutex<Option<FlightGuard<'s>>>,
 }
 
 impl CachePlan<'_> {
+    /// Ends this request's lead of a collapsed fetch now: the waiters look again.
+    fn release_waiters(&self) {
+        let guard = match self.flight.lock() {
+            Ok(mut flight) => flight.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        drop(guard);
+    }
+
     /// Whether a stale stored response is being revalidated (`TCP_REFRESH_*` in the log).
     pub fn revalidating(&self) -> bool {
         self.stored.is_some()
@@ -447,7 +457,11 @@ pub fn storing<'p>(
         capture: wire::Capture::new(shared.cache.max_object()),
     });
     if store.is_none() && wants.method == "GET" {
+        // Hit-for-pass first, then wake the requests waiting for this one: they look again,
+        // see the mark and go to the origin themselves at once, instead of waiting for a
+        // body that will not be shared.
         shared.cache.mark_uncacheable(&wants.key);
+        plan.release_waiters();
     }
     let stored_too = store.is_some()
         && matches!(from, Framing::Length(n) if n as usize <= shared.cache.max_object())
