@@ -49,7 +49,11 @@ impl Facts {
             }
         }
         Facts {
-            lifetime: super::freshness::freshness_lifetime(head.status, &head.headers).0,
+            // An invalid Age makes the response stale (RFC 9111 §5.1): no lifetime at all.
+            lifetime: match super::freshness::age_is_valid(&head.headers) {
+                true => super::freshness::freshness_lifetime(head.status, &head.headers).0,
+                false => std::time::Duration::ZERO,
+            },
             cache_control: super::freshness::CacheControl::parse(&head.headers),
             date: super::freshness::http_date(&head.headers, "date"),
             age_value: super::freshness::age_value(&head.headers),
@@ -277,5 +281,14 @@ mod tests {
             port: 80,
         };
         assert_eq!(key(&v6, "/"), "http://[::1]:80/");
+    }
+    #[test]
+    fn an_invalid_age_leaves_no_lifetime() {
+        let fresh = Facts::of(&head(&[("Cache-Control", "max-age=60"), ("Age", "5")]));
+        assert_eq!(fresh.lifetime, Duration::from_secs(60));
+        for age in ["-5", "5, 6", "five"] {
+            let facts = Facts::of(&head(&[("Cache-Control", "max-age=60"), ("Age", age)]));
+            assert_eq!(facts.lifetime, Duration::ZERO, "Age: {age}");
+        }
     }
 }

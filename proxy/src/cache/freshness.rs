@@ -73,10 +73,39 @@ fn delta_seconds(v: &str) -> Option<u64> {
     Some(v.parse::<u64>().unwrap_or(DELTA_MAX).min(DELTA_MAX))
 }
 
-/// An HTTP-date header (IMF-fixdate and the two obsolete forms); `None` when invalid.
+/// An HTTP-date header (IMF-fixdate and the two obsolete forms, RFC 9110 §5.6.7); `None`
+/// when invalid.
 pub fn http_date(headers: &Headers, name: &str) -> Option<SystemTime> {
     let value = std::str::from_utf8(headers.get(name)?).ok()?;
-    httpdate::parse_http_date(value.trim()).ok()
+    parse_date(value)
+}
+
+/// Parses an HTTP-date in any of its three forms. Day and month names and `GMT` are
+/// matched in any letter case ("the recipient ... SHOULD be tolerant", as senders get the
+/// case wrong), so they are put in their canonical case before the strict parser sees them.
+pub fn parse_date(value: &str) -> Option<SystemTime> {
+    let value = value.trim();
+    let mut canonical = String::with_capacity(value.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        if word.eq_ignore_ascii_case("gmt") {
+            out.push_str("GMT");
+        } else if let Some(first) = word.chars().next() {
+            out.push(first.to_ascii_uppercase());
+            out.push_str(&word[first.len_utf8()..].to_ascii_lowercase());
+        }
+        word.clear();
+    };
+    for c in value.chars() {
+        if c.is_ascii_alphabetic() {
+            word.push(c);
+        } else {
+            flush(&mut word, &mut canonical);
+            canonical.push(c);
+        }
+    }
+    flush(&mut word, &mut canonical);
+    httpdate::parse_http_date(&canonical).ok()
 }
 
 /// Status codes a cache may give heuristic freshness to (RFC 9110 §15.1).
@@ -154,6 +183,20 @@ pub fn freshness_lifetime(status: u16, headers: &Headers) -> (Duration, bool) {
 pub fn has_explicit_freshness(headers: &Headers) -> bool {
     let cc = CacheControl::parse(headers);
     cc.max_age.is_some() || cc.s_maxage.is_some() || headers.contains("expires")
+}
+
+/// Whether the `Age` header, if present, is one non-negative integer (RFC 9111 §5.1): a
+/// response with any other `Age` (a list, two fields, `-1`, `abc`) is to be taken as stale.
+pub fn age_is_valid(headers: &Headers) -> bool {
+    let mut values = headers.get_all("age");
+    match (values.next(), values.next()) {
+        (None, _) => true,
+        (Some(v), None) => std::str::from_utf8(v)
+            .ok()
+            .and_then(|v| delta_seconds(v.trim()))
+            .is_some(),
+        (Some(_), Some(_)) => false,
+    }
 }
 
 /// The `Age` header's value (0 when absent or invalid).
@@ -683,6 +726,48 @@ mod tests {
                 !satisfies_request(secs(60), secs(61), &any_stale, &forbids),
                 "{forbids:?}"
             );
+        }
+    }
+    /// RFC 9110 §5.6.7: the three date forms, with day, month and zone in any case.
+    #[test]
+    fn every_date_form_in_any_case() {
+        let expected = httpdate::parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
+        for form in [
+            "Sun, 06 Nov 1994 08:49:37 GMT",
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 1994",
+            "sun, 06 nov 1994 08:49:37 gmt",
+            "SUN, 06 NOV 1994 08:49:37 GMT",
+            "SUNDAY, 06-NOV-94 08:49:37 Gmt",
+            "sun nov  6 08:49:37 1994",
+            " Sun, 06 Nov 1994 08:49:37 GMT ",
+        ] {
+            assert_eq!(parse_date(form), Some(expected), "{form:?}");
+        }
+        for bad in [
+            "",
+            "0",
+            "yesterday",
+            "Sun, 06 Nov 1994 08:49:37 PST",
+            "Sun, 32 Nov 1994 08:49:37 GMT",
+        ] {
+            assert_eq!(parse_date(bad), None, "{bad:?}");
+        }
+    }
+
+    /// RFC 9111 §5.1: an Age that is not one non-negative integer makes a response stale.
+    #[test]
+    fn an_invalid_age_means_stale() {
+        assert!(age_is_valid(&h(&[])));
+        assert!(age_is_valid(&h(&[("Age", "30")])));
+        assert!(age_is_valid(&h(&[("Age", " 0 ")])));
+        for bad in [
+            &[("Age", "-1")][..],
+            &[("Age", "1, 2")],
+            &[("Age", "abc")],
+            &[("Age", "1"), ("Age", "1")],
+        ] {
+            assert!(!age_is_valid(&h(bad)), "{bad:?}");
         }
     }
 }
