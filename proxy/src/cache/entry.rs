@@ -35,7 +35,8 @@ pub struct Facts {
 }
 
 impl Facts {
-    fn of(head: &ResponseHead) -> Facts {
+    /// What `head`, received at `received`, says about itself.
+    fn of(head: &ResponseHead, received: SystemTime) -> Facts {
         let mut replay = Vec::with_capacity(256);
         for h in &head.headers.0 {
             let skip = ["age", "content-length", "transfer-encoding", "connection"]
@@ -51,7 +52,14 @@ impl Facts {
         Facts {
             // An invalid Age makes the response stale (RFC 9111 §5.1): no lifetime at all.
             lifetime: match super::freshness::age_is_valid(&head.headers) {
-                true => super::freshness::freshness_lifetime(head.status, &head.headers).0,
+                true => {
+                    super::freshness::freshness_lifetime_received(
+                        head.status,
+                        &head.headers,
+                        received,
+                    )
+                    .0
+                }
                 false => std::time::Duration::ZERO,
             },
             cache_control: super::freshness::CacheControl::parse(&head.headers),
@@ -98,7 +106,7 @@ impl Entry {
         vary: Vec<(String, Option<Vec<u8>>)>,
     ) -> Entry {
         Entry {
-            facts: Facts::of(&head),
+            facts: Facts::of(&head, response_time),
             head,
             body,
             request_time,
@@ -212,7 +220,7 @@ mod tests {
             ("Connection", "close"),
             ("X-Kept", "yes"),
         ]);
-        let replay = Facts::of(&head).replay;
+        let replay = Facts::of(&head, SystemTime::now()).replay;
         assert_eq!(
             String::from_utf8_lossy(&replay),
             "ETag: \"v1\"\r\nX-Kept: yes\r\n"
@@ -284,11 +292,30 @@ mod tests {
     }
     #[test]
     fn an_invalid_age_leaves_no_lifetime() {
-        let fresh = Facts::of(&head(&[("Cache-Control", "max-age=60"), ("Age", "5")]));
+        let now = SystemTime::now();
+        let fresh = Facts::of(&head(&[("Cache-Control", "max-age=60"), ("Age", "5")]), now);
         assert_eq!(fresh.lifetime, Duration::from_secs(60));
         for age in ["-5", "5, 6", "five"] {
-            let facts = Facts::of(&head(&[("Cache-Control", "max-age=60"), ("Age", age)]));
+            let facts = Facts::of(&head(&[("Cache-Control", "max-age=60"), ("Age", age)]), now);
             assert_eq!(facts.lifetime, Duration::ZERO, "Age: {age}");
         }
+    }
+    /// RFC 9111 §4.2.1: with no valid `Date`, `Expires` counts from when the response
+    /// arrived.
+    #[test]
+    fn expires_counts_from_arrival_when_date_is_invalid() {
+        let received = httpdate::parse_http_date("Thu, 01 Jan 2026 00:00:00 GMT").unwrap();
+        let expires = ("Expires", "Thu, 01 Jan 2026 00:01:40 GMT");
+        for date in [None, Some("not a date")] {
+            let mut fields = vec![expires];
+            fields.extend(date.map(|d| ("Date", d)));
+            let facts = Facts::of(&head(&fields), received);
+            assert_eq!(facts.lifetime, Duration::from_secs(100), "Date: {date:?}");
+        }
+        let dated = Facts::of(
+            &head(&[expires, ("Date", "Thu, 01 Jan 2026 00:01:00 GMT")]),
+            received,
+        );
+        assert_eq!(dated.lifetime, Duration::from_secs(40), "a valid Date wins");
     }
 }

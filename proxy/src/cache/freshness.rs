@@ -145,8 +145,24 @@ pub fn storable(request: &StoreRequest<'_>, status: u16, headers: &Headers) -> b
 }
 
 /// How long a response is fresh for a shared cache (RFC 9111 §4.2.1), and whether that
-/// came from the heuristic.
+/// came from the heuristic; a response without a valid `Date` gets no `Expires` or
+/// heuristic lifetime (see [`freshness_lifetime_received`]).
 pub fn freshness_lifetime(status: u16, headers: &Headers) -> (Duration, bool) {
+    lifetime(status, headers, None)
+}
+
+/// [`freshness_lifetime`] for a response received at `received`, which stands in for a
+/// missing or invalid `Date` (RFC 9111 §4.2.1, RFC 9110 §6.6.1): `Expires` still counts.
+pub fn freshness_lifetime_received(
+    status: u16,
+    headers: &Headers,
+    received: SystemTime,
+) -> (Duration, bool) {
+    lifetime(status, headers, Some(received))
+}
+
+fn lifetime(status: u16, headers: &Headers, received: Option<SystemTime>) -> (Duration, bool) {
+    let date = http_date(headers, "date").or(received);
     let cc = CacheControl::parse(headers);
     if let Some(s) = cc.s_maxage {
         return (Duration::from_secs(s.unwrap_or(0)), false);
@@ -156,9 +172,7 @@ pub fn freshness_lifetime(status: u16, headers: &Headers) -> (Duration, bool) {
     }
     if headers.contains("expires") {
         // An invalid Expires (or one with no usable Date) means "already expired".
-        let (Some(expires), Some(date)) =
-            (http_date(headers, "expires"), http_date(headers, "date"))
-        else {
+        let (Some(expires), Some(date)) = (http_date(headers, "expires"), date) else {
             return (Duration::ZERO, false);
         };
         return (
@@ -168,10 +182,7 @@ pub fn freshness_lifetime(status: u16, headers: &Headers) -> (Duration, bool) {
     }
     // Heuristic: 10% of the time since Last-Modified, only where the RFC allows it.
     if heuristically_cacheable(status) && !cc.no_cache {
-        if let (Some(modified), Some(date)) = (
-            http_date(headers, "last-modified"),
-            http_date(headers, "date"),
-        ) {
+        if let (Some(modified), Some(date)) = (http_date(headers, "last-modified"), date) {
             let since = date.duration_since(modified).unwrap_or(Duration::ZERO);
             return (since / 10, true);
         }
