@@ -124,6 +124,48 @@ async fn vary_keeps_one_variant_per_nominated_header_value() {
     bench.stop().await;
 }
 
+/// Equivalent `Accept-Language` values (order, case, spacing, q=1 spelled out) select the
+/// same stored variant.
+#[tokio::test]
+async fn equivalent_accept_language_values_share_a_variant() {
+    let bench = Bench::start().await;
+    let path = "/vary/Accept-Language";
+    let first = send(
+        &bench,
+        "GET",
+        path,
+        &[("Accept-Language", "en-US, fr;q=0.5")],
+    )
+    .await;
+    assert_eq!(cache_status(&first), "proxylab; fwd=uri-miss; stored");
+    for same in ["fr;q=0.5,en-us", "EN-us;q=1, FR; Q=0.50"] {
+        let res = send(&bench, "GET", path, &[("Accept-Language", same)]).await;
+        assert_eq!(cache_status(&res), "proxylab; hit", "{same}");
+        assert_eq!(res.body, first.body);
+    }
+    assert_eq!(bench.hits(path), 1);
+    bench.stop().await;
+}
+
+/// A client's `If-Modified-Since` is answered 304 from a fresh stored response that has no
+/// `Last-Modified`: its `Date` stands in (RFC 9111 §4.3.2).
+#[tokio::test]
+async fn if_modified_since_without_last_modified_uses_the_date() {
+    let bench = Bench::start().await;
+    let path = "/etag/v1?max-age=60";
+    let stored = get(&bench, path).await;
+    assert!(stored.header("last-modified").is_none());
+    let date = stored.header("date").unwrap();
+    let res = send(&bench, "GET", path, &[("If-Modified-Since", &date)]).await;
+    assert_eq!(res.head.status, 304, "{}", cache_status(&res));
+    assert_eq!(cache_status(&res), "proxylab; hit");
+    let before = "Thu, 01 Jan 2015 00:00:00 GMT";
+    let res = send(&bench, "GET", path, &[("If-Modified-Since", before)]).await;
+    assert_eq!(res.head.status, 200, "modified since 2015");
+    assert_eq!(bench.hits(path), 1);
+    bench.stop().await;
+}
+
 #[tokio::test]
 async fn unsafe_methods_invalidate_the_target() {
     let bench = Bench::start().await;

@@ -151,13 +151,50 @@ impl Entry {
     }
 }
 
-/// All values of a request header, joined, with whitespace around commas normalised.
+/// All values of a request header, joined, with whitespace around commas normalised; for
+/// `Accept-Language` and `Accept-Encoding`, also case, parameter spacing and order, so that
+/// equivalent requests select the same variant (RFC 9111 §4.1).
 fn request_value(request: &Headers, name: &str) -> Option<Vec<u8>> {
     let values: Vec<&str> = request.tokens(name).collect();
     if values.is_empty() && !request.contains(name) {
         return None;
     }
+    if name.eq_ignore_ascii_case("accept-language") || name.eq_ignore_ascii_case("accept-encoding")
+    {
+        return Some(preference_list(&values).into_bytes());
+    }
     Some(values.join(", ").into_bytes())
+}
+
+/// A list of `token;q=N` preferences in one canonical form: lower case, no spaces, `q=1`
+/// left out, the most preferred first (equal weights by name).
+fn preference_list(values: &[&str]) -> String {
+    let mut items: Vec<(u32, String)> = values
+        .iter()
+        .map(|item| {
+            let mut parts = item.split(';').map(str::trim);
+            let token = parts.next().unwrap_or("").to_ascii_lowercase();
+            let mut weight = 1000;
+            for param in parts {
+                if let Some((key, value)) = param.split_once('=') {
+                    if key.trim().eq_ignore_ascii_case("q") {
+                        let q: f64 = value.trim().parse().unwrap_or(1.0);
+                        weight = (q.clamp(0.0, 1.0) * 1000.0).round() as u32;
+                    }
+                }
+            }
+            (weight, token)
+        })
+        .collect();
+    items.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    let parts: Vec<String> = items
+        .into_iter()
+        .map(|(weight, token)| match weight {
+            1000 => token,
+            w => format!("{token};q={}", f64::from(w) / 1000.0),
+        })
+        .collect();
+    parts.join(",")
 }
 
 /// The primary cache key: the absolute URI (RFC 9111 §2).
@@ -317,5 +354,31 @@ mod tests {
             received,
         );
         assert_eq!(dated.lifetime, Duration::from_secs(40), "a valid Date wins");
+    }
+    /// RFC 9111 §4.1: equivalent Accept-Language and Accept-Encoding values (order, case,
+    /// spacing, an explicit q=1) select the same variant; different preferences do not.
+    #[test]
+    fn equivalent_preferences_share_a_variant() {
+        let value = |v: &str| {
+            let mut headers = Headers::default();
+            headers.push("Accept-Language", v);
+            request_value(&headers, "accept-language")
+        };
+        let canonical = value("en-US, fr;q=0.5");
+        for same in [
+            "fr;q=0.5,en-us",
+            "EN-us;q=1, FR; Q=0.50",
+            "fr ; q=0.5 , en-US;q=1.0",
+        ] {
+            assert_eq!(value(same), canonical, "{same}");
+        }
+        assert_ne!(value("en-US, fr;q=0.6"), canonical);
+        assert_ne!(value("fr, en-US;q=0.5"), canonical);
+        let mut gzip = Headers::default();
+        gzip.push("Accept-Encoding", "GZIP, br");
+        assert_eq!(
+            request_value(&gzip, "accept-encoding"),
+            Some(b"br,gzip".to_vec())
+        );
     }
 }

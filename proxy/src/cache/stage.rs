@@ -269,11 +269,15 @@ fn client_condition_met(request: &Headers, entry: &Entry) -> bool {
             .tokens("if-none-match")
             .any(|t| t == "*" || weak(t.as_bytes()) == ours);
     }
-    // The stored date is parsed only when the client sent one to compare it with.
+    // The stored date is parsed only when the client sent one to compare it with. Without a
+    // Last-Modified, the response's Date, else when it arrived (RFC 9111 §4.3.2).
     let Some(since) = freshness::http_date(request, "if-modified-since") else {
         return false;
     };
-    freshness::http_date(&entry.head.headers, "last-modified").is_some_and(|m| m <= since)
+    let modified = freshness::http_date(&entry.head.headers, "last-modified")
+        .or(entry.facts.date)
+        .unwrap_or(entry.response_time);
+    modified <= since
 }
 
 /// Answers from a stored response: `Age` set, `Cache-Status` added, and a 304 when the
