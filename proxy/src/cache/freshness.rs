@@ -28,6 +28,9 @@ pub struct CacheControl {
     pub max_stale: Option<Option<u64>>,
     pub min_fresh: Option<Option<u64>>,
     pub only_if_cached: bool,
+    /// Response: store only if the cache understands the status code's caching rules,
+    /// and then `no-store` does not apply (RFC 9111 §5.2.2.3).
+    pub must_understand: bool,
 }
 
 impl CacheControl {
@@ -54,6 +57,7 @@ impl CacheControl {
                 "must-revalidate" => cc.must_revalidate = true,
                 "proxy-revalidate" => cc.proxy_revalidate = true,
                 "only-if-cached" => cc.only_if_cached = true,
+                "must-understand" => cc.must_understand = true,
                 "max-age" => first(&mut cc.max_age, seconds()),
                 "s-maxage" => first(&mut cc.s_maxage, seconds()),
                 "min-fresh" => first(&mut cc.min_fresh, seconds()),
@@ -116,6 +120,16 @@ pub fn heuristically_cacheable(status: u16) -> bool {
     )
 }
 
+/// Status codes whose caching rules this cache implements (RFC 9111 §5.2.2.3,
+/// `must-understand`): the final statuses RFC 9110 defines as cacheable, and the others it
+/// stores only with explicit freshness.
+fn understood_status(status: u16) -> bool {
+    matches!(
+        status,
+        200 | 203 | 204 | 300 | 301 | 302 | 303 | 307 | 308 | 404 | 405 | 410 | 414 | 501
+    )
+}
+
 /// What of the request matters to whether its response may be stored.
 #[derive(Debug, Clone, Copy)]
 pub struct StoreRequest<'a> {
@@ -129,7 +143,17 @@ pub struct StoreRequest<'a> {
 /// Whether a shared cache may store this response (RFC 9111 §3, §3.5).
 pub fn storable(request: &StoreRequest<'_>, status: u16, headers: &Headers) -> bool {
     let cc = CacheControl::parse(headers);
-    if request.method != "GET" || request.no_store || cc.no_store || cc.private {
+    // must-understand: a status whose caching rules this cache implements may be stored
+    // even with no-store beside it (which is there for caches that do not understand).
+    let no_store = if cc.must_understand {
+        if !understood_status(status) {
+            return false;
+        }
+        false
+    } else {
+        cc.no_store
+    };
+    if request.method != "GET" || request.no_store || no_store || cc.private {
         return false;
     }
     if !(200..600).contains(&status) || status == 206 || status == 304 {
@@ -519,7 +543,8 @@ mod tests {
         let cc = CacheControl::parse(&h(&[(
             "Cache-Control",
             "public, must-revalidate, proxy-revalidate, only-if-cached, min-fresh=7, \
-             no-cache, private, max-stale=3, s-maxage=9, no-store, max-age=1, x-unknown=2",
+             no-cache, private, max-stale=3, s-maxage=9, no-store, max-age=1, x-unknown=2, \
+             Must-Understand",
         )]));
         let all = CacheControl {
             no_store: true,
@@ -533,6 +558,7 @@ mod tests {
             max_stale: Some(Some(3)),
             min_fresh: Some(Some(7)),
             only_if_cached: true,
+            must_understand: true,
         };
         assert_eq!(cc, all);
     }
@@ -667,6 +693,27 @@ mod tests {
                 false,
             ),
             ("nothing to go on", get, 200, &[], false),
+            (
+                "must-understand overrides no-store for a known status",
+                get,
+                200,
+                &[("Cache-Control", "must-understand, no-store, max-age=60")],
+                true,
+            ),
+            (
+                "must-understand with an unknown status",
+                get,
+                299,
+                &[("Cache-Control", "must-understand, no-store, max-age=60")],
+                false,
+            ),
+            (
+                "must-understand does not override private",
+                get,
+                200,
+                &[("Cache-Control", "must-understand, private, max-age=60")],
+                false,
+            ),
         ];
         for (why, request, status, headers, expected) in cases {
             assert_eq!(storable(request, *status, &h(headers)), *expected, "{why}");
