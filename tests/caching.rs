@@ -166,6 +166,25 @@ async fn if_modified_since_without_last_modified_uses_the_date() {
     bench.stop().await;
 }
 
+/// `private="Set-Cookie"` (RFC 9111 §5.2.2.7) lets a shared cache store the response
+/// without that field: the first client gets its cookie, later ones get the stored
+/// response and no cookie.
+#[tokio::test]
+async fn qualified_private_is_stored_without_the_named_field() {
+    let bench = Bench::start().await;
+    let path = "/response-headers?Cache-Control=max-age%3D60%2C%20private%3D%22Set-Cookie%22\
+                &Set-Cookie=id%3D1&X-Kept=yes";
+    let first = get(&bench, path).await;
+    assert_eq!(first.header("set-cookie").as_deref(), Some("id=1"));
+    assert_eq!(cache_status(&first), "proxylab; fwd=uri-miss; stored");
+    let hit = get(&bench, path).await;
+    assert_eq!(cache_status(&hit), "proxylab; hit");
+    assert_eq!(hit.header("set-cookie"), None, "the cookie was reused");
+    assert_eq!(hit.header("x-kept").as_deref(), Some("yes"));
+    assert_eq!(bench.hits(path), 1);
+    bench.stop().await;
+}
+
 #[tokio::test]
 async fn unsafe_methods_invalidate_the_target() {
     let bench = Bench::start().await;

@@ -90,6 +90,10 @@ pub const ROUTES: &[(&str, &str)] = &[
         "held until gate NAME is opened (/open/NAME); Cache-Control CC (default max-age=60)",
     ),
     (
+        "/response-headers?K=V",
+        "each query pair K=V as a response header (percent-decoded); max-age=60 unless given",
+    ),
+    (
         "/gatebody/NAME?head=H",
         "the head at once (or once gate H opens), the body once gate NAME opens; ?cc= as /gate",
     ),
@@ -350,6 +354,21 @@ pub(crate) async fn respond<R: Rd, W: Wr>(
                 conn.writer.write_all(body.as_bytes()).await?;
             }
             Ok(keep_alive(&ex))
+        }
+        (["response-headers"], _) => {
+            // Every query pair becomes a response header field (percent-decoded), so a test
+            // can send exactly the caching fields it needs; max-age=60 unless it says.
+            let mut head = base(&ex, 200);
+            let mut has_cc = false;
+            for (name, value) in query.split('&').filter_map(|kv| kv.split_once('=')) {
+                let (name, value) = (percent_decode(name), percent_decode(value));
+                has_cc |= name.eq_ignore_ascii_case("cache-control");
+                head.headers.push(name, value);
+            }
+            if !has_cc {
+                head.headers.push("Cache-Control", "max-age=60");
+            }
+            send(&ex, conn, head, b"response headers as asked\n", true).await
         }
         (["open", name], _) => {
             ex.origin.open_gate(name);
@@ -709,6 +728,31 @@ fn headers_json(head: &RequestHead, target: &str) -> String {
         "headers": headers,
     });
     format!("{json}\n")
+}
+
+/// `%XX` escapes decoded (anything else kept as it is).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .filter(|_| bytes[i] == b'%')
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match hex {
+            Some(b) => {
+                out.push(b);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn query_value<'a>(query: &'a str, key: &str) -> Option<&'a str> {

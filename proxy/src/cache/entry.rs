@@ -37,11 +37,17 @@ pub struct Facts {
 impl Facts {
     /// What `head`, received at `received`, says about itself.
     fn of(head: &ResponseHead, received: SystemTime) -> Facts {
+        let cache_control = super::freshness::CacheControl::parse(&head.headers);
         let mut replay = Vec::with_capacity(256);
         for h in &head.headers.0 {
+            // The fields a hit sets itself, and those private="…" or no-cache="…" name.
             let skip = ["age", "content-length", "transfer-encoding", "connection"]
                 .iter()
-                .any(|s| h.name.eq_ignore_ascii_case(s));
+                .any(|s| h.name.eq_ignore_ascii_case(s))
+                || cache_control
+                    .omit_fields
+                    .iter()
+                    .any(|f| h.name.eq_ignore_ascii_case(f));
             if !skip {
                 replay.extend_from_slice(h.name.as_bytes());
                 replay.extend_from_slice(b": ");
@@ -62,7 +68,7 @@ impl Facts {
                 }
                 false => std::time::Duration::ZERO,
             },
-            cache_control: super::freshness::CacheControl::parse(&head.headers),
+            cache_control,
             date: super::freshness::http_date(&head.headers, "date"),
             age_value: super::freshness::age_value(&head.headers),
             replay,
@@ -380,5 +386,21 @@ mod tests {
             request_value(&gzip, "accept-encoding"),
             Some(b"br,gzip".to_vec())
         );
+    }
+    #[test]
+    fn fields_named_by_private_or_no_cache_are_not_replayed() {
+        let head = head(&[
+            (
+                "Cache-Control",
+                "max-age=60, private=\"Set-Cookie\", no-cache=\"x-debug\"",
+            ),
+            ("Set-Cookie", "id=1"),
+            ("X-Debug", "on"),
+            ("X-Kept", "yes"),
+        ]);
+        let replay = String::from_utf8(Facts::of(&head, SystemTime::now()).replay).unwrap();
+        assert!(!replay.contains("\nSet-Cookie:"), "{replay}");
+        assert!(!replay.contains("\nX-Debug:"), "{replay}");
+        assert!(replay.contains("X-Kept: yes"), "{replay}");
     }
 }

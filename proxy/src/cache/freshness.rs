@@ -31,6 +31,9 @@ pub struct CacheControl {
     /// Response: store only if the cache understands the status code's caching rules,
     /// and then `no-store` does not apply (RFC 9111 §5.2.2.3).
     pub must_understand: bool,
+    /// Response: `private="a, b"` and `no-cache="a, b"` (RFC 9111 §5.2.2.4, §5.2.2.7): the
+    /// response may be stored and reused, without these fields (lower case).
+    pub omit_fields: Vec<String>,
 }
 
 impl CacheControl {
@@ -38,11 +41,20 @@ impl CacheControl {
     /// directive appears twice, the first occurrence wins (RFC 9111 §4.2.1).
     pub fn parse(headers: &Headers) -> CacheControl {
         let mut cc = CacheControl::default();
-        for directive in headers.tokens("cache-control") {
+        let values = headers
+            .get_all("cache-control")
+            .filter_map(|v| std::str::from_utf8(v).ok());
+        for directive in values.flat_map(directives) {
             let (name, value) = match directive.split_once('=') {
                 Some((n, v)) => (n.trim(), Some(v.trim().trim_matches('"'))),
                 None => (directive, None),
             };
+            // The qualified forms name fields; the directive itself then does not apply.
+            let fields = value.filter(|v| !v.trim().is_empty()).map(|v| {
+                v.split(',')
+                    .map(|f| f.trim().to_ascii_lowercase())
+                    .filter(|f| !f.is_empty())
+            });
             let seconds = || value.and_then(delta_seconds);
             let first = |slot: &mut Option<Option<u64>>, v: Option<u64>| {
                 if slot.is_none() {
@@ -51,6 +63,9 @@ impl CacheControl {
             };
             match name.to_ascii_lowercase().as_str() {
                 "no-store" => cc.no_store = true,
+                "no-cache" | "private" if fields.is_some() => {
+                    cc.omit_fields.extend(fields.into_iter().flatten());
+                }
                 "no-cache" => cc.no_cache = true,
                 "private" => cc.private = true,
                 "public" => cc.public = true,
@@ -67,6 +82,27 @@ impl CacheControl {
         }
         cc
     }
+}
+
+/// The directives of one Cache-Control value: split at commas outside quoted strings (a
+/// qualified `private="a, b"` is one directive).
+fn directives(value: &str) -> impl Iterator<Item = &str> {
+    let mut parts = Vec::new();
+    let (mut start, mut quoted, mut escaped) = (0, false, false);
+    for (i, c) in value.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            ',' if !quoted => {
+                parts.push(&value[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&value[start..]);
+    parts.into_iter().map(str::trim).filter(|d| !d.is_empty())
 }
 
 /// delta-seconds: digits only (so `-1` and `1.5` are invalid), capped at 2^31.
@@ -478,7 +514,7 @@ mod tests {
             /// A response with no-store or private (any case, any company) is never stored.
             #[test]
             fn no_store_and_private_are_never_storable(
-                forbidding in prop::sample::select(vec!["no-store", "private", "No-Store", "PRIVATE", "private=\"set-cookie\""]),
+                forbidding in prop::sample::select(vec!["no-store", "private", "No-Store", "PRIVATE", "private=\"\""]),
                 others in prop::collection::vec(prop::sample::select(vec!["public", "max-age=60", "s-maxage=30", "must-revalidate"]), 0..4),
                 status in prop::sample::select(vec![200u16, 301, 404]),
                 authorization in any::<bool>(),
@@ -559,6 +595,7 @@ mod tests {
             min_fresh: Some(Some(7)),
             only_if_cached: true,
             must_understand: true,
+            omit_fields: Vec::new(),
         };
         assert_eq!(cc, all);
     }
@@ -694,6 +731,23 @@ mod tests {
             ),
             ("nothing to go on", get, 200, &[], false),
             (
+                "private naming fields",
+                get,
+                200,
+                &[(
+                    "Cache-Control",
+                    "private=\"Set-Cookie, X-User\", max-age=60",
+                )],
+                true,
+            ),
+            (
+                "no-cache naming a field",
+                get,
+                200,
+                &[("Cache-Control", "no-cache=\"set-cookie\", max-age=60")],
+                true,
+            ),
+            (
                 "must-understand overrides no-store for a known status",
                 get,
                 200,
@@ -827,5 +881,21 @@ mod tests {
         ] {
             assert!(!age_is_valid(&h(bad)), "{bad:?}");
         }
+    }
+    #[test]
+    fn qualified_private_and_no_cache_name_fields() {
+        let cc = CacheControl::parse(&h(&[(
+            "Cache-Control",
+            "max-age=60, private=\"Set-Cookie, X-User\", no-cache=\"X-Debug\"",
+        )]));
+        assert!(!cc.private && !cc.no_cache);
+        assert_eq!(cc.omit_fields, ["set-cookie", "x-user", "x-debug"]);
+        assert_eq!(
+            cc.max_age,
+            Some(Some(60)),
+            "the comma inside quotes splits nothing"
+        );
+        let bare = CacheControl::parse(&h(&[("Cache-Control", "private, no-cache")]));
+        assert!(bare.private && bare.no_cache && bare.omit_fields.is_empty());
     }
 }
