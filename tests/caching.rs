@@ -185,6 +185,29 @@ async fn qualified_private_is_stored_without_the_named_field() {
     bench.stop().await;
 }
 
+/// A POST response with explicit freshness and a `Content-Location` naming the POST's own
+/// target is what a GET of that target would get: a later GET is a hit.
+#[tokio::test]
+async fn a_post_response_for_its_own_uri_serves_a_later_get() {
+    let bench = Bench::start().await;
+    let path = "/response-headers?Content-Location=SELF&Cache-Control=max-age%3D60";
+    let post = send(&bench, "POST", path, &[("Content-Length", "0")]).await;
+    assert_eq!(post.head.status, 200);
+    assert_eq!(post.header("content-location").as_deref(), Some(path));
+    let get_after = get(&bench, path).await;
+    assert_eq!(cache_status(&get_after), "proxylab; hit");
+    assert_eq!(get_after.body, post.body);
+    assert_eq!(bench.hits(path), 1);
+    // Another Content-Location (or none) is not stored for GET.
+    let other = "/response-headers?Content-Location=/elsewhere&Cache-Control=max-age%3D60";
+    send(&bench, "POST", other, &[("Content-Length", "0")]).await;
+    assert_eq!(
+        cache_status(&get(&bench, other).await),
+        "proxylab; fwd=uri-miss; stored"
+    );
+    bench.stop().await;
+}
+
 #[tokio::test]
 async fn unsafe_methods_invalidate_the_target() {
     let bench = Bench::start().await;

@@ -91,7 +91,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ),
     (
         "/response-headers?K=V",
-        "each query pair K=V as a response header (percent-decoded); max-age=60 unless given",
+        "each query pair K=V as a response header (percent-decoded; V=SELF is the request's own target); max-age=60 unless given",
     ),
     (
         "/gatebody/NAME?head=H",
@@ -361,7 +361,11 @@ pub(crate) async fn respond<R: Rd, W: Wr>(
             let mut head = base(&ex, 200);
             let mut has_cc = false;
             for (name, value) in query.split('&').filter_map(|kv| kv.split_once('=')) {
-                let (name, value) = (percent_decode(name), percent_decode(value));
+                let (name, mut value) = (percent_decode(name), percent_decode(value));
+                if value == "SELF" {
+                    // The request's own target (origin-form), e.g. for Content-Location.
+                    value = origin_form(&ex.head.target).to_string();
+                }
                 has_cc |= name.eq_ignore_ascii_case("cache-control");
                 head.headers.push(name, value);
             }
@@ -728,6 +732,14 @@ fn headers_json(head: &RequestHead, target: &str) -> String {
         "headers": headers,
     });
     format!("{json}\n")
+}
+
+/// A request-target in origin-form: an absolute URL's path and query.
+fn origin_form(target: &str) -> &str {
+    match target.split_once("://") {
+        Some((_, rest)) => rest.find('/').map_or("/", |i| &rest[i..]),
+        None => target,
+    }
 }
 
 /// `%XX` escapes decoded (anything else kept as it is).

@@ -479,6 +479,48 @@ pub fn storing<'p>(
     store
 }
 
+/// A POST response a later GET may reuse (RFC 9111 §4.3.5 read with §3): one with explicit
+/// freshness whose `Content-Location` is the POST's own target, as it would be a GET's. Not
+/// when it varies (the POST's headers are not kept to match a variant).
+pub fn storing_post(
+    shared: &Shared,
+    wants: &Wants,
+    res: &ResponseHead,
+    from: Framing,
+) -> Option<Storing<'static>> {
+    /// The request header values a stored POST response is matched against: none.
+    static NO_REQUEST: Headers = Headers(Vec::new());
+    if wants.method != "POST" || !shared.cache.enabled() || res.headers.contains("vary") {
+        return None;
+    }
+    let location = std::str::from_utf8(res.headers.get("content-location")?).ok()?;
+    let same = if location.starts_with('/') {
+        wants
+            .key
+            .find("://")
+            .and_then(|i| wants.key[i + 3..].find('/').map(|j| i + 3 + j))
+            .is_some_and(|path| wants.key[path..] == *location)
+    } else {
+        location.eq_ignore_ascii_case(&wants.key)
+    };
+    let as_get = freshness::StoreRequest {
+        method: "GET",
+        no_store: false,
+        authorization: false,
+    };
+    let storable = same
+        && matches!(res.status, 200 | 203)
+        && freshness::has_explicit_freshness(&res.headers)
+        && freshness::storable(&as_get, res.status, &res.headers)
+        && matches!(from, Framing::Length(_) | Framing::Empty | Framing::Chunked);
+    storable.then(|| Storing {
+        head: res.clone(),
+        request: &NO_REQUEST,
+        request_time: SystemTime::now(),
+        capture: wire::Capture::new(shared.cache.max_object()),
+    })
+}
+
 impl Storing<'_> {
     /// Where the body is captured while it is copied to the client.
     pub fn capture(&mut self) -> &mut wire::Capture {

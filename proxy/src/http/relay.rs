@@ -249,7 +249,8 @@ async fn relay_response(
             });
         }
     }
-    let mut store = stage::storing(shared, ex.plan.as_ref(), wants, &mut res, from);
+    let mut store = stage::storing(shared, ex.plan.as_ref(), wants, &mut res, from)
+        .or_else(|| stage::storing_post(shared, wants, &res, from));
     if let Some(via) = shared.via(res.version) {
         forward::add_via(&mut res.headers, via);
     }
