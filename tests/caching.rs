@@ -208,6 +208,82 @@ async fn a_post_response_for_its_own_uri_serves_a_later_get() {
     bench.stop().await;
 }
 
+/// RFC 9110 §14: a Range request is answered 206 from a fresh stored whole response, each
+/// form of byte range checked against the bytes the origin sent; a range past the end is
+/// 416; several ranges, another unit or an If-Range that does not hold get the whole 200.
+#[tokio::test]
+async fn ranges_are_served_from_a_stored_response() {
+    let bench = Bench::start().await;
+    let path = "/cache/60?bytes=100";
+    let whole = get(&bench, path).await;
+    assert_eq!(whole.body.len(), 100);
+    let etag = whole.header("etag").unwrap();
+    for (range, first, last) in [
+        ("bytes=10-19", 10, 19),
+        ("bytes=90-", 90, 99),
+        ("bytes=-5", 95, 99),
+        ("bytes=95-500", 95, 99),
+        ("BYTES=0-0", 0, 0),
+        ("bytes= 3-4 ", 3, 4),
+    ] {
+        let res = send(&bench, "GET", path, &[("Range", range)]).await;
+        assert_eq!(res.head.status, 206, "{range}");
+        assert_eq!(res.body, whole.body[first..=last], "{range}");
+        assert_eq!(
+            res.header("content-range"),
+            Some(format!("bytes {first}-{last}/100")),
+            "{range}"
+        );
+        assert_eq!(cache_status(&res), "proxylab; hit", "{range}");
+    }
+    for unsatisfiable in ["bytes=100-", "bytes=200-300", "bytes=-0"] {
+        let res = send(&bench, "GET", path, &[("Range", unsatisfiable)]).await;
+        assert_eq!(res.head.status, 416, "{unsatisfiable}");
+        assert_eq!(res.header("content-range").as_deref(), Some("bytes */100"));
+        assert!(res.body.is_empty());
+    }
+    for whole_again in [
+        &[("Range", "bytes=0-1,5-6")][..],
+        &[("Range", "items=0-1")],
+        &[("Range", "bytes=5-1")],
+        &[("Range", "bytes=0-9"), ("If-Range", "\"other\"")],
+        &[
+            ("Range", "bytes=0-9"),
+            ("If-Range", "Thu, 01 Jan 2015 00:00:00 GMT"),
+        ],
+    ] {
+        let res = send(&bench, "GET", path, whole_again).await;
+        assert_eq!(res.head.status, 200, "{whole_again:?}");
+        assert_eq!(res.body, whole.body, "{whole_again:?}");
+    }
+    let res = send(
+        &bench,
+        "GET",
+        path,
+        &[("Range", "bytes=0-9"), ("If-Range", &etag)],
+    )
+    .await;
+    assert_eq!(res.head.status, 206, "If-Range with the stored ETag");
+    assert_eq!(bench.hits(path), 1, "every answer came from the cache");
+    bench.stop().await;
+}
+
+/// A Range request that misses goes to the origin as it is; its answer is not stored and
+/// does not mark the URI uncacheable: the next whole GET is stored.
+#[tokio::test]
+async fn a_range_miss_leaves_the_uri_cacheable() {
+    let bench = Bench::start().await;
+    let path = "/cache/60?bytes=50";
+    let ranged = send(&bench, "GET", path, &[("Range", "bytes=0-9")]).await;
+    assert!(matches!(ranged.head.status, 200 | 206));
+    assert_eq!(cache_status(&ranged), "");
+    let whole = get(&bench, path).await;
+    assert_eq!(cache_status(&whole), "proxylab; fwd=uri-miss; stored");
+    assert_eq!(cache_status(&get(&bench, path).await), "proxylab; hit");
+    assert_eq!(bench.hits(path), 2);
+    bench.stop().await;
+}
+
 #[tokio::test]
 async fn unsafe_methods_invalidate_the_target() {
     let bench = Bench::start().await;

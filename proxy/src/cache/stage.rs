@@ -52,6 +52,12 @@ pub async fn consult<'s>(
     let req_cc = request_cache_control(&head.headers);
     let now = SystemTime::now();
     let looked = look_up(&shared.cache, key, &head.headers, &req_cc, now);
+    // A Range request is answered from a stored whole response (206) when there is a fresh
+    // one; otherwise it goes to the origin as it is, and what comes back (a 206, most
+    // likely) is neither stored nor waited for, nor taken as a sign the URI is uncacheable.
+    if head.headers.contains("range") && !matches!(looked, Lookup::Hit(..)) {
+        return Ok(Consulted::Forward(None));
+    }
     let (looked, collapsed, flight) = collapse(shared, head, key, &req_cc, looked).await;
     let (stored, fwd) = match looked {
         Lookup::Hit(entry, age) => {
@@ -127,6 +133,94 @@ async fn collapse<'s>(
     }
 }
 
+/// What part of a stored response a request's `Range` asks for (RFC 9110 §14).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    /// No range, one the cache does not serve (another unit, several ranges, a syntax it
+    /// must ignore), or an `If-Range` that does not hold: the whole response, 200.
+    Whole,
+    /// Bytes `first..=last`: 206.
+    Bytes(u64, u64),
+    /// A range that starts past the end: 416.
+    Unsatisfiable,
+}
+
+/// The part of `entry`'s body that `request`'s `Range` (and `If-Range`) asks for. Several
+/// ranges get the whole response, which RFC 9110 §14.2 allows instead of a
+/// `multipart/byteranges` body.
+fn requested_part(request: &Headers, entry: &Entry) -> Part {
+    let Some(range) = request
+        .get("range")
+        .and_then(|v| std::str::from_utf8(v).ok())
+    else {
+        return Part::Whole;
+    };
+    if !if_range_holds(request, entry) {
+        return Part::Whole;
+    }
+    let range = range.trim();
+    let Some(specs) = range
+        .get(..6)
+        .filter(|unit| unit.eq_ignore_ascii_case("bytes="))
+        .map(|_| &range[6..])
+    else {
+        return Part::Whole;
+    };
+    let specs: Vec<&str> = specs
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    let [spec] = specs.as_slice() else {
+        return Part::Whole;
+    };
+    let number = |s: &str| {
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse::<u64>().ok())
+            .flatten()
+    };
+    let total = entry.body.len() as u64;
+    let Some((first, last)) = spec.split_once('-') else {
+        return Part::Whole;
+    };
+    match (first.trim(), last.trim()) {
+        ("", suffix) => match number(suffix) {
+            Some(0) => Part::Unsatisfiable,
+            Some(_) if total == 0 => Part::Unsatisfiable,
+            Some(n) => Part::Bytes(total.saturating_sub(n), total - 1),
+            None => Part::Whole,
+        },
+        (first, last) => match (number(first), last) {
+            (None, _) => Part::Whole,
+            (Some(first), _) if first >= total => Part::Unsatisfiable,
+            (Some(first), "") => Part::Bytes(first, total - 1),
+            (Some(first), last) => match number(last) {
+                Some(last) if last >= first => Part::Bytes(first, last.min(total - 1)),
+                _ => Part::Whole,
+            },
+        },
+    }
+}
+
+/// `If-Range` (RFC 9110 §13.1.5): absent, or it names the stored response by a strong
+/// entity-tag, or by its exact `Last-Modified` date.
+fn if_range_holds(request: &Headers, entry: &Entry) -> bool {
+    let Some(value) = request.get("if-range") else {
+        return true;
+    };
+    let value = value.trim_ascii();
+    if value.starts_with(b"\"") || value.starts_with(b"W/") {
+        return !value.starts_with(b"W/") && entry.etag() == Some(value);
+    }
+    let Some(asked) = std::str::from_utf8(value)
+        .ok()
+        .and_then(freshness::parse_date)
+    else {
+        return false;
+    };
+    freshness::http_date(&entry.head.headers, "last-modified") == Some(asked)
+}
+
 /// What the cache holds for a request.
 enum Lookup {
     /// Fresh enough for this request: serve it, with this age.
@@ -149,14 +243,7 @@ fn look_up(
     req_cc: &CacheControl,
     now: SystemTime,
 ) -> Lookup {
-    let found = if request.contains("range") {
-        super::Found {
-            pass: true,
-            ..Default::default()
-        }
-    } else {
-        cache.lookup_or_pass(key, request)
-    };
+    let found = cache.lookup_or_pass(key, request);
     let Some(entry) = found.entry else {
         return Lookup::Forward {
             stored: None,
@@ -323,14 +410,25 @@ fn stored_bytes(
     next: Next,
 ) -> (u16, Vec<u8>, Sent) {
     let not_modified = client_condition_met(asked.headers, entry);
-    let send_body = !not_modified && asked.method != "HEAD";
-    let body_len = if send_body { entry.body.len() } else { 0 };
-    let mut out = Vec::with_capacity(256 + entry.facts.replay.len() + body_len);
-    let status = if not_modified { 304 } else { entry.head.status };
-    let reason = if not_modified {
-        "Not Modified"
+    // Conditionals first, then Range (RFC 9110 §13.2.2): a 304 is never partial.
+    let part = if not_modified || asked.method != "GET" || entry.head.status != 200 {
+        Part::Whole
     } else {
-        entry.head.reason.as_str()
+        requested_part(asked.headers, entry)
+    };
+    let total = entry.body.len() as u64;
+    let body: &[u8] = match part {
+        _ if not_modified || asked.method == "HEAD" => &[],
+        Part::Whole => &entry.body,
+        Part::Bytes(first, last) => &entry.body[first as usize..=last as usize],
+        Part::Unsatisfiable => &[],
+    };
+    let mut out = Vec::with_capacity(256 + entry.facts.replay.len() + body.len());
+    let (status, reason) = match part {
+        _ if not_modified => (304, "Not Modified"),
+        Part::Bytes(..) => (206, "Partial Content"),
+        Part::Unsatisfiable => (416, "Range Not Satisfiable"),
+        Part::Whole => (entry.head.status, entry.head.reason.as_str()),
     };
     // Bytes pushed straight into the Vec: the formatting machinery cost more than the
     // rest of building the response (perf, cache-hit bench).
@@ -359,14 +457,26 @@ fn stored_bytes(
         line(&mut out, &[b"Via: ", via.as_bytes()]);
     }
     line(&mut out, &[b"Cache-Status: ", cache_status.as_bytes()]);
-    if !not_modified {
-        line(
+    match part {
+        _ if not_modified => {}
+        Part::Whole => line(
             &mut out,
-            &[
-                b"Content-Length: ",
-                number.format(entry.body.len()).as_bytes(),
-            ],
-        );
+            &[b"Content-Length: ", number.format(total).as_bytes()],
+        ),
+        Part::Bytes(first, last) => {
+            let range = format!("bytes {first}-{last}/{total}");
+            line(&mut out, &[b"Content-Range: ", range.as_bytes()]);
+            let length = last - first + 1;
+            line(
+                &mut out,
+                &[b"Content-Length: ", number.format(length).as_bytes()],
+            );
+        }
+        Part::Unsatisfiable => {
+            let range = format!("bytes */{total}");
+            line(&mut out, &[b"Content-Range: ", range.as_bytes()]);
+            out.extend_from_slice(b"Content-Length: 0\r\n");
+        }
     }
     match (next, asked.version) {
         (Next::Close, _) => out.extend_from_slice(b"Connection: close\r\n"),
@@ -375,12 +485,10 @@ fn stored_bytes(
     }
     out.extend_from_slice(b"\r\n");
     let head = out.len() as u64;
-    if send_body {
-        out.extend_from_slice(&entry.body);
-    }
+    out.extend_from_slice(body);
     let sent = Sent {
         head,
-        body: body_len as u64,
+        body: body.len() as u64,
     };
     (status, out, sent)
 }
