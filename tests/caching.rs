@@ -284,6 +284,98 @@ async fn a_range_miss_leaves_the_uri_cacheable() {
     bench.stop().await;
 }
 
+/// Sends `GET url` through `proxy` on a new connection and reads the answer.
+async fn through(proxy: &proxy::Handle, url: &str) -> Response {
+    let mut client = crate::support::Client::connect(proxy.addr()).await;
+    client
+        .send(format!("GET {url} HTTP/1.1\r\nHost: x\r\n\r\n"))
+        .await;
+    client.read("GET").await
+}
+
+/// RFC 5861 §4 and RFC 9111 §4.2.4: when the origin is down, a stale stored response with
+/// `stale-if-error` stands in; one with `must-revalidate` never does (504); one with
+/// neither gets the failure (502), as before.
+#[tokio::test]
+async fn stale_if_error_stands_in_for_an_origin_that_is_down() {
+    let bench = Bench::start().await;
+    let cases = [
+        ("max-age%3D0%2C%20stale-if-error%3D60", 200),
+        (
+            "max-age%3D0%2C%20stale-if-error%3D60%2C%20must-revalidate",
+            504,
+        ),
+        (
+            "max-age%3D0%2C%20stale-if-error%3D60%2C%20proxy-revalidate",
+            504,
+        ),
+        ("max-age%3D0", 502),
+    ];
+    let urls: Vec<String> = cases
+        .iter()
+        .map(|(cc, _)| bench.url(&format!("/response-headers?Cache-Control={cc}")))
+        .collect();
+    let mut bodies = Vec::new();
+    for url in &urls {
+        let first = through(&bench.proxy, url).await;
+        assert_eq!(
+            cache_status(&first),
+            "proxylab; fwd=uri-miss; stored",
+            "{url}"
+        );
+        bodies.push(first.body);
+    }
+    let Bench { origin, proxy } = bench;
+    origin.shutdown().await;
+    for ((url, (_, expected)), body) in urls.iter().zip(cases).zip(bodies) {
+        let res = through(&proxy, url).await;
+        assert_eq!(res.head.status, expected, "{url}: {}", res.text());
+        if expected == 200 {
+            assert_eq!(res.body, body);
+            assert_eq!(cache_status(&res), "proxylab; hit; detail=stale-if-error");
+        }
+    }
+    proxy.shutdown().await.unwrap();
+}
+
+/// A 5xx from the origin is also an error `stale-if-error` covers: the client gets the
+/// stale stored response, not the 500.
+#[tokio::test]
+async fn stale_if_error_stands_in_for_a_5xx() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let answers = [
+            "HTTP/1.1 200 OK\r\nCache-Control: max-age=0, stale-if-error=60\r\n\
+             Content-Length: 5\r\n\r\nstale",
+            "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\n\r\noops",
+        ];
+        let mut next = 0;
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 1024];
+            while let Ok(n @ 1..) = stream.read(&mut chunk).await {
+                buf.extend_from_slice(&chunk[..n]);
+                while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    buf.drain(..end + 4);
+                    let answer = answers[next.min(answers.len() - 1)];
+                    next += 1;
+                    let _ = stream.write_all(answer.as_bytes()).await;
+                }
+            }
+        }
+    });
+    let proxy = proxy::start(proxy::Config::for_tests()).await.unwrap();
+    let url = format!("http://{addr}/flaky");
+    assert_eq!(through(&proxy, &url).await.text(), "stale");
+    let res = through(&proxy, &url).await;
+    assert_eq!(res.head.status, 200);
+    assert_eq!(res.text(), "stale");
+    assert_eq!(cache_status(&res), "proxylab; hit; detail=stale-if-error");
+    proxy.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn unsafe_methods_invalidate_the_target() {
     let bench = Bench::start().await;

@@ -55,6 +55,10 @@ pub enum ProxyError {
     UpstreamTimeout(String, std::time::Duration),
     #[error("{host} sent an invalid response: {reason}")]
     BadUpstream { host: String, reason: String },
+    /// The origin failed and the stored response may not be served stale (RFC 9111
+    /// §4.2.4: must-revalidate and its kin): 504, never the stale response.
+    #[error("{key} is stored but must be revalidated first, and the origin failed ({why})")]
+    MustRevalidate { key: String, why: String },
 }
 
 impl ProxyError {
@@ -74,8 +78,22 @@ impl ProxyError {
             | ProxyError::BadUpstream { .. } => 502,
             ProxyError::ConnectTimeout(_)
             | ProxyError::UpstreamTimeout(..)
-            | ProxyError::NotCached(_) => 504,
+            | ProxyError::NotCached(_)
+            | ProxyError::MustRevalidate { .. } => 504,
         }
+    }
+
+    /// Whether the origin failed (could not be reached, did not answer in time, answered
+    /// nonsense): what a stale stored response may stand in for.
+    pub fn origin_failed(&self) -> bool {
+        matches!(
+            self,
+            ProxyError::Unresolvable(_)
+                | ProxyError::Connect { .. }
+                | ProxyError::ConnectTimeout(_)
+                | ProxyError::UpstreamTimeout(..)
+                | ProxyError::BadUpstream { .. }
+        )
     }
 
     pub fn side(&self) -> Side {

@@ -230,14 +230,27 @@ async fn forward(
     up.write_to(&mut wire_head);
 
     let reverse = shared.reverse.as_ref();
-    let upstream = shared
+    let relayed = match shared
         .upstreams
         .checkout_first(&destination.upstreams, reverse)
-        .await?;
-    ctx.upstream = Some(upstream.authority.clone());
-    ctx.upstream_peer = Some(upstream.peer);
-    ctx.upstream_reused = upstream.reused;
-    relay::exchange(shared, conn, upstream, wire_head, framing, &ex, ctx).await
+        .await
+    {
+        Ok(upstream) => {
+            ctx.upstream = Some(upstream.authority.clone());
+            ctx.upstream_peer = Some(upstream.peer);
+            ctx.upstream_reused = upstream.reused;
+            relay::exchange(shared, conn, upstream, wire_head, framing, &ex, ctx).await
+        }
+        Err(e) => Err(e.into()),
+    };
+    // The origin failed before answering: the cache stage may have a stale stand-in.
+    match relayed {
+        Err(Failure::Answer(e)) if e.origin_failed() => {
+            let plan = ex.plan.as_ref();
+            cache::stage::when_origin_fails(shared, conn, plan, &ex.wants, e, ctx).await
+        }
+        other => other,
+    }
 }
 
 /// The request as it goes upstream: origin-form, HTTP/1.1, connection fields removed,

@@ -34,6 +34,17 @@ pub struct CacheControl {
     /// Response: `private="a, b"` and `no-cache="a, b"` (RFC 9111 §5.2.2.4, §5.2.2.7): the
     /// response may be stored and reused, without these fields (lower case).
     pub omit_fields: Vec<String>,
+    /// `stale-if-error=N` (RFC 5861 §4): stale for up to N more seconds when the origin
+    /// fails; in a request or a response.
+    pub stale_if_error: Option<u64>,
+}
+
+impl CacheControl {
+    /// Whether a stale response with these directives may ever be served (RFC 9111
+    /// §4.2.4): not with must-revalidate, proxy-revalidate, s-maxage or no-cache.
+    pub fn forbids_stale(&self) -> bool {
+        self.must_revalidate || self.proxy_revalidate || self.s_maxage.is_some() || self.no_cache
+    }
 }
 
 impl CacheControl {
@@ -77,6 +88,7 @@ impl CacheControl {
                 "s-maxage" => first(&mut cc.s_maxage, seconds()),
                 "min-fresh" => first(&mut cc.min_fresh, seconds()),
                 "max-stale" => first(&mut cc.max_stale, seconds()),
+                "stale-if-error" if cc.stale_if_error.is_none() => cc.stale_if_error = seconds(),
                 _ => {}
             }
         }
@@ -580,6 +592,7 @@ mod tests {
             "Cache-Control",
             "public, must-revalidate, proxy-revalidate, only-if-cached, min-fresh=7, \
              no-cache, private, max-stale=3, s-maxage=9, no-store, max-age=1, x-unknown=2, \
+             stale-if-error=30, \
              Must-Understand",
         )]));
         let all = CacheControl {
@@ -596,6 +609,7 @@ mod tests {
             only_if_cached: true,
             must_understand: true,
             omit_fields: Vec::new(),
+            stale_if_error: Some(30),
         };
         assert_eq!(cc, all);
     }

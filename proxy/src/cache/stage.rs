@@ -83,13 +83,15 @@ pub async fn consult<'s>(
     if req_cc.only_if_cached {
         return Err(ProxyError::NotCached(key.to_string()).into());
     }
-    let validate = stored.filter(|e| {
+    let validate = stored.clone().filter(|e| {
         (e.etag().is_some() || e.head.headers.contains("last-modified"))
             && !has_conditionals(&head.headers)
     });
     Ok(Consulted::Forward(Some(CachePlan {
         request: head.headers.clone(),
         stored: validate,
+        stale: stored.filter(|_| !req_cc.no_cache),
+        request_stale_if_error: req_cc.stale_if_error,
         request_time: now,
         may_store: !req_cc.no_store,
         authorization: head.headers.contains("authorization"),
@@ -287,6 +289,11 @@ pub struct CachePlan<'s> {
     authorization: bool,
     /// Why the request went forward, for Cache-Status (`uri-miss`, `stale`).
     fwd: &'static str,
+    /// The stored response, stale or not, that may stand in if the origin fails (not when
+    /// the request said no-cache).
+    stale: Option<Arc<Entry>>,
+    /// The request's own `stale-if-error`.
+    request_stale_if_error: Option<u64>,
     /// Set when this request leads a collapsed fetch: while it lives, requests for the
     /// same URI wait. Dropped as soon as the response head shows it will not be stored
     /// ([`storing`]), else when the request is over (its response stored or not).
@@ -534,6 +541,102 @@ pub async fn revalidated(
     ctx.result = "TCP_REFRESH_UNMODIFIED";
     ctx.sent(sent);
     Ok(Some((next, last)))
+}
+
+/// What a stored response can do when the origin fails.
+#[derive(Debug)]
+pub enum StandIn {
+    /// Nothing stored that may be served stale now: the failure goes to the client.
+    Nothing,
+    /// The stored response may not be served stale (must-revalidate and its kin): 504.
+    Forbidden(ProxyError),
+    /// Served stale within its `stale-if-error` window (RFC 5861 §4): these bytes.
+    Serve {
+        next: Next,
+        status: u16,
+        bytes: Vec<u8>,
+        sent: Sent,
+    },
+}
+
+/// Whether a stale stored response stands in for an origin that failed (`why`): within the
+/// response's or the request's `stale-if-error` window, and never when must-revalidate,
+/// proxy-revalidate, s-maxage or no-cache forbid serving it stale (RFC 9111 §4.2.4).
+pub fn stand_in(
+    shared: &Shared,
+    plan: Option<&CachePlan<'_>>,
+    wants: &Wants,
+    why: &str,
+) -> StandIn {
+    let Some((plan, entry)) = plan.and_then(|p| p.stale.as_ref().map(|e| (p, e))) else {
+        return StandIn::Nothing;
+    };
+    let age = entry.age(SystemTime::now());
+    let (lifetime, cc) = (entry.facts.lifetime, &entry.facts.cache_control);
+    if age < lifetime && !cc.no_cache {
+        // Fresh, yet forwarded (the request asked for it): not a stale stand-in.
+        return StandIn::Nothing;
+    }
+    if cc.forbids_stale() {
+        return StandIn::Forbidden(ProxyError::MustRevalidate {
+            key: wants.key.clone(),
+            why: why.to_string(),
+        });
+    }
+    let window = cc.stale_if_error.max(plan.request_stale_if_error);
+    match window {
+        Some(extra) if age < lifetime + Duration::from_secs(extra) => {
+            let next = shared.next(wants.keep_alive);
+            let asked = Asked {
+                method: &wants.method,
+                version: wants.version,
+                headers: &plan.request,
+            };
+            let status = "proxylab; hit; detail=stale-if-error";
+            let (code, bytes, sent) = stored_bytes(shared, &asked, entry, age, status, next);
+            StandIn::Serve {
+                next,
+                status: code,
+                bytes,
+                sent,
+            }
+        }
+        _ => StandIn::Nothing,
+    }
+}
+
+/// The origin could not be reached or failed before answering (`err`): a stale stored
+/// response stands in when [`stand_in`] allows, else the client gets the error (504 when
+/// the stored response had to be revalidated).
+pub async fn when_origin_fails(
+    shared: &Shared,
+    conn: &mut ClientConn,
+    plan: Option<&CachePlan<'_>>,
+    wants: &Wants,
+    err: ProxyError,
+    ctx: &mut RequestContext,
+) -> Result<Next, Failure> {
+    match stand_in(shared, plan, wants, &err.to_string()) {
+        StandIn::Nothing => Err(err.into()),
+        StandIn::Forbidden(must_revalidate) => Err(must_revalidate.into()),
+        StandIn::Serve {
+            next,
+            status,
+            bytes,
+            sent,
+        } => {
+            conn.writer
+                .write_all(&bytes)
+                .await
+                .map_err(Failure::client_gone)?;
+            ctx.status = status;
+            ctx.sent(sent);
+            // Squid's name for "the refresh failed, the old copy was served".
+            ctx.result = "TCP_REFRESH_FAIL_OLD";
+            ctx.error = Some(format!("served stale (stale-if-error): {err}"));
+            Ok(next)
+        }
+    }
 }
 
 /// A response on its way to the client that the cache keeps: its head as received (before

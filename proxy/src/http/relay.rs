@@ -226,6 +226,28 @@ async fn relay_response(
     })?;
     ctx.status = res.status;
     let upstream_keeps = res.keeps_alive() && from != Framing::Close;
+    // A 5xx from the origin: a stale stored response may stand in (stale-if-error).
+    if res.status >= 500 {
+        let why = format!("it answered {}", res.status);
+        if let stage::StandIn::Serve {
+            next,
+            status,
+            bytes,
+            sent,
+        } = stage::stand_in(shared, ex.plan.as_ref(), wants, &why)
+        {
+            let timeout = Some(shared.config.upstream_timeout);
+            let drained = wire::discard_body(up_rd, from, timeout).await.is_ok();
+            ctx.status = status;
+            ctx.sent(sent);
+            ctx.result = "TCP_REFRESH_FAIL_OLD";
+            return Ok(Relayed {
+                next,
+                upstream_reusable: upstream_keeps && drained,
+                last: bytes,
+            });
+        }
+    }
 
     forward::strip_hop_by_hop(&mut res.headers);
     // Before the cache stores the response: stored responses carry the rewrites.
