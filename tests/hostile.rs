@@ -369,7 +369,8 @@ async fn smuggling_classes_are_refused_or_forwarded_unambiguously() {
         ("an unknown version", "GET {url} HTTP/1.2\r\n\r\n"),
         ("Transfer-Encoding in HTTP/1.0", "POST {url} HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
     ];
-    for (class, request) in refused {
+    /// Sends `request` (its `{url}` pointing at a fresh recorder) through a fresh proxy.
+    async fn exchange(request: &str) -> (Recorder, Bench, Client, crate::support::Response) {
         let origin = Recorder::start(Some(OK)).await;
         let bench = Bench::start().await;
         let mut client = bench.connect().await;
@@ -377,6 +378,10 @@ async fn smuggling_classes_are_refused_or_forwarded_unambiguously() {
             .send(request.replace("{url}", &origin.url("/x")))
             .await;
         let res = client.read("POST").await;
+        (origin, bench, client, res)
+    }
+    for (class, request) in refused {
+        let (origin, bench, mut client, res) = exchange(request).await;
         assert_eq!(res.head.status, 400, "{class}: {}", res.text());
         assert!(client.closed().await, "{class}: the connection stayed open");
         drop(client);
@@ -412,13 +417,7 @@ async fn smuggling_classes_are_refused_or_forwarded_unambiguously() {
         ),
     ];
     for (class, request, expected) in forwarded {
-        let origin = Recorder::start(Some(OK)).await;
-        let bench = Bench::start().await;
-        let mut client = bench.connect().await;
-        client
-            .send(request.replace("{url}", &origin.url("/x")))
-            .await;
-        let res = client.read("POST").await;
+        let (origin, bench, client, res) = exchange(request).await;
         assert_eq!(res.head.status, 200, "{class}: {}", res.text());
         origin_got(
             &origin,

@@ -63,28 +63,9 @@ impl RequestContext {
                 .map(|v| String::from_utf8_lossy(v).into_owned())
         };
         RequestContext {
-            id,
-            peer,
-            started: Instant::now(),
-            method: head.method.clone(),
-            target: head.target.clone(),
-            status: 0,
-            bytes_up: 0,
-            head_up: 0,
-            bytes_down: 0,
-            head_down: 0,
-            upstream: None,
-            upstream_peer: None,
-            upstream_reused: false,
-            error: None,
-            version: head.version,
-            user: None,
-            result: "NONE",
-            content_type: None,
             referer: text("referer"),
             user_agent: text("user-agent"),
-            blocked_by: None,
-            head_refused: false,
+            ..RequestContext::blank(id, peer, &head.method, &head.target, head.version)
         }
     }
 
@@ -98,12 +79,28 @@ impl RequestContext {
             _ => "error:invalid-request",
         };
         RequestContext {
+            status,
+            error: Some(why),
+            head_refused: true,
+            ..RequestContext::blank(id, peer, "NONE", target, Version::Http11)
+        }
+    }
+
+    /// Notes what was written to the client.
+    pub fn sent(&mut self, sent: crate::conn::Sent) {
+        self.head_down = sent.head;
+        self.bytes_down = sent.body;
+    }
+
+    /// A record with nothing known yet but who asked for what.
+    fn blank(id: u64, peer: SocketAddr, method: &str, target: &str, version: Version) -> Self {
+        RequestContext {
             id,
             peer,
             started: Instant::now(),
-            method: "NONE".into(),
-            target: target.into(),
-            status,
+            method: method.to_string(),
+            target: target.to_string(),
+            status: 0,
             bytes_up: 0,
             head_up: 0,
             bytes_down: 0,
@@ -111,24 +108,16 @@ impl RequestContext {
             upstream: None,
             upstream_peer: None,
             upstream_reused: false,
-            error: Some(why),
-            version: Version::Http11,
+            error: None,
+            version,
             user: None,
             result: "NONE",
             content_type: None,
             referer: None,
             user_agent: None,
             blocked_by: None,
-            head_refused: true,
+            head_refused: false,
         }
-    }
-}
-
-impl RequestContext {
-    /// Notes what was written to the client.
-    pub fn sent(&mut self, sent: crate::conn::Sent) {
-        self.head_down = sent.head;
-        self.bytes_down = sent.body;
     }
 }
 
