@@ -39,7 +39,8 @@ pub struct RequestContext {
     pub user: Option<String>,
     /// What happened, as Squid's result codes name it: `TCP_MISS`, `TCP_HIT`,
     /// `TCP_IMS_HIT` (304 from the cache), `TCP_REFRESH_UNMODIFIED`, `TCP_REFRESH_MODIFIED`,
-    /// `TCP_DENIED`, `TCP_TUNNEL`, or `NONE` (answered by the proxy itself).
+    /// `TCP_REFRESH_FAIL_OLD` (stale served for a failed origin), `TCP_DENIED`, `TCP_TUNNEL`,
+    /// or `NONE` (answered by the proxy itself).
     pub result: &'static str,
     pub content_type: Option<String>,
     /// Request headers the combined and JSON log formats print (only kept when they do).
