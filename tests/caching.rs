@@ -342,32 +342,14 @@ async fn stale_if_error_stands_in_for_an_origin_that_is_down() {
 /// stale stored response, not the 500.
 #[tokio::test]
 async fn stale_if_error_stands_in_for_a_5xx() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let answers = [
-            "HTTP/1.1 200 OK\r\nCache-Control: max-age=0, stale-if-error=60\r\n\
-             Content-Length: 5\r\n\r\nstale",
-            "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\n\r\noops",
-        ];
-        let mut next = 0;
-        while let Ok((mut stream, _)) = listener.accept().await {
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 1024];
-            while let Ok(n @ 1..) = stream.read(&mut chunk).await {
-                buf.extend_from_slice(&chunk[..n]);
-                while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                    buf.drain(..end + 4);
-                    let answer = answers[next.min(answers.len() - 1)];
-                    next += 1;
-                    let _ = stream.write_all(answer.as_bytes()).await;
-                }
-            }
-        }
-    });
+    let origin = crate::support::Recorder::start(&[
+        "HTTP/1.1 200 OK\r\nCache-Control: max-age=0, stale-if-error=60\r\n\
+         Content-Length: 5\r\n\r\nstale",
+        "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\n\r\noops",
+    ])
+    .await;
     let proxy = proxy::start(proxy::Config::for_tests()).await.unwrap();
-    let url = format!("http://{addr}/flaky");
+    let url = origin.url("/flaky");
     assert_eq!(through(&proxy, &url).await.text(), "stale");
     let res = through(&proxy, &url).await;
     assert_eq!(res.head.status, 200);

@@ -2,78 +2,8 @@
 //! smuggled past the proxy, and the refusal is visible to the operator. Where the origin's
 //! view matters, a [`Recorder`] keeps every byte it received.
 
-use crate::support::{eventually, Bench, Client};
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use crate::support::{eventually, Bench, Client, Recorder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// A raw origin: keeps every byte each connection sends it and, if given an answer, sends
-/// it once per request head it sees (the body, if any, is not waited for).
-struct Recorder {
-    addr: SocketAddr,
-    received: Arc<Mutex<Vec<Vec<u8>>>>,
-    /// How many connections the proxy has closed.
-    closed: Arc<std::sync::atomic::AtomicUsize>,
-}
-
-impl Recorder {
-    async fn start(answer: Option<&'static str>) -> Recorder {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let received = Arc::new(Mutex::new(Vec::new()));
-        let closed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let (all, ended) = (received.clone(), closed.clone());
-        tokio::spawn(async move {
-            while let Ok((mut stream, _)) = listener.accept().await {
-                let conn = {
-                    let mut all = all.lock().unwrap();
-                    all.push(Vec::new());
-                    all.len() - 1
-                };
-                let (all, ended) = (all.clone(), ended.clone());
-                tokio::spawn(async move {
-                    let mut heads_answered = 0;
-                    let mut chunk = [0u8; 4096];
-                    while let Ok(n @ 1..) = stream.read(&mut chunk).await {
-                        let heads = {
-                            let mut all = all.lock().unwrap();
-                            all[conn].extend_from_slice(&chunk[..n]);
-                            all[conn].windows(4).filter(|w| w == b"\r\n\r\n").count()
-                        };
-                        while let (Some(answer), true) = (answer, heads_answered < heads) {
-                            heads_answered += 1;
-                            let _ = stream.write_all(answer.as_bytes()).await;
-                        }
-                    }
-                    ended.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                });
-            }
-        });
-        Recorder {
-            addr,
-            received,
-            closed,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    fn closed(&self) -> usize {
-        self.closed.load(std::sync::atomic::Ordering::SeqCst)
-    }
-
-    /// Everything received, per connection, as text.
-    fn received(&self) -> Vec<String> {
-        self.received
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|c| String::from_utf8_lossy(c).into_owned())
-            .collect()
-    }
-}
 
 /// RFC 9112 §6.1: HTTP/1.0 has no Transfer-Encoding, so a 1.0 request with one has framing
 /// that cannot be trusted: 400 and close, and nothing (not the smuggled request behind it)
@@ -104,7 +34,7 @@ async fn transfer_encoding_in_http_1_0_is_refused_and_the_connection_closed() {
 #[tokio::test]
 async fn a_bad_chunk_size_is_400_and_nothing_after_it_is_forwarded() {
     for bad in ["17xf", "-1", "0x5", "fffffffffffffffff"] {
-        let origin = Recorder::start(None).await;
+        let origin = Recorder::start(&[]).await;
         let bench = Bench::start().await;
         let mut client = bench.connect().await;
         client
@@ -172,10 +102,10 @@ async fn empty_lines_before_a_request_a_few_ignored_a_flood_refused() {
 /// without its length would be read by the next hop as the next request.
 #[tokio::test]
 async fn connection_never_removes_the_length_or_the_host() {
-    let origin = Recorder::start(Some(
+    let origin = Recorder::start(&[
         "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: Content-Length, X-Drop\r\n\
          X-Drop: 1\r\n\r\nok",
-    ))
+    ])
     .await;
     let bench = Bench::start().await;
     let mut client = bench.connect().await;
@@ -371,7 +301,7 @@ async fn smuggling_classes_are_refused_or_forwarded_unambiguously() {
     ];
     /// Sends `request` (its `{url}` pointing at a fresh recorder) through a fresh proxy.
     async fn exchange(request: &str) -> (Recorder, Bench, Client, crate::support::Response) {
-        let origin = Recorder::start(Some(OK)).await;
+        let origin = Recorder::start(&[OK]).await;
         let bench = Bench::start().await;
         let mut client = bench.connect().await;
         client

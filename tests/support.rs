@@ -2,8 +2,9 @@
 
 use proxy::http::wire::{self, Reader, ResponseHead};
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// An origin-sim and a proxy, both in this process, on free loopback ports.
@@ -186,4 +187,76 @@ pub fn replace_file(path: &std::path::Path, text: &str) {
     let tmp = path.with_extension("tmp-write");
     std::fs::write(&tmp, text).expect("write temporary file");
     std::fs::rename(&tmp, path).expect("rename over the file");
+}
+
+/// A raw origin: keeps every byte each connection sends it and answers each request head
+/// it sees (the body, if any, is not waited for) with the next of `answers`, the last one
+/// again once they run out; with none, it never answers.
+pub struct Recorder {
+    pub addr: SocketAddr,
+    received: Arc<Mutex<Vec<Vec<u8>>>>,
+    /// How many connections the proxy has closed.
+    closed: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Recorder {
+    pub async fn start(answers: &'static [&'static str]) -> Recorder {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let closed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (all, ended) = (received.clone(), closed.clone());
+        let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let conn = {
+                    let mut all = all.lock().unwrap();
+                    all.push(Vec::new());
+                    all.len() - 1
+                };
+                let (all, ended, answered) = (all.clone(), ended.clone(), answered.clone());
+                tokio::spawn(async move {
+                    let mut heads_answered = 0;
+                    let mut chunk = [0u8; 4096];
+                    while let Ok(n @ 1..) = stream.read(&mut chunk).await {
+                        let heads = {
+                            let mut all = all.lock().unwrap();
+                            all[conn].extend_from_slice(&chunk[..n]);
+                            all[conn].windows(4).filter(|w| w == b"\r\n\r\n").count()
+                        };
+                        while !answers.is_empty() && heads_answered < heads {
+                            heads_answered += 1;
+                            let i = answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            let answer = answers[i.min(answers.len() - 1)];
+                            let _ = stream.write_all(answer.as_bytes()).await;
+                        }
+                    }
+                    ended.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                });
+            }
+        });
+        Recorder {
+            addr,
+            received,
+            closed,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn closed(&self) -> usize {
+        self.closed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Everything received, per connection, as text.
+    pub fn received(&self) -> Vec<String> {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .collect()
+    }
 }

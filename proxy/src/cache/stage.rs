@@ -706,11 +706,7 @@ pub fn storing_post(
     }
     let location = std::str::from_utf8(res.headers.get("content-location")?).ok()?;
     let same = if location.starts_with('/') {
-        wants
-            .key
-            .find("://")
-            .and_then(|i| wants.key[i + 3..].find('/').map(|j| i + 3 + j))
-            .is_some_and(|path| wants.key[path..] == *location)
+        wants.key.strip_prefix(origin_of(&wants.key)) == Some(location)
     } else {
         location.eq_ignore_ascii_case(&wants.key)
     };
@@ -758,10 +754,7 @@ impl Storing<'_> {
 /// Drops stored responses for `key`, and for same-origin `Location` / `Content-Location`.
 pub fn invalidate(cache: &Cache, key: &str, headers: &Headers) {
     cache.invalidate(key);
-    let origin_end = key.find("://").map_or(0, |i| i + 3);
-    let origin = key[origin_end..]
-        .find('/')
-        .map_or(key, |slash| &key[..origin_end + slash]);
+    let origin = origin_of(key);
     for field in ["location", "content-location"] {
         let Some(value) = headers.get(field).and_then(|v| std::str::from_utf8(v).ok()) else {
             continue;
@@ -775,6 +768,14 @@ pub fn invalidate(cache: &Cache, key: &str, headers: &Headers) {
             cache.invalidate(&target);
         }
     }
+}
+
+/// A cache key's origin, `http://host:port` (the key itself when it has no path).
+fn origin_of(key: &str) -> &str {
+    let origin_end = key.find("://").map_or(0, |i| i + 3);
+    key[origin_end..]
+        .find('/')
+        .map_or(key, |slash| &key[..origin_end + slash])
 }
 
 /// `PURGE http://host/path`: removes the stored responses for that URI. Only clients on
