@@ -286,10 +286,6 @@ impl AccessLog {
         })
     }
 
-    pub fn format(&self) -> LogFormat {
-        self.format
-    }
-
     /// Whether its lines print request headers (Referer, User-Agent): combined and JSON.
     pub fn wants_headers(&self) -> bool {
         matches!(self.format, LogFormat::Combined | LogFormat::Json)
