@@ -571,8 +571,14 @@ fn cache_lookup(c: &mut Criterion) {
         let mut head = ResponseHead::new(200, "OK");
         head.headers.push("Cache-Control", "max-age=3600");
         head.headers.push("Content-Length", "100");
-        let entry =
-            Entry::new(head, vec![0u8; 100].into(), &Headers::default(), now, now).expect("entry");
+        let entry = Entry::new(
+            head,
+            vec![0u8; 100].into(),
+            &Headers::default(),
+            (now, now),
+            &Default::default(),
+        )
+        .expect("entry");
         cache.store(&format!("http://127.0.0.1:9000/bytes/{i}"), entry);
     }
     let request = Headers::default();

@@ -185,6 +185,45 @@ async fn qualified_private_is_stored_without_the_named_field() {
     bench.stop().await;
 }
 
+/// RFC 9213: a valid targeted field rules over Cache-Control for this cache — the
+/// proxy's own (`--targeted-cache-control`) over `CDN-Cache-Control` —, an invalid one is
+/// ignored as a whole; in forward mode the fields are passed on to the client.
+#[tokio::test]
+async fn targeted_cache_control_rules_over_cache_control() {
+    let bench = Bench::with(|c| {
+        c.targeted_cache_control = vec!["Proxylab-Cache-Control".into()];
+    })
+    .await;
+    // (response fields as a query, how many times two GETs reach the origin)
+    let cases = [
+        ("Cache-Control=no-store&CDN-Cache-Control=max-age%3D60", 1),
+        ("Cache-Control=max-age%3D60&CDN-Cache-Control=no-store", 2),
+        (
+            "Cache-Control=no-store&CDN-Cache-Control=max-age%3D1.5.0",
+            2,
+        ),
+        (
+            "Cache-Control=max-age%3D60&Proxylab-Cache-Control=private\
+             &CDN-Cache-Control=max-age%3D60",
+            2,
+        ),
+        (
+            "Cache-Control=no-store&Proxylab-Cache-Control=max-age%3D60%3B\
+             &CDN-Cache-Control=max-age%3D60",
+            1,
+        ),
+    ];
+    for (query, fetches) in cases {
+        let path = format!("/response-headers?{query}");
+        let first = get(&bench, &path).await;
+        assert_eq!(first.head.status, 200, "{query}");
+        assert!(first.header("cdn-cache-control").is_some(), "{query}");
+        get(&bench, &path).await;
+        assert_eq!(bench.hits(&path), fetches, "{query}");
+    }
+    bench.stop().await;
+}
+
 /// A POST response with explicit freshness and a `Content-Location` naming the POST's own
 /// target is what a GET of that target would get: a later GET is a hit.
 #[tokio::test]

@@ -86,3 +86,21 @@ async fn reverse_mode_uses_the_cache() {
     assert_eq!(a.origin().requests() + b.origin().requests(), 1);
     proxy.shutdown().await.unwrap();
 }
+
+/// RFC 9213 in reverse mode: `CDN-Cache-Control` rules this cache (stored despite
+/// Cache-Control: no-store) and stops here — neither the miss nor the hit carries it,
+/// while Cache-Control goes on to the browser unchanged.
+#[tokio::test]
+async fn targeted_fields_rule_the_cache_and_stop_at_it() {
+    let (a, b, proxy) = two_upstreams().await;
+    let path = "/response-headers?Cache-Control=no-store&CDN-Cache-Control=max-age%3D60";
+    let miss = origin_form(&proxy, path, "site.test").await;
+    let hit = origin_form(&proxy, path, "site.test").await;
+    assert_eq!(hit.header("cache-status").as_deref(), Some("proxylab; hit"));
+    for res in [&miss, &hit] {
+        assert_eq!(res.header("cdn-cache-control"), None);
+        assert_eq!(res.header("cache-control").as_deref(), Some("no-store"));
+    }
+    assert_eq!(a.origin().requests() + b.origin().requests(), 1);
+    proxy.shutdown().await.unwrap();
+}

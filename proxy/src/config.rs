@@ -99,6 +99,13 @@ pub struct Config {
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<std::path::PathBuf>,
 
+    /// A response field that targets this cache (RFC 9213), e.g. Proxylab-Cache-Control
+    /// (repeatable, most specific first). The first such field with a valid value, else
+    /// CDN-Cache-Control, rules over Cache-Control and Expires; in reverse mode they are
+    /// not passed on to clients.
+    #[arg(long, value_name = "NAME", value_parser = parse_field_name)]
+    pub targeted_cache_control: Vec<String>,
+
     /// Idle upstream connections kept per server for reuse; 0 turns pooling off.
     #[arg(long, default_value_t = 256, value_name = "N")]
     pub pool_max_idle: usize,
@@ -412,6 +419,18 @@ fn parse_resolve(s: &str) -> Result<(String, IpAddr), String> {
     Ok((name.to_string(), ip))
 }
 
+fn parse_field_name(s: &str) -> Result<String, String> {
+    if s.is_empty() || !s.bytes().all(crate::http::wire::is_tchar) {
+        return Err(format!("{s:?} is not a header field name"));
+    }
+    if s.eq_ignore_ascii_case("cache-control") {
+        return Err(
+            "Cache-Control is not a targeted field; name one such as Proxylab-Cache-Control".into(),
+        );
+    }
+    Ok(s.to_string())
+}
+
 fn parse_size_u64(s: &str) -> Result<u64, String> {
     parse_size(s).map(|n| n as u64)
 }
@@ -419,6 +438,17 @@ fn parse_size_u64(s: &str) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn targeted_field_names_are_tokens_and_not_cache_control() {
+        assert_eq!(
+            parse_field_name("Proxylab-Cache-Control").as_deref(),
+            Ok("Proxylab-Cache-Control")
+        );
+        for bad in ["", "Two Words", "a:b", "Cache-Control", "cache-control"] {
+            assert!(parse_field_name(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn connect_ports_are_lists_of_inclusive_ranges() {

@@ -1,6 +1,7 @@
 //! What every connection shares: the configuration, the cache, the upstream pool, the
 //! rules, and the observers. Built once at start ([`Shared::new`]); every stage reads it.
 
+use crate::cache::freshness::Targeting;
 use crate::cache::Cache;
 use crate::config::Config;
 use crate::conn::Next;
@@ -111,7 +112,12 @@ impl Shared {
         let workers = config
             .workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-        let mut cache = Cache::new(config.cache_size, config.cache_max_object);
+        let reverse = !config.upstreams.is_empty();
+        let mut cache =
+            Cache::new(config.cache_size, config.cache_max_object).with_targeting(Targeting::new(
+                &config.targeted_cache_control,
+                reverse && config.cache_size > 0,
+            ));
         if let (Some(dir), true) = (&config.cache_dir, cache.enabled()) {
             let (loaded, count) = cache.with_dir(dir.clone())?;
             tracing::info!("cache: {count} entries loaded from {}", dir.display());

@@ -21,6 +21,7 @@
 //! ```
 
 use super::entry::Entry;
+use super::freshness::Targeting;
 use crate::http::wire::{self, Limits, Version};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -67,8 +68,9 @@ pub fn encode(key: &str, entry: &Entry) -> Vec<u8> {
     out
 }
 
-/// Reads an entry back; the error says what is wrong with the file.
-pub fn decode(bytes: &[u8]) -> Result<(String, Entry), String> {
+/// Reads an entry back, for a cache that follows `targeting`; the error says what is
+/// wrong with the file.
+pub fn decode(bytes: &[u8], targeting: &Targeting) -> Result<(String, Entry), String> {
     let split = bytes
         .windows(2)
         .position(|w| w == b"\n\n")
@@ -112,9 +114,12 @@ pub fn decode(bytes: &[u8]) -> Result<(String, Entry), String> {
     let entry = Entry::assemble(
         head,
         body.into(),
-        request_time.ok_or("no request-time")?,
-        response_time.ok_or("no response-time")?,
+        (
+            request_time.ok_or("no request-time")?,
+            response_time.ok_or("no response-time")?,
+        ),
         vary,
+        targeting,
     );
     Ok((key.ok_or("no key")?, entry))
 }
@@ -130,7 +135,7 @@ pub fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
 pub type Loaded = (Vec<(String, Entry)>, Vec<(PathBuf, String)>);
 
 /// Every entry file in `dir`, decoded; the ones that fail are reported, not fatal.
-pub fn load(dir: &Path) -> io::Result<Loaded> {
+pub fn load(dir: &Path, targeting: &Targeting) -> io::Result<Loaded> {
     std::fs::create_dir_all(dir)?;
     let mut good = Vec::new();
     let mut bad = Vec::new();
@@ -141,7 +146,7 @@ pub fn load(dir: &Path) -> io::Result<Loaded> {
         }
         match std::fs::read(&path)
             .map_err(|e| e.to_string())
-            .and_then(|b| decode(&b))
+            .and_then(|b| decode(&b, targeting))
         {
             Ok(found) => good.push(found),
             Err(why) => bad.push((path, why)),
@@ -190,8 +195,15 @@ mod tests {
         let mut request = Headers::default();
         request.push("Accept-Language", "en");
         let now = UNIX_EPOCH + Duration::new(1_764_000_000, 123);
-        let entry = Entry::new(head, "hello".into(), &request, now, now).unwrap();
-        let (key, back) = decode(&encode("http://h:80/x", &entry)).unwrap();
+        let entry = Entry::new(
+            head,
+            "hello".into(),
+            &request,
+            (now, now),
+            &Targeting::default(),
+        )
+        .unwrap();
+        let (key, back) = decode(&encode("http://h:80/x", &entry), &Targeting::default()).unwrap();
         assert_eq!(key, "http://h:80/x");
         assert_eq!(back.body, "hello");
         assert_eq!(back.head, entry.head);
@@ -201,9 +213,11 @@ mod tests {
 
     #[test]
     fn damaged_files_are_refused_with_a_reason() {
-        assert!(decode(b"garbage").is_err());
+        let targeting = Targeting::default();
+        assert!(decode(b"garbage", &targeting).is_err());
         assert!(decode(
-            b"proxylab-cache 1\nkey: k\n\nHTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nshort"
+            b"proxylab-cache 1\nkey: k\n\nHTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nshort",
+            &targeting
         )
         .is_err());
     }

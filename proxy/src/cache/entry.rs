@@ -1,6 +1,7 @@
 //! One stored response ([`Entry`]), what it says about itself ([`Facts`]), and the key it
 //! is stored under. The store keeps entries; [`super::disk`] writes them to files.
 
+use super::freshness::Targeting;
 use crate::http::wire::{Headers, ResponseHead};
 use bytes::Bytes;
 use std::time::SystemTime;
@@ -35,9 +36,10 @@ pub struct Facts {
 }
 
 impl Facts {
-    /// What `head`, received at `received`, says about itself.
-    fn of(head: &ResponseHead, received: SystemTime) -> Facts {
-        let cache_control = super::freshness::CacheControl::parse(&head.headers);
+    /// What `head`, received at `received`, says about itself to a cache that follows
+    /// `targeting`.
+    fn of(head: &ResponseHead, received: SystemTime, targeting: &Targeting) -> Facts {
+        let cache_control = targeting.control(&head.headers);
         let mut replay = Vec::with_capacity(256);
         for h in &head.headers.0 {
             // The fields a hit sets itself, and those private="…" or no-cache="…" name.
@@ -47,7 +49,8 @@ impl Facts {
                 || cache_control
                     .omit_fields
                     .iter()
-                    .any(|f| h.name.eq_ignore_ascii_case(f));
+                    .any(|f| h.name.eq_ignore_ascii_case(f))
+                || (targeting.strip && targeting.is_targeted(&h.name));
             if !skip {
                 replay.extend_from_slice(h.name.as_bytes());
                 replay.extend_from_slice(b": ");
@@ -62,6 +65,7 @@ impl Facts {
                     super::freshness::freshness_lifetime_received(
                         head.status,
                         &head.headers,
+                        &cache_control,
                         received,
                     )
                     .0
@@ -77,13 +81,14 @@ impl Facts {
 }
 
 impl Entry {
-    /// Builds an entry; `None` when `Vary: *` makes it unusable.
+    /// Builds an entry for a cache that follows `targeting`; `None` when `Vary: *` makes
+    /// it unusable.
     pub fn new(
         head: ResponseHead,
         body: Bytes,
         request: &Headers,
-        request_time: SystemTime,
-        response_time: SystemTime,
+        (request_time, response_time): (SystemTime, SystemTime),
+        targeting: &Targeting,
     ) -> Option<Entry> {
         let mut vary = Vec::new();
         for name in head.headers.tokens("vary") {
@@ -97,22 +102,23 @@ impl Entry {
         Some(Entry::assemble(
             head,
             body,
-            request_time,
-            response_time,
+            (request_time, response_time),
             vary,
+            targeting,
         ))
     }
 
-    /// An entry from its parts (the variant key `vary` already worked out).
+    /// An entry from its parts (the variant key `vary` already worked out), for a cache
+    /// that follows `targeting`.
     pub fn assemble(
         head: ResponseHead,
         body: Bytes,
-        request_time: SystemTime,
-        response_time: SystemTime,
+        (request_time, response_time): (SystemTime, SystemTime),
         vary: Vec<(String, Option<Vec<u8>>)>,
+        targeting: &Targeting,
     ) -> Entry {
         Entry {
-            facts: Facts::of(&head, response_time),
+            facts: Facts::of(&head, response_time, targeting),
             head,
             body,
             request_time,
@@ -263,7 +269,7 @@ mod tests {
             ("Connection", "close"),
             ("X-Kept", "yes"),
         ]);
-        let replay = Facts::of(&head, SystemTime::now()).replay;
+        let replay = Facts::of(&head, SystemTime::now(), &Targeting::default()).replay;
         assert_eq!(
             String::from_utf8_lossy(&replay),
             "ETag: \"v1\"\r\nX-Kept: yes\r\n"
@@ -274,11 +280,23 @@ mod tests {
     fn age_and_validator_come_from_the_stored_head() {
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let stored = head(&[("Age", "30"), ("ETag", "W/\"x\"")]);
-        let entry = Entry::assemble(stored, Bytes::new(), t0, t0, Vec::new());
+        let entry = Entry::assemble(
+            stored,
+            Bytes::new(),
+            (t0, t0),
+            Vec::new(),
+            &Targeting::default(),
+        );
         let later = t0 + Duration::from_secs(10);
         assert_eq!(entry.age(later), Duration::from_secs(40));
         assert_eq!(entry.etag(), Some(&b"W/\"x\""[..]));
-        let plain = Entry::assemble(head(&[]), Bytes::new(), t0, t0, Vec::new());
+        let plain = Entry::assemble(
+            head(&[]),
+            Bytes::new(),
+            (t0, t0),
+            Vec::new(),
+            &Targeting::default(),
+        );
         assert_eq!(plain.etag(), None);
     }
 
@@ -290,9 +308,9 @@ mod tests {
         let entry = Entry::assemble(
             head(&[("A", "bb"), ("Ccc", "d")]),
             Bytes::from_static(b"0123456789"),
-            now,
-            now,
+            (now, now),
             Vec::new(),
+            &Targeting::default(),
         );
         assert_eq!(entry.size(), 10 + (1 + 2 + 4) + (3 + 1 + 4) + 128);
     }
@@ -305,15 +323,29 @@ mod tests {
         let mut two = Headers::default();
         two.push("Accept-Language", "en ,  fr");
         let vary = head(&[("Vary", "Accept-Language")]);
-        let for_empty = Entry::new(vary.clone(), Bytes::new(), &empty, now, now).unwrap();
+        let for_empty = Entry::new(
+            vary.clone(),
+            Bytes::new(),
+            &empty,
+            (now, now),
+            &Targeting::default(),
+        )
+        .unwrap();
         assert!(for_empty.matches(&empty));
         assert!(!for_empty.matches(&Headers::default()));
-        let for_absent =
-            Entry::new(vary.clone(), Bytes::new(), &Headers::default(), now, now).unwrap();
+        let for_absent = Entry::new(
+            vary.clone(),
+            Bytes::new(),
+            &Headers::default(),
+            (now, now),
+            &Targeting::default(),
+        )
+        .unwrap();
         assert!(!for_absent.matches(&empty));
         let mut same = Headers::default();
         same.push("accept-language", "en, fr");
-        let for_two = Entry::new(vary, Bytes::new(), &two, now, now).unwrap();
+        let for_two =
+            Entry::new(vary, Bytes::new(), &two, (now, now), &Targeting::default()).unwrap();
         assert!(
             for_two.matches(&same),
             "whitespace around commas is normalised"
@@ -336,10 +368,18 @@ mod tests {
     #[test]
     fn an_invalid_age_leaves_no_lifetime() {
         let now = SystemTime::now();
-        let fresh = Facts::of(&head(&[("Cache-Control", "max-age=60"), ("Age", "5")]), now);
+        let fresh = Facts::of(
+            &head(&[("Cache-Control", "max-age=60"), ("Age", "5")]),
+            now,
+            &Targeting::default(),
+        );
         assert_eq!(fresh.lifetime, Duration::from_secs(60));
         for age in ["-5", "5, 6", "five"] {
-            let facts = Facts::of(&head(&[("Cache-Control", "max-age=60"), ("Age", age)]), now);
+            let facts = Facts::of(
+                &head(&[("Cache-Control", "max-age=60"), ("Age", age)]),
+                now,
+                &Targeting::default(),
+            );
             assert_eq!(facts.lifetime, Duration::ZERO, "Age: {age}");
         }
     }
@@ -352,12 +392,13 @@ mod tests {
         for date in [None, Some("not a date")] {
             let mut fields = vec![expires];
             fields.extend(date.map(|d| ("Date", d)));
-            let facts = Facts::of(&head(&fields), received);
+            let facts = Facts::of(&head(&fields), received, &Targeting::default());
             assert_eq!(facts.lifetime, Duration::from_secs(100), "Date: {date:?}");
         }
         let dated = Facts::of(
             &head(&[expires, ("Date", "Thu, 01 Jan 2026 00:01:00 GMT")]),
             received,
+            &Targeting::default(),
         );
         assert_eq!(dated.lifetime, Duration::from_secs(40), "a valid Date wins");
     }
@@ -398,7 +439,9 @@ mod tests {
             ("X-Debug", "on"),
             ("X-Kept", "yes"),
         ]);
-        let replay = String::from_utf8(Facts::of(&head, SystemTime::now()).replay).unwrap();
+        let replay =
+            String::from_utf8(Facts::of(&head, SystemTime::now(), &Targeting::default()).replay)
+                .unwrap();
         assert!(!replay.contains("\nSet-Cookie:"), "{replay}");
         assert!(!replay.contains("\nX-Debug:"), "{replay}");
         assert!(replay.contains("X-Kept: yes"), "{replay}");

@@ -37,6 +37,11 @@ pub struct CacheControl {
     /// `stale-if-error=N` (RFC 5861 §4): stale for up to N more seconds when the origin
     /// fails; in a request or a response.
     pub stale_if_error: Option<u64>,
+    /// `stale-while-revalidate=N` (RFC 5861 §3): for N seconds after it goes stale, serve
+    /// the stored response at once and revalidate it in the background.
+    pub stale_while_revalidate: Option<u64>,
+    /// These directives came from a targeted field (RFC 9213): `Expires` does not count.
+    pub targeted: bool,
 }
 
 impl CacheControl {
@@ -89,11 +94,119 @@ impl CacheControl {
                 "min-fresh" => first(&mut cc.min_fresh, seconds()),
                 "max-stale" => first(&mut cc.max_stale, seconds()),
                 "stale-if-error" if cc.stale_if_error.is_none() => cc.stale_if_error = seconds(),
+                "stale-while-revalidate" if cc.stale_while_revalidate.is_none() => {
+                    cc.stale_while_revalidate = seconds();
+                }
                 _ => {}
             }
         }
         cc
     }
+}
+
+/// The targeted cache-control fields this cache obeys (RFC 9213), most specific first:
+/// `--targeted-cache-control NAME`s, then `CDN-Cache-Control`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Targeting {
+    /// Field names, lower case, in priority order.
+    pub fields: Vec<String>,
+    /// Whether the fields are removed from responses sent downstream (reverse mode: this
+    /// proxy is the cache they target, and what is behind it is not).
+    pub strip: bool,
+}
+
+impl Default for Targeting {
+    fn default() -> Self {
+        Targeting {
+            fields: vec!["cdn-cache-control".into()],
+            strip: false,
+        }
+    }
+}
+
+impl Targeting {
+    /// The fields `names` (given first, most specific first), then `CDN-Cache-Control`.
+    pub fn new(names: &[String], strip: bool) -> Targeting {
+        let mut fields: Vec<String> = names.iter().map(|n| n.to_ascii_lowercase()).collect();
+        fields.push("cdn-cache-control".into());
+        fields.dedup();
+        Targeting { fields, strip }
+    }
+
+    /// The response directives this cache follows (RFC 9213 §2.1): those of the first
+    /// targeted field in the list with a valid, non-empty value, or else `Cache-Control`'s.
+    pub fn control(&self, headers: &Headers) -> CacheControl {
+        self.fields
+            .iter()
+            .find_map(|name| targeted(headers, name))
+            .unwrap_or_else(|| CacheControl::parse(headers))
+    }
+
+    /// Whether `name` is one of the targeted fields.
+    pub fn is_targeted(&self, name: &str) -> bool {
+        self.fields.iter().any(|f| name.eq_ignore_ascii_case(f))
+    }
+}
+
+/// The directives of the targeted field `name`, when it is present, is a valid Structured
+/// Fields dictionary (RFC 8941 §3.2; several lines are one list) and is not empty. A
+/// directive whose value has the wrong type is ignored, as an unknown one is.
+fn targeted(headers: &Headers, name: &str) -> Option<CacheControl> {
+    let mut joined = Vec::new();
+    for value in headers.get_all(name) {
+        if !joined.is_empty() {
+            joined.extend_from_slice(b", ");
+        }
+        joined.extend_from_slice(value);
+    }
+    if joined.is_empty() {
+        return None;
+    }
+    let dictionary: sfv::Dictionary = sfv::Parser::new(&joined).parse().ok()?;
+    if dictionary.is_empty() {
+        return None;
+    }
+    let mut cc = CacheControl {
+        targeted: true,
+        ..CacheControl::default()
+    };
+    for (key, member) in &dictionary {
+        let sfv::ListEntry::Item(item) = member else {
+            continue;
+        };
+        let value = &item.bare_item;
+        let flag = value.as_boolean() == Some(true);
+        // An integer directive: a negative one is invalid (Some(None)), as in Cache-Control.
+        let seconds = value
+            .as_integer()
+            .map(|n| u64::try_from(i64::from(n)).ok().map(|n| n.min(DELTA_MAX)));
+        let fields = value.as_string().map(|names| {
+            names
+                .as_str()
+                .split(',')
+                .map(|f| f.trim().to_ascii_lowercase())
+                .filter(|f| !f.is_empty())
+                .collect::<Vec<_>>()
+        });
+        match key.as_str() {
+            "no-store" if flag => cc.no_store = true,
+            "no-cache" | "private" if fields.is_some() => {
+                cc.omit_fields.extend(fields.into_iter().flatten());
+            }
+            "no-cache" if flag => cc.no_cache = true,
+            "private" if flag => cc.private = true,
+            "public" if flag => cc.public = true,
+            "must-revalidate" if flag => cc.must_revalidate = true,
+            "proxy-revalidate" if flag => cc.proxy_revalidate = true,
+            "must-understand" if flag => cc.must_understand = true,
+            "max-age" if seconds.is_some() => cc.max_age = seconds,
+            "s-maxage" if seconds.is_some() => cc.s_maxage = seconds,
+            "stale-if-error" => cc.stale_if_error = seconds.flatten(),
+            "stale-while-revalidate" => cc.stale_while_revalidate = seconds.flatten(),
+            _ => {}
+        }
+    }
+    Some(cc)
 }
 
 /// The directives of one Cache-Control value: split at commas outside quoted strings (a
@@ -188,9 +301,14 @@ pub struct StoreRequest<'a> {
     pub authorization: bool,
 }
 
-/// Whether a shared cache may store this response (RFC 9111 §3, §3.5).
-pub fn storable(request: &StoreRequest<'_>, status: u16, headers: &Headers) -> bool {
-    let cc = CacheControl::parse(headers);
+/// Whether a shared cache may store this response (RFC 9111 §3, §3.5), whose directives
+/// for this cache are `cc` ([`Targeting::control`]).
+pub fn storable(
+    request: &StoreRequest<'_>,
+    status: u16,
+    headers: &Headers,
+    cc: &CacheControl,
+) -> bool {
     // must-understand: a status whose caching rules this cache implements may be stored
     // even with no-store beside it (which is there for caches that do not understand).
     let no_store = if cc.must_understand {
@@ -210,7 +328,7 @@ pub fn storable(request: &StoreRequest<'_>, status: u16, headers: &Headers) -> b
     if request.authorization && !(cc.public || cc.s_maxage.is_some() || cc.must_revalidate) {
         return false;
     }
-    has_explicit_freshness(headers)
+    has_explicit_freshness(headers, cc)
         || cc.public
         || (heuristically_cacheable(status)
             && (headers.contains("last-modified") || headers.contains("etag")))
@@ -220,29 +338,36 @@ pub fn storable(request: &StoreRequest<'_>, status: u16, headers: &Headers) -> b
 /// came from the heuristic; a response without a valid `Date` gets no `Expires` or
 /// heuristic lifetime (see [`freshness_lifetime_received`]).
 pub fn freshness_lifetime(status: u16, headers: &Headers) -> (Duration, bool) {
-    lifetime(status, headers, None)
+    lifetime(status, headers, &CacheControl::parse(headers), None)
 }
 
 /// [`freshness_lifetime`] for a response received at `received`, which stands in for a
 /// missing or invalid `Date` (RFC 9111 §4.2.1, RFC 9110 §6.6.1): `Expires` still counts.
+/// `cc` are its directives for this cache ([`Targeting::control`]).
 pub fn freshness_lifetime_received(
     status: u16,
     headers: &Headers,
+    cc: &CacheControl,
     received: SystemTime,
 ) -> (Duration, bool) {
-    lifetime(status, headers, Some(received))
+    lifetime(status, headers, cc, Some(received))
 }
 
-fn lifetime(status: u16, headers: &Headers, received: Option<SystemTime>) -> (Duration, bool) {
+fn lifetime(
+    status: u16,
+    headers: &Headers,
+    cc: &CacheControl,
+    received: Option<SystemTime>,
+) -> (Duration, bool) {
     let date = http_date(headers, "date").or(received);
-    let cc = CacheControl::parse(headers);
     if let Some(s) = cc.s_maxage {
         return (Duration::from_secs(s.unwrap_or(0)), false);
     }
     if let Some(m) = cc.max_age {
         return (Duration::from_secs(m.unwrap_or(0)), false);
     }
-    if headers.contains("expires") {
+    // A targeted field's directives stand in for Cache-Control and Expires (RFC 9213 §2.1).
+    if headers.contains("expires") && !cc.targeted {
         // An invalid Expires (or one with no usable Date) means "already expired".
         let (Some(expires), Some(date)) = (http_date(headers, "expires"), date) else {
             return (Duration::ZERO, false);
@@ -262,10 +387,10 @@ fn lifetime(status: u16, headers: &Headers, received: Option<SystemTime>) -> (Du
     (Duration::ZERO, false)
 }
 
-/// Whether the response carries anything a cache could use to compute freshness at all.
-pub fn has_explicit_freshness(headers: &Headers) -> bool {
-    let cc = CacheControl::parse(headers);
-    cc.max_age.is_some() || cc.s_maxage.is_some() || headers.contains("expires")
+/// Whether the response carries anything a cache could use to compute freshness at all;
+/// `cc` are its directives for this cache.
+pub fn has_explicit_freshness(headers: &Headers, cc: &CacheControl) -> bool {
+    cc.max_age.is_some() || cc.s_maxage.is_some() || (headers.contains("expires") && !cc.targeted)
 }
 
 /// Whether the `Age` header, if present, is one non-negative integer (RFC 9111 §5.1): a
@@ -535,7 +660,7 @@ mod tests {
                 directives.insert(directives.len() / 2, forbidding);
                 let headers = h(&[("Cache-Control", &directives.join(", ")), ("ETag", "\"x\"")]);
                 let request = StoreRequest { method: "GET", no_store: false, authorization };
-                prop_assert!(!storable(&request, status, &headers));
+                prop_assert!(!storable(&request, status, &headers, &CacheControl::parse(&headers)));
             }
 
             /// A stale response is never served without validation unless the request's own
@@ -592,7 +717,7 @@ mod tests {
             "Cache-Control",
             "public, must-revalidate, proxy-revalidate, only-if-cached, min-fresh=7, \
              no-cache, private, max-stale=3, s-maxage=9, no-store, max-age=1, x-unknown=2, \
-             stale-if-error=30, \
+             stale-if-error=30, stale-while-revalidate=40, \
              Must-Understand",
         )]));
         let all = CacheControl {
@@ -610,8 +735,27 @@ mod tests {
             must_understand: true,
             omit_fields: Vec::new(),
             stale_if_error: Some(30),
+            stale_while_revalidate: Some(40),
+            targeted: false,
         };
         assert_eq!(cc, all);
+        // The same directives in a targeted field (a Structured Fields dictionary, where
+        // keys are lower case); only-if-cached and the request directives mean nothing in
+        // a response.
+        let targeted = Targeting::default().control(&h(&[(
+            "CDN-Cache-Control",
+            "public, must-revalidate, proxy-revalidate, no-cache, private, s-maxage=9, \
+             no-store, max-age=1, x-unknown=2, stale-if-error=30, stale-while-revalidate=40, \
+             must-understand",
+        )]));
+        let response_only = CacheControl {
+            targeted: true,
+            only_if_cached: false,
+            max_stale: None,
+            min_fresh: None,
+            ..all
+        };
+        assert_eq!(targeted, response_only);
     }
 
     /// RFC 9111 §3: who may store what, one rule per row.
@@ -784,7 +928,13 @@ mod tests {
             ),
         ];
         for (why, request, status, headers, expected) in cases {
-            assert_eq!(storable(request, *status, &h(headers)), *expected, "{why}");
+            let headers = h(headers);
+            let cc = Targeting::default().control(&headers);
+            assert_eq!(
+                storable(request, *status, &headers, &cc),
+                *expected,
+                "{why}"
+            );
         }
     }
 
@@ -795,10 +945,12 @@ mod tests {
             ("Cache-Control", "s-maxage=1"),
             ("Expires", "0"),
         ] {
-            assert!(has_explicit_freshness(&h(&[field])), "{field:?}");
+            let headers = h(&[field]);
+            let cc = CacheControl::parse(&headers);
+            assert!(has_explicit_freshness(&headers, &cc), "{field:?}");
         }
         let none = h(&[("ETag", "\"a\""), ("Cache-Control", "public")]);
-        assert!(!has_explicit_freshness(&none));
+        assert!(!has_explicit_freshness(&none, &CacheControl::parse(&none)));
     }
 
     /// The edges of RFC 9111 §4.2 and §5.2.1: fresh means age < lifetime; a request's
@@ -911,5 +1063,95 @@ mod tests {
         );
         let bare = CacheControl::parse(&h(&[("Cache-Control", "private, no-cache")]));
         assert!(bare.private && bare.no_cache && bare.omit_fields.is_empty());
+    }
+
+    /// RFC 9213 §2.1–2.2: the first targeted field in the list with a valid, non-empty
+    /// Structured Fields dictionary rules; Cache-Control and Expires are then ignored; an
+    /// invalid or empty field is skipped as a whole.
+    #[test]
+    fn targeted_fields_rule_in_order_and_invalid_ones_are_skipped() {
+        let targeting = Targeting::new(&["Proxylab-Cache-Control".into()], false);
+        let control = |fields: &[(&str, &str)]| targeting.control(&h(fields));
+        let cc_no_store = ("Cache-Control", "no-store");
+        let cdn = control(&[cc_no_store, ("CDN-Cache-Control", "max-age=60")]);
+        assert!(cdn.targeted && !cdn.no_store);
+        assert_eq!(cdn.max_age, Some(Some(60)));
+        let own = control(&[
+            ("CDN-Cache-Control", "max-age=60"),
+            ("proxylab-cache-control", "no-store"),
+        ]);
+        assert!(own.no_store && own.max_age.is_none(), "{own:?}");
+        for invalid in [
+            "max-age=1.5.0",
+            "max-age=60,",
+            "",
+            "MAX-AGE=60",
+            "a=\"unterminated",
+        ] {
+            let cc = control(&[cc_no_store, ("CDN-Cache-Control", invalid)]);
+            assert!(
+                !cc.targeted && cc.no_store,
+                "{invalid:?} is not a valid dictionary"
+            );
+        }
+        let falls_through = control(&[
+            ("Proxylab-Cache-Control", "max-age=60;"),
+            ("CDN-Cache-Control", "max-age=5"),
+        ]);
+        assert_eq!(falls_through.max_age, Some(Some(5)));
+        // Several lines are one dictionary; a directive of the wrong type is ignored.
+        let lines = control(&[
+            (
+                "CDN-Cache-Control",
+                "max-age=\"60\", private=\"Set-Cookie\"",
+            ),
+            (
+                "CDN-Cache-Control",
+                "stale-if-error=30, no-cache=?0, max-age=-1",
+            ),
+        ]);
+        assert_eq!(lines.max_age, Some(None), "-1 is an integer, and invalid");
+        assert_eq!(lines.omit_fields, ["set-cookie"]);
+        assert_eq!(lines.stale_if_error, Some(30));
+        assert!(!lines.no_cache && !lines.private);
+    }
+
+    #[test]
+    fn a_targeted_field_sets_freshness_and_storability_without_expires() {
+        let get = StoreRequest {
+            method: "GET",
+            no_store: false,
+            authorization: false,
+        };
+        let targeting = Targeting::default();
+        let decide = |fields: &[(&str, &str)]| {
+            let headers = h(fields);
+            let cc = targeting.control(&headers);
+            let received = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+            let lifetime = freshness_lifetime_received(200, &headers, &cc, received).0;
+            (storable(&get, 200, &headers, &cc), lifetime.as_secs())
+        };
+        let date = ("Date", "Fri, 15 Jan 2027 08:00:00 GMT");
+        let expires = ("Expires", "Fri, 15 Jan 2027 09:00:00 GMT");
+        assert_eq!(decide(&[date, expires]), (true, 3600));
+        assert_eq!(
+            decide(&[date, expires, ("CDN-Cache-Control", "public")]),
+            (true, 0),
+            "Expires does not count beside a targeted field"
+        );
+        assert_eq!(
+            decide(&[
+                ("Cache-Control", "private"),
+                ("CDN-Cache-Control", "max-age=60")
+            ]),
+            (true, 60)
+        );
+        assert_eq!(
+            decide(&[
+                ("Cache-Control", "max-age=60"),
+                ("CDN-Cache-Control", "no-store")
+            ]),
+            (false, 0)
+        );
     }
 }

@@ -523,9 +523,9 @@ pub async fn revalidated(
     let refreshed = Entry::assemble(
         head,
         stored.body.clone(),
-        plan.request_time,
-        SystemTime::now(),
+        (plan.request_time, SystemTime::now()),
         stored.vary.clone(),
+        shared.cache.targeting(),
     );
     let entry = shared.cache.store(&wants.key, refreshed);
     let age = entry.age(SystemTime::now());
@@ -665,12 +665,14 @@ pub fn storing<'p>(
         no_store: !plan.may_store,
         authorization: plan.authorization,
     };
-    let store = freshness::storable(&request, res.status, &res.headers).then(|| Storing {
-        head: res.clone(),
-        request: &plan.request,
-        request_time: plan.request_time,
-        capture: wire::Capture::new(shared.cache.max_object()),
-    });
+    let control = shared.cache.targeting().control(&res.headers);
+    let store =
+        freshness::storable(&request, res.status, &res.headers, &control).then(|| Storing {
+            head: res.clone(),
+            request: &plan.request,
+            request_time: plan.request_time,
+            capture: wire::Capture::new(shared.cache.max_object()),
+        });
     if store.is_none() && wants.method == "GET" {
         // Hit-for-pass first, then wake the requests waiting for this one: they look again,
         // see the mark and go to the origin themselves at once, instead of waiting for a
@@ -715,10 +717,11 @@ pub fn storing_post(
         no_store: false,
         authorization: false,
     };
+    let control = shared.cache.targeting().control(&res.headers);
     let storable = same
         && matches!(res.status, 200 | 203)
-        && freshness::has_explicit_freshness(&res.headers)
-        && freshness::storable(&as_get, res.status, &res.headers)
+        && freshness::has_explicit_freshness(&res.headers, &control)
+        && freshness::storable(&as_get, res.status, &res.headers, &control)
         && matches!(from, Framing::Length(_) | Framing::Empty | Framing::Chunked);
     storable.then(|| Storing {
         head: res.clone(),
@@ -741,9 +744,14 @@ impl Storing<'_> {
             None => cache.mark_uncacheable(key),
             Some(body) => {
                 let now = SystemTime::now();
-                if let Some(entry) =
-                    Entry::new(self.head, body.into(), self.request, self.request_time, now)
-                {
+                let times = (self.request_time, now);
+                if let Some(entry) = Entry::new(
+                    self.head,
+                    body.into(),
+                    self.request,
+                    times,
+                    cache.targeting(),
+                ) {
                     cache.store(key, entry);
                 }
             }

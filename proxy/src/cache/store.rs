@@ -14,6 +14,7 @@
 //! With `--cache-dir`, entries are also kept on disk ([`super::disk`]) and reloaded at start.
 
 use super::entry::Entry;
+use super::freshness::Targeting;
 use crate::http::wire::Headers;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -60,6 +61,8 @@ pub struct Cache {
     dir: Option<std::path::PathBuf>,
     max_bytes: usize,
     max_object: usize,
+    /// The targeted cache-control fields it follows (RFC 9213).
+    targeting: Targeting,
     store: Mutex<Store>,
     evictions: std::sync::atomic::AtomicU64,
     /// Misses being fetched right now, by key: later requests for the same key wait for
@@ -97,6 +100,7 @@ impl Cache {
             dir: None,
             max_bytes,
             max_object: max_object.min(max_bytes),
+            targeting: Targeting::default(),
             store: Mutex::new(Store {
                 entries: lru::LruCache::unbounded(),
                 uncacheable: lru::LruCache::new(
@@ -108,6 +112,18 @@ impl Cache {
             evictions: Default::default(),
             flights: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Follows these targeted cache-control fields (RFC 9213) instead of only
+    /// `CDN-Cache-Control`. Set before [`Cache::with_dir`], which reads entries with them.
+    pub fn with_targeting(mut self, targeting: Targeting) -> Cache {
+        self.targeting = targeting;
+        self
+    }
+
+    /// The targeted cache-control fields this cache follows.
+    pub fn targeting(&self) -> &Targeting {
+        &self.targeting
     }
 
     /// Joins the flight for `key`: the first request leads, later ones follow.
@@ -245,7 +261,7 @@ impl Cache {
     /// Also keeps entries in `dir`, and loads the ones already there (a damaged file is
     /// skipped with a warning). Returns the cache and how many entries were loaded.
     pub fn with_dir(mut self, dir: std::path::PathBuf) -> std::io::Result<(Cache, usize)> {
-        let (found, damaged) = super::disk::load(&dir)?;
+        let (found, damaged) = super::disk::load(&dir, &self.targeting)?;
         for (path, why) in damaged {
             tracing::warn!("cache file {} skipped: {why}", path.display());
         }
@@ -307,7 +323,14 @@ mod tests {
             req.push(*n, *v);
         }
         let now = SystemTime::now();
-        Entry::new(head, Bytes::from(body.to_string()), &req, now, now).unwrap()
+        Entry::new(
+            head,
+            Bytes::from(body.to_string()),
+            &req,
+            (now, now),
+            &Targeting::default(),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -348,7 +371,14 @@ mod tests {
             h
         };
         let now = SystemTime::now();
-        assert!(Entry::new(head, Bytes::new(), &Headers::default(), now, now).is_none());
+        assert!(Entry::new(
+            head,
+            Bytes::new(),
+            &Headers::default(),
+            (now, now),
+            &Targeting::default()
+        )
+        .is_none());
     }
 
     #[test]

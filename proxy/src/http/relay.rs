@@ -273,6 +273,11 @@ async fn relay_response(
     }
     let mut store = stage::storing(shared, ex.plan.as_ref(), wants, &mut res, from)
         .or_else(|| stage::storing_post(shared, wants, &res, from));
+    // Fields that target this cache stop here in reverse mode (RFC 9213).
+    let targeting = shared.cache.targeting();
+    if targeting.strip {
+        res.headers.0.retain(|h| !targeting.is_targeted(&h.name));
+    }
     if let Some(via) = shared.via(res.version) {
         forward::add_via(&mut res.headers, via);
     }

@@ -259,7 +259,7 @@ pub enum HeadError {
 pub const MAX_EMPTY_LINES: usize = 8;
 
 /// A `tchar` (RFC 9110 §5.6.2): what a method, a header name or a token is made of.
-fn is_tchar(b: u8) -> bool {
+pub fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
