@@ -377,6 +377,47 @@ async fn stale_if_error_stands_in_for_an_origin_that_is_down() {
     proxy.shutdown().await.unwrap();
 }
 
+/// RFC 5861 §3: a response stale within its `stale-while-revalidate` window is served at
+/// once — while the origin holds the revalidation — and refreshed behind the client's
+/// back: once the revalidation is in, hits carry the origin's second answer. With
+/// must-revalidate, the stale response is not served: the request waits for the origin.
+#[tokio::test]
+async fn stale_while_revalidate_answers_at_once_and_refreshes_behind() {
+    use crate::support::{eventually, eventually_async};
+    let bench = Bench::start().await;
+    let origin = bench.origin.origin();
+    let path = "/gate/swr?cc=max-age=0,stale-while-revalidate=600";
+    origin.open_gate("swr");
+    let first = get(&bench, path).await;
+    assert_eq!(cache_status(&first), "proxylab; fwd=uri-miss; stored");
+    origin.close_gate("swr");
+    // The origin now holds every response for this path, yet both clients get one.
+    for _ in 0..2 {
+        let stale = get(&bench, path).await;
+        assert_eq!(
+            cache_status(&stale),
+            "proxylab; hit; detail=stale-while-revalidate"
+        );
+        assert_eq!(stale.header("x-origin-hits").as_deref(), Some("1"));
+        assert_eq!(stale.body, first.body);
+    }
+    eventually("the revalidation at the origin", || bench.hits(path) >= 2).await;
+    origin.open_gate("swr");
+    eventually_async("the refreshed response in the cache", || async {
+        let res = get(&bench, path).await;
+        assert_eq!(res.head.status, 200);
+        res.header("x-origin-hits").as_deref() == Some("2")
+    })
+    .await;
+
+    let must = "/gate/swr?cc=max-age=0,stale-while-revalidate=600,must-revalidate";
+    get(&bench, must).await;
+    let again = get(&bench, must).await;
+    assert_eq!(cache_status(&again), "proxylab; fwd=stale; stored");
+    assert_eq!(bench.hits(must), 2);
+    bench.stop().await;
+}
+
 /// A 5xx from the origin is also an error `stale-if-error` covers: the client gets the
 /// stale stored response, not the 500.
 #[tokio::test]

@@ -7,7 +7,6 @@ use proxy::policy::rules;
 use proxy::shared::Shared;
 use proxy::Config;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 
 // mimalloc: a proxy allocates many small, short-lived buffers per request on several
 // threads; mimalloc's per-thread free lists measured faster than glibc's malloc here
@@ -55,7 +54,7 @@ fn main() -> anyhow::Result<()> {
                 ""
             }
         );
-        let shared = Arc::new(Shared::new(config, addr)?);
+        let shared = Shared::new(config, addr)?;
         if let Some(admin) = admin {
             tokio::spawn(proxy::observe::admin::serve(admin, shared.clone()));
         }

@@ -208,6 +208,24 @@ async fn forward(
     let key = destination.key;
     let plan = match cache::stage::consult(shared, conn, &head, &key, framing, ctx).await? {
         Consulted::Answered(next) => return Ok(next),
+        Consulted::Refreshing(next, refresh) => {
+            // The client has its (stale) answer; the revalidation goes up as its request
+            // would have.
+            let ex = Exchange {
+                wants: Wants {
+                    version: head.version,
+                    keep_alive: false,
+                    method: head.method.clone(),
+                    key,
+                },
+                plan: None,
+                rewrites: destination.rewrites,
+            };
+            let host = (!destination.keep_host).then_some(first);
+            let up = upstream_head(shared, conn, head, destination.path, host, framing, &ex);
+            cache::refresh::start(shared, refresh, up, destination.upstreams, ex.rewrites);
+            return Ok(next);
+        }
         Consulted::Forward(plan) => plan,
     };
     ctx.result = match plan.as_ref().is_some_and(|p| p.revalidating()) {

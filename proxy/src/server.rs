@@ -306,7 +306,7 @@ pub async fn start(config: crate::Config) -> io::Result<Handle> {
     let listener = TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     let admin = bind_admin(&config).await?;
-    let shared = Arc::new(Shared::new(config, addr)?);
+    let shared = Shared::new(config, addr)?;
     let admin = match admin {
         Some(listener) => Some((
             listener.local_addr()?,

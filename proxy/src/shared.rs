@@ -16,7 +16,7 @@ use crate::policy::auth::Auth;
 use crate::policy::rules::Rules;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 /// What every connection shares: configuration and the upstream pool.
 #[derive(Debug)]
@@ -43,9 +43,16 @@ pub struct Shared {
     pub metrics: Metrics,
     /// `--pcap`: every connection's bytes, as frames.
     pub capture: Option<Arc<Capture>>,
+    /// Itself, for work that outlives a request (a background revalidation).
+    me: Weak<Shared>,
 }
 
 impl Shared {
+    /// The shared state itself, for a task that outlives the request that starts it.
+    pub fn arc(&self) -> Option<Arc<Shared>> {
+        self.me.upgrade()
+    }
+
     /// A number for the next request, unique in this process (the log lines' `id`).
     pub fn next_request_id(&self) -> u64 {
         self.next_request.fetch_add(1, Ordering::Relaxed)
@@ -81,7 +88,7 @@ impl Shared {
 
     /// The shared state for a proxy listening on `local_addr`; with `--cache-dir`, the
     /// cache's files are loaded first.
-    pub fn new(config: Config, local_addr: SocketAddr) -> std::io::Result<Self> {
+    pub fn new(config: Config, local_addr: SocketAddr) -> std::io::Result<Arc<Self>> {
         let rules = match &config.rules {
             Some(path) => {
                 let rules = Rules::load(path).map_err(|e| {
@@ -123,7 +130,8 @@ impl Shared {
             tracing::info!("cache: {count} entries loaded from {}", dir.display());
             cache = loaded;
         }
-        Ok(Shared {
+        Ok(Arc::new_cyclic(|me| Shared {
+            me: me.clone(),
             local_addr,
             cache,
             reverse: Reverse::new(&config.upstreams),
@@ -142,6 +150,6 @@ impl Shared {
             capture,
             config,
             next_request: AtomicU64::new(1),
-        })
+        }))
     }
 }

@@ -127,6 +127,17 @@ impl Entry {
         }
     }
 
+    /// Adds the conditionals that revalidate it (RFC 9111 §4.3.1) to a request's `up`
+    /// header section: its entity tag, its Last-Modified date.
+    pub fn add_conditionals(&self, up: &mut Headers) {
+        if let Some(etag) = self.etag() {
+            up.push("If-None-Match", etag.to_vec());
+        }
+        if let Some(modified) = self.head.headers.get("last-modified") {
+            up.push("If-Modified-Since", modified.to_vec());
+        }
+    }
+
     /// Its current age (RFC 9111 §4.2.3).
     pub fn age(&self, now: SystemTime) -> std::time::Duration {
         super::freshness::age_from(

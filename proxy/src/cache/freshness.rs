@@ -487,6 +487,26 @@ pub fn satisfies_request(
     }
 }
 
+/// Whether a stored response that does not satisfy the request may still be served at
+/// once while it is revalidated in the background (RFC 5861 §3): it is stale by less than
+/// its `stale-while-revalidate` window, nothing forbids serving it stale (RFC 9111
+/// §4.2.4), and the request did not ask for a fresh or validated response.
+pub fn serves_while_revalidating(
+    lifetime: Duration,
+    age: Duration,
+    req: &CacheControl,
+    response: &CacheControl,
+) -> bool {
+    let Some(window) = response.stale_while_revalidate else {
+        return false;
+    };
+    let insists = req.no_cache || req.max_age.is_some() || req.min_fresh.is_some();
+    age >= lifetime
+        && age < lifetime + Duration::from_secs(window)
+        && !response.forbids_stale()
+        && !insists
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1153,5 +1173,52 @@ mod tests {
             ]),
             (false, 0)
         );
+    }
+
+    /// RFC 5861 §3 with RFC 9111 §4.2.4: stale, within the window, not forbidden, and not
+    /// against the request's own wishes.
+    #[test]
+    fn stale_while_revalidate_has_a_window_and_yields_to_must_revalidate() {
+        let lifetime = Duration::from_secs(10);
+        let swr = CacheControl::parse(&h(&[(
+            "Cache-Control",
+            "max-age=10, stale-while-revalidate=5",
+        )]));
+        let none = CacheControl::default();
+        let at = |secs| Duration::from_secs(secs);
+        assert!(
+            !serves_while_revalidating(lifetime, at(9), &none, &swr),
+            "fresh"
+        );
+        assert!(serves_while_revalidating(lifetime, at(10), &none, &swr));
+        assert!(serves_while_revalidating(lifetime, at(14), &none, &swr));
+        assert!(
+            !serves_while_revalidating(lifetime, at(15), &none, &swr),
+            "past the window"
+        );
+        for forbidding in [
+            "must-revalidate",
+            "proxy-revalidate",
+            "no-cache",
+            "s-maxage=10",
+        ] {
+            let cc = CacheControl::parse(&h(&[(
+                "Cache-Control",
+                &format!("max-age=10, stale-while-revalidate=5, {forbidding}"),
+            )]));
+            assert!(
+                !serves_while_revalidating(lifetime, at(12), &none, &cc),
+                "{forbidding}"
+            );
+        }
+        for insisting in ["no-cache", "max-age=0", "min-fresh=1"] {
+            let req = CacheControl::parse(&h(&[("Cache-Control", insisting)]));
+            assert!(
+                !serves_while_revalidating(lifetime, at(12), &req, &swr),
+                "{insisting}"
+            );
+        }
+        let plain = CacheControl::parse(&h(&[("Cache-Control", "max-age=10")]));
+        assert!(!serves_while_revalidating(lifetime, at(12), &none, &plain));
     }
 }

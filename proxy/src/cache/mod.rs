@@ -1,18 +1,21 @@
-//! The shared HTTP cache (RFC 9111), in four rooms:
+//! The shared HTTP cache (RFC 9111), in six rooms:
 //!
 //! - [`stage`]: the pipeline's cache stage — look up, serve a stored response, plan a
 //!   revalidation, store what comes back, invalidate after unsafe methods, `PURGE`.
+//! - [`refresh`]: revalidation in the background, for `stale-while-revalidate`.
 //! - [`store`]: the bounded in-memory store, keyed by URI with one variant per `Vary`
 //!   combination, and request collapsing.
 //! - [`entry`]: one stored response and the facts worked out once when it is stored.
 //! - [`freshness`]: the arithmetic — Cache-Control, lifetimes, ages, what may be stored.
 //! - [`disk`]: `--cache-dir`, entries as files that survive a restart.
 //!
-//! Dependencies run one way: `stage` → `store` → `disk` → `entry` → `freshness`.
+//! Dependencies run one way: `stage` → `refresh` → `store` → `disk` → `entry` →
+//! `freshness`.
 
 pub mod disk;
 pub mod entry;
 pub mod freshness;
+pub mod refresh;
 pub mod stage;
 pub mod store;
 

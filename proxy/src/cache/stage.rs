@@ -29,6 +29,10 @@ use tokio::io::AsyncWriteExt;
 pub enum Consulted<'s> {
     /// The cache answered it: the request is over.
     Answered(Next),
+    /// The cache answered it with a stale response (stale-while-revalidate): the request
+    /// is over for the client; the stored response is to be revalidated in the background
+    /// ([`super::refresh::start`], which must be called: it ends the claim on the URI).
+    Refreshing(Next, super::refresh::Refresh),
     /// It goes to the origin, with the plan for what comes back (`None` when the cache is
     /// off or the request is not a GET or HEAD without a body).
     Forward(Option<CachePlan<'s>>),
@@ -55,7 +59,7 @@ pub async fn consult<'s>(
     // A Range request is answered from a stored whole response (206) when there is a fresh
     // one; otherwise it goes to the origin as it is, and what comes back (a 206, most
     // likely) is neither stored nor waited for, nor taken as a sign the URI is uncacheable.
-    if head.headers.contains("range") && !matches!(looked, Lookup::Hit(..)) {
+    if head.headers.contains("range") && !matches!(looked, Lookup::Hit(..) | Lookup::Refresh(..)) {
         return Ok(Consulted::Forward(None));
     }
     let (looked, collapsed, flight) = collapse(shared, head, key, &req_cc, looked).await;
@@ -77,6 +81,36 @@ pub async fn consult<'s>(
             };
             ctx.content_type = shared.content_type_for_log(&entry.head.headers);
             return Ok(Consulted::Answered(next));
+        }
+        Lookup::Refresh(entry, age) => {
+            // Decided before the client has its answer: while one revalidation of this
+            // URI is under way, later stale hits start none.
+            let revalidate = shared.cache.begin_refresh(key);
+            let status = "proxylab; hit; detail=stale-while-revalidate";
+            let served = serve_stored(shared, conn, head, &entry, age, status).await;
+            let (next, status, sent) = match served {
+                Ok(served) => served,
+                Err(e) => {
+                    if revalidate {
+                        shared.cache.end_refresh(key);
+                    }
+                    return Err(e);
+                }
+            };
+            ctx.status = status;
+            ctx.sent(sent);
+            ctx.result = "TCP_STALE_HIT";
+            ctx.content_type = shared.content_type_for_log(&entry.head.headers);
+            if !revalidate {
+                return Ok(Consulted::Answered(next));
+            }
+            let refresh = super::refresh::Refresh {
+                key: key.to_string(),
+                stale: entry,
+                request: head.headers.clone(),
+                authorization: head.headers.contains("authorization"),
+            };
+            return Ok(Consulted::Refreshing(next, refresh));
         }
         Lookup::Forward { stored, fwd, .. } => (stored, fwd),
     };
@@ -227,6 +261,9 @@ fn if_range_holds(request: &Headers, entry: &Entry) -> bool {
 enum Lookup {
     /// Fresh enough for this request: serve it, with this age.
     Hit(Arc<Entry>, Duration),
+    /// Stale, but within its `stale-while-revalidate` window: serve it, with this age, and
+    /// revalidate it in the background.
+    Refresh(Arc<Entry>, Duration),
     /// Go to the origin; `stored` is a response that could be revalidated, `fwd` says why
     /// (for Cache-Status, RFC 9211): nothing stored, stale, or refused by the request.
     Forward {
@@ -263,6 +300,9 @@ fn look_up(
     let res_cc = &entry.facts.cache_control;
     if freshness::satisfies_request(lifetime, age, req_cc, res_cc) {
         return Lookup::Hit(entry, age);
+    }
+    if freshness::serves_while_revalidating(lifetime, age, req_cc, res_cc) {
+        return Lookup::Refresh(entry, age);
     }
     let fwd = if age < lifetime && !res_cc.no_cache {
         "request"
@@ -317,14 +357,8 @@ impl CachePlan<'_> {
 
     /// The conditionals that revalidate the stored response, added to the upstream request.
     pub fn add_conditionals(&self, up: &mut Headers) {
-        let Some(entry) = &self.stored else {
-            return;
-        };
-        if let Some(etag) = entry.etag() {
-            up.push("If-None-Match", etag.to_vec());
-        }
-        if let Some(modified) = entry.head.headers.get("last-modified") {
-            up.push("If-Modified-Since", modified.to_vec());
+        if let Some(entry) = &self.stored {
+            entry.add_conditionals(up);
         }
     }
 }

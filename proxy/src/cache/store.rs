@@ -68,6 +68,9 @@ pub struct Cache {
     /// Misses being fetched right now, by key: later requests for the same key wait for
     /// the first instead of asking the origin again (request collapsing).
     flights: Mutex<HashMap<String, watch::Sender<()>>>,
+    /// Keys being revalidated in the background right now (stale-while-revalidate): one
+    /// revalidation per key at a time.
+    refreshing: Mutex<std::collections::HashSet<String>>,
 }
 
 /// A request's part in collapsing: the one that fetches, or one that waits.
@@ -111,6 +114,7 @@ impl Cache {
             }),
             evictions: Default::default(),
             flights: Mutex::new(HashMap::new()),
+            refreshing: Mutex::new(Default::default()),
         }
     }
 
@@ -137,6 +141,22 @@ impl Cache {
             cache: self,
             key: key.to_string(),
         }))
+    }
+
+    /// Claims the background revalidation of `key`: false when one is under way already.
+    /// The claim lasts until [`Cache::end_refresh`].
+    pub fn begin_refresh(&self, key: &str) -> bool {
+        match self.refreshing.lock() {
+            Ok(mut keys) => keys.insert(key.to_string()),
+            Err(_) => false,
+        }
+    }
+
+    /// Ends the background revalidation of `key`: the next stale hit may start another.
+    pub fn end_refresh(&self, key: &str) {
+        if let Ok(mut keys) = self.refreshing.lock() {
+            keys.remove(key);
+        }
     }
 
     /// How many requests are waiting for the fetch of `key` in flight.
@@ -532,5 +552,18 @@ mod tests {
         assert!(small.lookup("b", &Headers::default()).is_none());
         reloaded.invalidate("a");
         eventually("the invalidated entry's file removed", || files() == 1).await;
+    }
+
+    #[test]
+    fn one_background_revalidation_per_key() {
+        let cache = Cache::new(1 << 20, 1 << 20);
+        assert!(cache.begin_refresh("a"));
+        assert!(
+            !cache.begin_refresh("a"),
+            "a second one while the first runs"
+        );
+        assert!(cache.begin_refresh("b"), "another key is another matter");
+        cache.end_refresh("a");
+        assert!(cache.begin_refresh("a"), "after the first ended");
     }
 }

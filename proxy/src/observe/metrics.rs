@@ -110,7 +110,7 @@ impl Metrics {
         self.bytes_out
             .fetch_add(ctx.head_down + ctx.bytes_down, Relaxed);
         match ctx.result {
-            "TCP_HIT" | "TCP_IMS_HIT" => self.cache_hits.fetch_add(1, Relaxed),
+            "TCP_HIT" | "TCP_IMS_HIT" | "TCP_STALE_HIT" => self.cache_hits.fetch_add(1, Relaxed),
             "TCP_MISS" | "TCP_REFRESH_MODIFIED" | "TCP_REFRESH_UNMODIFIED"
                 if ctx.method == "GET" || ctx.method == "HEAD" =>
             {
