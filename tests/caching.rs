@@ -314,12 +314,64 @@ async fn a_range_miss_leaves_the_uri_cacheable() {
     let bench = Bench::start().await;
     let path = "/cache/60?bytes=50";
     let ranged = send(&bench, "GET", path, &[("Range", "bytes=0-9")]).await;
-    assert!(matches!(ranged.head.status, 200 | 206));
-    assert_eq!(cache_status(&ranged), "");
+    assert_eq!(ranged.head.status, 206);
+    assert_eq!(cache_status(&ranged), "proxylab; fwd=uri-miss; stored");
     let whole = get(&bench, path).await;
     assert_eq!(cache_status(&whole), "proxylab; fwd=uri-miss; stored");
     assert_eq!(cache_status(&get(&bench, path).await), "proxylab; hit");
     assert_eq!(bench.hits(path), 2);
+    bench.stop().await;
+}
+
+/// RFC 9111 §3.3–3.4: a 206 is kept for the range it covers and answers later requests
+/// for ranges inside it; 206s of the same representation (strong ETag) are combined, and
+/// once they cover it whole, a plain GET is a hit with every byte in its place.
+#[tokio::test]
+async fn partial_responses_are_kept_reused_and_combined() {
+    let bench = Bench::start().await;
+    let path = "/cache/60?bytes=100";
+    // (Range, first, last, answered from the cache, origin requests so far)
+    let steps = [
+        ("bytes=0-49", 0, 49, false, 1),
+        ("bytes=10-19", 10, 19, true, 1),
+        ("bytes=70-79", 70, 79, false, 2),
+        ("bytes=72-75", 72, 75, true, 2),
+        ("bytes=45-74", 45, 74, false, 3),
+        ("bytes=30-79", 30, 79, true, 3),
+        ("bytes=-20", 80, 99, false, 4),
+    ];
+    let mut seen = vec![None; 100];
+    for (asked, first, last, hit, fetches) in steps {
+        let res = send(&bench, "GET", path, &[("Range", asked)]).await;
+        assert_eq!(res.head.status, 206, "{asked}");
+        assert_eq!(
+            res.header("content-range"),
+            Some(format!("bytes {first}-{last}/100")),
+            "{asked}"
+        );
+        let expected = match hit {
+            true => "proxylab; hit; detail=partial",
+            false => "proxylab; fwd=uri-miss; stored",
+        };
+        assert_eq!(cache_status(&res), expected, "{asked}");
+        assert_eq!(bench.hits(path), fetches, "{asked}");
+        for (i, byte) in res.body.iter().enumerate() {
+            let slot = &mut seen[first + i];
+            assert!(
+                slot.is_none_or(|b| b == *byte),
+                "{asked}: byte {}",
+                first + i
+            );
+            *slot = Some(*byte);
+        }
+    }
+    // 0-49, 45-74, 70-79 and 80-99 made the whole representation: a plain GET is a hit.
+    let whole = get(&bench, path).await;
+    assert_eq!(whole.head.status, 200);
+    assert_eq!(cache_status(&whole), "proxylab; hit");
+    let seen: Vec<u8> = seen.into_iter().map(|b| b.unwrap()).collect();
+    assert_eq!(whole.body, seen, "the pieces were put together in order");
+    assert_eq!(bench.hits(path), 4);
     bench.stop().await;
 }
 

@@ -1,6 +1,7 @@
 //! The routes: one function decides what each request gets.
 
 use crate::{After, Origin, SeededBytes};
+use proxy::http::range::{self, Part};
 use proxy::http::wire::{self, copy_body, Framing, Reader, RequestHead, ResponseHead, Version};
 use std::io;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -57,7 +58,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ),
     (
         "/cache/N",
-        "Cache-Control: max-age=N, an ETag and a fixed Last-Modified; 304 to matching conditionals; ?bytes=M for a body of M seeded bytes",
+        "Cache-Control: max-age=N, an ETag and a fixed Last-Modified; 304 to matching conditionals; 206 to one byte Range (If-Range honoured); ?bytes=M for a body of M seeded bytes",
     ),
     (
         "/etag/TAG?max-age=N",
@@ -659,6 +660,27 @@ impl Validators {
         }
     }
 
+    /// Whether the request's `If-Range`, if any, names this response: by its strong
+    /// entity tag, or by its exact Last-Modified date.
+    fn if_range_holds(&self, request: &RequestHead) -> bool {
+        let Some(value) = request
+            .headers
+            .get("if-range")
+            .and_then(|v| std::str::from_utf8(v).ok())
+        else {
+            return true;
+        };
+        let value = value.trim();
+        if value.starts_with('"') || value.starts_with("W/") {
+            return self.etag.as_deref() == Some(value);
+        }
+        // Compared at the one-second precision the header carries.
+        let sent = self.modified.map(httpdate::fmt_http_date);
+        sent.is_some_and(|sent| {
+            httpdate::parse_http_date(&sent).ok() == httpdate::parse_http_date(value).ok()
+        })
+    }
+
     /// Whether the request's conditionals say the client already has this (RFC 9110 §13.1):
     /// If-None-Match first; If-Modified-Since only without it.
     fn not_modified(&self, request: &RequestHead) -> bool {
@@ -715,7 +737,33 @@ async fn cached<R: Rd, W: Wr>(
     }
     head.headers
         .push("Content-Type", "text/plain; charset=utf-8");
-    send(ex, conn, head, &body, true).await
+    // One byte range, as RFC 9110 §14 has it: 206 with Content-Range, 416 past the end;
+    // several ranges, or an If-Range that does not hold, get the whole body.
+    let range = ex
+        .head
+        .headers
+        .get("range")
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .filter(|_| ex.head.method == "GET" && validators.if_range_holds(&ex.head));
+    let total = body.len() as u64;
+    match range.map(|r| range::requested(r, total)) {
+        Some(Part::Bytes(first, last)) => {
+            head.status = 206;
+            head.reason = reason(206).into();
+            head.headers
+                .push("Content-Range", format!("bytes {first}-{last}/{total}"));
+            let part = &body[first as usize..=last as usize];
+            send(ex, conn, head, part, true).await
+        }
+        Some(Part::Unsatisfiable) => {
+            head.status = 416;
+            head.reason = reason(416).into();
+            head.headers
+                .push("Content-Range", format!("bytes */{total}"));
+            send(ex, conn, head, b"", true).await
+        }
+        Some(Part::Whole) | None => send(ex, conn, head, &body, true).await,
+    }
 }
 
 fn headers_json(head: &RequestHead, target: &str) -> String {
@@ -793,6 +841,7 @@ fn reason(status: u16) -> &'static str {
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        416 => "Range Not Satisfiable",
         418 => "I'm a teapot",
         429 => "Too Many Requests",
         500 => "Internal Server Error",

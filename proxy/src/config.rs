@@ -217,12 +217,14 @@ Errors the proxy answers itself, each with a one-sentence plain-text body:
   404 an origin-form request for anything but / (forward mode)   431 header section > 64 KiB
   407 --auth-file is set and the Proxy-Authorization credentials are missing or wrong
   501 https:// request-targets (use CONNECT)   502 upstream unreachable, unresolvable or invalid
-  504 upstream too slow, or only-if-cached with nothing stored
+  504 upstream too slow, only-if-cached with nothing stored, or an origin that fails while
+      the stored response must be revalidated (must-revalidate, no-cache, s-maxage)
   508 Via loop, or CONNECT to the proxy itself
 
 Responses to GET and HEAD say what the cache did in Cache-Status (RFC 9211), e.g.
-`proxylab; hit` or `proxylab; fwd=uri-miss; stored`. `PURGE http://host/path` from this
-machine removes a stored URI.
+`proxylab; hit` or `proxylab; fwd=uri-miss; stored`; a hit's detail says when it was
+stale-while-revalidate, stale-if-error, or a range from a stored partial response.
+`PURGE http://host/path` from this machine removes a stored URI.
 
 Examples:
   proxy --listen 127.0.0.1:0

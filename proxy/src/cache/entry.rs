@@ -38,7 +38,7 @@ pub struct Facts {
 impl Facts {
     /// What `head`, received at `received`, says about itself to a cache that follows
     /// `targeting`.
-    fn of(head: &ResponseHead, received: SystemTime, targeting: &Targeting) -> Facts {
+    pub(super) fn of(head: &ResponseHead, received: SystemTime, targeting: &Targeting) -> Facts {
         let cache_control = targeting.control(&head.headers);
         let mut replay = Vec::with_capacity(256);
         for h in &head.headers.0 {

@@ -1,4 +1,4 @@
-//! The shared HTTP cache (RFC 9111), in six rooms:
+//! The shared HTTP cache (RFC 9111), in seven rooms:
 //!
 //! - [`stage`]: the pipeline's cache stage — look up, serve a stored response, plan a
 //!   revalidation, store what comes back, invalidate after unsafe methods, `PURGE`.
@@ -6,15 +6,17 @@
 //! - [`store`]: the bounded in-memory store, keyed by URI with one variant per `Vary`
 //!   combination, and request collapsing.
 //! - [`entry`]: one stored response and the facts worked out once when it is stored.
+//! - [`partial`]: 206 responses kept for the ranges they cover, combined into whole ones.
 //! - [`freshness`]: the arithmetic — Cache-Control, lifetimes, ages, what may be stored.
 //! - [`disk`]: `--cache-dir`, entries as files that survive a restart.
 //!
-//! Dependencies run one way: `stage` → `refresh` → `store` → `disk` → `entry` →
-//! `freshness`.
+//! Dependencies run one way: `stage` → `refresh` → `store` → `disk`, `partial` →
+//! `entry` → `freshness`.
 
 pub mod disk;
 pub mod entry;
 pub mod freshness;
+pub mod partial;
 pub mod refresh;
 pub mod stage;
 pub mod store;

@@ -12,10 +12,12 @@
 //! - An unsafe method that succeeded invalidates ([`invalidate`]); `PURGE` removes ([`purge`]).
 
 use super::freshness::{self, CacheControl};
+use super::partial::Partial;
 use super::{Cache, Entry, Flight, FlightGuard};
 use crate::conn::{ClientConn, Next, Sent};
 use crate::error::{error_page, ProxyError};
 use crate::http::own;
+use crate::http::range::{self, Part};
 use crate::http::wire::{self, Framing, Headers, Reader, RequestHead, ResponseHead, Version};
 use crate::observe::capture::TapRead;
 use crate::request::{Failure, RequestContext, Wants};
@@ -57,10 +59,28 @@ pub async fn consult<'s>(
     let now = SystemTime::now();
     let looked = look_up(&shared.cache, key, &head.headers, &req_cc, now);
     // A Range request is answered from a stored whole response (206) when there is a fresh
-    // one; otherwise it goes to the origin as it is, and what comes back (a 206, most
-    // likely) is neither stored nor waited for, nor taken as a sign the URI is uncacheable.
+    // one, else from a stored partial response that holds the range; otherwise it goes to
+    // the origin as it is, and a 206 that comes back is kept for the range it covers. It
+    // neither waits for nor leads a collapsed fetch, and an unstorable answer to it does
+    // not make the URI uncacheable.
     if head.headers.contains("range") && !matches!(looked, Lookup::Hit(..) | Lookup::Refresh(..)) {
-        return Ok(Consulted::Forward(None));
+        if let Some((next, status, sent)) = serve_partial(shared, conn, head, key, &req_cc).await? {
+            ctx.status = status;
+            ctx.sent(sent);
+            ctx.result = "TCP_HIT";
+            return Ok(Consulted::Answered(next));
+        }
+        if req_cc.only_if_cached {
+            return Err(ProxyError::NotCached(key.to_string()).into());
+        }
+        let fwd = match looked {
+            Lookup::Forward { fwd, .. } => fwd,
+            _ => "uri-miss",
+        };
+        return Ok(Consulted::Forward(Some(CachePlan {
+            range: true,
+            ..CachePlan::new(head, &req_cc, now, fwd)
+        })));
     }
     let (looked, collapsed, flight) = collapse(shared, head, key, &req_cc, looked).await;
     let (stored, fwd) = match looked {
@@ -122,15 +142,10 @@ pub async fn consult<'s>(
             && !has_conditionals(&head.headers)
     });
     Ok(Consulted::Forward(Some(CachePlan {
-        request: head.headers.clone(),
         stored: validate,
         stale: stored.filter(|_| !req_cc.no_cache),
-        request_stale_if_error: req_cc.stale_if_error,
-        request_time: now,
-        may_store: !req_cc.no_store,
-        authorization: head.headers.contains("authorization"),
-        fwd,
         flight: std::sync::Mutex::new(flight),
+        ..CachePlan::new(head, &req_cc, now, fwd)
     })))
 }
 
@@ -169,84 +184,27 @@ async fn collapse<'s>(
     }
 }
 
-/// What part of a stored response a request's `Range` asks for (RFC 9110 §14).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Part {
-    /// No range, one the cache does not serve (another unit, several ranges, a syntax it
-    /// must ignore), or an `If-Range` that does not hold: the whole response, 200.
-    Whole,
-    /// Bytes `first..=last`: 206.
-    Bytes(u64, u64),
-    /// A range that starts past the end: 416.
-    Unsatisfiable,
-}
-
-/// The part of `entry`'s body that `request`'s `Range` (and `If-Range`) asks for. Several
-/// ranges get the whole response, which RFC 9110 §14.2 allows instead of a
-/// `multipart/byteranges` body.
-fn requested_part(request: &Headers, entry: &Entry) -> Part {
-    let Some(range) = request
+/// The part of a stored response (`stored`, `total` bytes long) that `request`'s `Range`
+/// (and `If-Range`) asks for: the whole of it when its `If-Range` does not hold.
+fn requested_part(request: &Headers, stored: &ResponseHead, total: u64) -> Part {
+    match request
         .get("range")
         .and_then(|v| std::str::from_utf8(v).ok())
-    else {
-        return Part::Whole;
-    };
-    if !if_range_holds(request, entry) {
-        return Part::Whole;
-    }
-    let range = range.trim();
-    let Some(specs) = range
-        .get(..6)
-        .filter(|unit| unit.eq_ignore_ascii_case("bytes="))
-        .map(|_| &range[6..])
-    else {
-        return Part::Whole;
-    };
-    let specs: Vec<&str> = specs
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .collect();
-    let [spec] = specs.as_slice() else {
-        return Part::Whole;
-    };
-    let number = |s: &str| {
-        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| s.parse::<u64>().ok())
-            .flatten()
-    };
-    let total = entry.body.len() as u64;
-    let Some((first, last)) = spec.split_once('-') else {
-        return Part::Whole;
-    };
-    match (first.trim(), last.trim()) {
-        ("", suffix) => match number(suffix) {
-            Some(0) => Part::Unsatisfiable,
-            Some(_) if total == 0 => Part::Unsatisfiable,
-            Some(n) => Part::Bytes(total.saturating_sub(n), total - 1),
-            None => Part::Whole,
-        },
-        (first, last) => match (number(first), last) {
-            (None, _) => Part::Whole,
-            (Some(first), _) if first >= total => Part::Unsatisfiable,
-            (Some(first), "") => Part::Bytes(first, total - 1),
-            (Some(first), last) => match number(last) {
-                Some(last) if last >= first => Part::Bytes(first, last.min(total - 1)),
-                _ => Part::Whole,
-            },
-        },
+    {
+        Some(range) if if_range_holds(request, stored) => range::requested(range, total),
+        _ => Part::Whole,
     }
 }
 
 /// `If-Range` (RFC 9110 §13.1.5): absent, or it names the stored response by a strong
 /// entity-tag, or by its exact `Last-Modified` date.
-fn if_range_holds(request: &Headers, entry: &Entry) -> bool {
+fn if_range_holds(request: &Headers, stored: &ResponseHead) -> bool {
     let Some(value) = request.get("if-range") else {
         return true;
     };
     let value = value.trim_ascii();
     if value.starts_with(b"\"") || value.starts_with(b"W/") {
-        return !value.starts_with(b"W/") && entry.etag() == Some(value);
+        return !value.starts_with(b"W/") && stored.headers.get("etag") == Some(value);
     }
     let Some(asked) = std::str::from_utf8(value)
         .ok()
@@ -254,7 +212,7 @@ fn if_range_holds(request: &Headers, entry: &Entry) -> bool {
     else {
         return false;
     };
-    freshness::http_date(&entry.head.headers, "last-modified") == Some(asked)
+    freshness::http_date(&stored.headers, "last-modified") == Some(asked)
 }
 
 /// What the cache holds for a request.
@@ -338,9 +296,28 @@ pub struct CachePlan<'s> {
     /// same URI wait. Dropped as soon as the response head shows it will not be stored
     /// ([`storing`]), else when the request is over (its response stored or not).
     flight: std::sync::Mutex<Option<FlightGuard<'s>>>,
+    /// The request asks for a range: a 206 may come back, to be kept as a partial response.
+    range: bool,
 }
 
 impl CachePlan<'_> {
+    /// The plan for `head`, sent at `now` for reason `fwd`, with nothing stored to
+    /// revalidate or stand in, and no collapsed fetch to lead.
+    fn new(head: &RequestHead, req_cc: &CacheControl, now: SystemTime, fwd: &'static str) -> Self {
+        CachePlan {
+            request: head.headers.clone(),
+            stored: None,
+            request_time: now,
+            may_store: !req_cc.no_store,
+            authorization: head.headers.contains("authorization"),
+            fwd,
+            stale: None,
+            request_stale_if_error: req_cc.stale_if_error,
+            flight: std::sync::Mutex::new(None),
+            range: false,
+        }
+    }
+
     /// Ends this request's lead of a collapsed fetch now: the waiters look again.
     fn release_waiters(&self) {
         let guard = match self.flight.lock() {
@@ -455,22 +432,70 @@ fn stored_bytes(
     let part = if not_modified || asked.method != "GET" || entry.head.status != 200 {
         Part::Whole
     } else {
-        requested_part(asked.headers, entry)
+        requested_part(asked.headers, &entry.head, entry.body.len() as u64)
     };
     let total = entry.body.len() as u64;
-    let body: &[u8] = match part {
-        _ if not_modified || asked.method == "HEAD" => &[],
-        Part::Whole => &entry.body,
-        Part::Bytes(first, last) => &entry.body[first as usize..=last as usize],
-        Part::Unsatisfiable => &[],
+    let content = match part {
+        _ if not_modified => Content::NotModified,
+        Part::Whole if asked.method == "HEAD" => Content::Whole(&[], total),
+        Part::Whole => Content::Whole(&entry.body, total),
+        Part::Bytes(first, last) => {
+            Content::Range(&entry.body[first as usize..=last as usize], first, total)
+        }
+        Part::Unsatisfiable => Content::Unsatisfiable(total),
     };
-    let mut out = Vec::with_capacity(256 + entry.facts.replay.len() + body.len());
-    let (status, reason) = match part {
-        _ if not_modified => (304, "Not Modified"),
-        Part::Bytes(..) => (206, "Partial Content"),
-        Part::Unsatisfiable => (416, "Range Not Satisfiable"),
-        Part::Whole => (entry.head.status, entry.head.reason.as_str()),
+    let status = (entry.head.status, entry.head.reason.as_str());
+    let replayed = Replayed {
+        status,
+        replay: &entry.facts.replay,
+        version: entry.head.version,
     };
+    response_bytes(shared, asked, replayed, content, age, cache_status, next)
+}
+
+/// What a stored response (whole or partial) sends of its own: its status and its
+/// header lines as received.
+struct Replayed<'a> {
+    status: (u16, &'a str),
+    replay: &'a [u8],
+    version: Version,
+}
+
+/// What goes after the stored header lines.
+enum Content<'a> {
+    /// The whole body (empty for HEAD), and the representation's length.
+    Whole(&'a [u8], u64),
+    /// Bytes starting at this offset of a representation this long: 206.
+    Range(&'a [u8], u64, u64),
+    /// A range past the end of a representation this long: 416.
+    Unsatisfiable(u64),
+    /// The client's conditionals hold: 304.
+    NotModified,
+}
+
+/// The response bytes for `content` of a stored response: status line, the replayed
+/// header lines, Age, Via, Cache-Status, Content-Range and Content-Length as the content
+/// needs, Connection, then the body. Returns the status, the bytes, and their split.
+fn response_bytes(
+    shared: &Shared,
+    asked: &Asked<'_>,
+    stored: Replayed<'_>,
+    content: Content<'_>,
+    age: Duration,
+    cache_status: &str,
+    next: Next,
+) -> (u16, Vec<u8>, Sent) {
+    let (status, reason) = match content {
+        Content::NotModified => (304, "Not Modified"),
+        Content::Range(..) => (206, "Partial Content"),
+        Content::Unsatisfiable(_) => (416, "Range Not Satisfiable"),
+        Content::Whole(..) => stored.status,
+    };
+    let body: &[u8] = match content {
+        Content::Whole(body, _) | Content::Range(body, _, _) => body,
+        Content::Unsatisfiable(_) | Content::NotModified => &[],
+    };
+    let mut out = Vec::with_capacity(256 + stored.replay.len() + body.len());
     // Bytes pushed straight into the Vec: the formatting machinery cost more than the
     // rest of building the response (perf, cache-hit bench).
     let mut number = itoa::Buffer::new();
@@ -489,31 +514,31 @@ fn stored_bytes(
             reason.as_bytes(),
         ],
     );
-    out.extend_from_slice(&entry.facts.replay);
+    out.extend_from_slice(stored.replay);
     line(
         &mut out,
         &[b"Age: ", number.format(age.as_secs()).as_bytes()],
     );
-    if let Some(via) = shared.via(entry.head.version) {
+    if let Some(via) = shared.via(stored.version) {
         line(&mut out, &[b"Via: ", via.as_bytes()]);
     }
     line(&mut out, &[b"Cache-Status: ", cache_status.as_bytes()]);
-    match part {
-        _ if not_modified => {}
-        Part::Whole => line(
+    match content {
+        Content::NotModified => {}
+        Content::Whole(_, total) => line(
             &mut out,
             &[b"Content-Length: ", number.format(total).as_bytes()],
         ),
-        Part::Bytes(first, last) => {
+        Content::Range(body, first, total) => {
+            let last = first + body.len() as u64 - 1;
             let range = format!("bytes {first}-{last}/{total}");
             line(&mut out, &[b"Content-Range: ", range.as_bytes()]);
-            let length = last - first + 1;
             line(
                 &mut out,
-                &[b"Content-Length: ", number.format(length).as_bytes()],
+                &[b"Content-Length: ", number.format(body.len()).as_bytes()],
             );
         }
-        Part::Unsatisfiable => {
+        Content::Unsatisfiable(total) => {
             let range = format!("bytes */{total}");
             line(&mut out, &[b"Content-Range: ", range.as_bytes()]);
             out.extend_from_slice(b"Content-Length: 0\r\n");
@@ -532,6 +557,56 @@ fn stored_bytes(
         body: body.len() as u64,
     };
     (status, out, sent)
+}
+
+/// A stored partial response answers a GET for one range inside a piece it holds, when it
+/// is fresh enough for the request (RFC 9111 §3.3, RFC 9110 §14.2). Returns what was sent,
+/// or `None` when it cannot answer (then the request goes to the origin).
+async fn serve_partial(
+    shared: &Shared,
+    conn: &mut ClientConn,
+    head: &RequestHead,
+    key: &str,
+    req_cc: &CacheControl,
+) -> Result<Option<(Next, u16, Sent)>, Failure> {
+    let Some(partial) = shared.cache.partial(key) else {
+        return Ok(None);
+    };
+    let age = partial.age(SystemTime::now());
+    let (lifetime, res_cc) = (partial.facts.lifetime, &partial.facts.cache_control);
+    let conditional = has_conditionals(&head.headers) && !head.headers.contains("if-range");
+    if head.method != "GET"
+        || conditional
+        || !freshness::satisfies_request(lifetime, age, req_cc, res_cc)
+    {
+        return Ok(None);
+    }
+    let Part::Bytes(first, last) = requested_part(&head.headers, &partial.head, partial.total)
+    else {
+        return Ok(None);
+    };
+    let Some(bytes) = partial.bytes(first, last) else {
+        return Ok(None);
+    };
+    let next = shared.next(head.wants_keep_alive());
+    let asked = Asked {
+        method: &head.method,
+        version: head.version,
+        headers: &head.headers,
+    };
+    let replayed = Replayed {
+        status: (206, "Partial Content"),
+        replay: &partial.facts.replay,
+        version: partial.head.version,
+    };
+    let content = Content::Range(bytes, first, partial.total);
+    let status = "proxylab; hit; detail=partial";
+    let (code, out, sent) = response_bytes(shared, &asked, replayed, content, age, status, next);
+    conn.writer
+        .write_all(&out)
+        .await
+        .map_err(Failure::client_gone)?;
+    Ok(Some((next, code, sent)))
 }
 
 /// A 304 to our own conditional request: the stored response, refreshed with the 304's
@@ -681,6 +756,8 @@ pub struct Storing<'p> {
     request: &'p Headers,
     request_time: SystemTime,
     capture: wire::Capture,
+    /// A 206, kept as a partial response.
+    partial: bool,
 }
 
 /// Decides whether the response with this head (hop-by-hop fields gone, rewrites applied)
@@ -700,14 +777,19 @@ pub fn storing<'p>(
         authorization: plan.authorization,
     };
     let control = shared.cache.targeting().control(&res.headers);
-    let store =
-        freshness::storable(&request, res.status, &res.headers, &control).then(|| Storing {
-            head: res.clone(),
-            request: &plan.request,
-            request_time: plan.request_time,
-            capture: wire::Capture::new(shared.cache.max_object()),
-        });
-    if store.is_none() && wants.method == "GET" {
+    let partial = res.status == 206;
+    let storable = match partial {
+        true => plan.range && super::partial::storable(&request, res, &control),
+        false => freshness::storable(&request, res.status, &res.headers, &control),
+    };
+    let store = storable.then(|| Storing {
+        head: res.clone(),
+        request: &plan.request,
+        request_time: plan.request_time,
+        capture: wire::Capture::new(shared.cache.max_object()),
+        partial,
+    });
+    if store.is_none() && wants.method == "GET" && !plan.range {
         // Hit-for-pass first, then wake the requests waiting for this one: they look again,
         // see the mark and go to the origin themselves at once, instead of waiting for a
         // body that will not be shared.
@@ -762,6 +844,7 @@ pub fn storing_post(
         request: &NO_REQUEST,
         request_time: SystemTime::now(),
         capture: wire::Capture::new(shared.cache.max_object()),
+        partial: false,
     })
 }
 
@@ -774,18 +857,17 @@ impl Storing<'_> {
     /// Stores the response once its whole body went through.
     pub fn finish(self, cache: &Cache, key: &str) {
         match self.capture.into_body() {
+            None if self.partial => {}
             // Larger than --cache-max-object: not stored, so not worth waiting for.
             None => cache.mark_uncacheable(key),
             Some(body) => {
-                let now = SystemTime::now();
-                let times = (self.request_time, now);
-                if let Some(entry) = Entry::new(
-                    self.head,
-                    body.into(),
-                    self.request,
-                    times,
-                    cache.targeting(),
-                ) {
+                let times = (self.request_time, SystemTime::now());
+                let (head, body, targeting) = (self.head, body.into(), cache.targeting());
+                if self.partial {
+                    if let Some(piece) = Partial::new(head, body, times, targeting) {
+                        cache.store_partial(key, piece);
+                    }
+                } else if let Some(entry) = Entry::new(head, body, self.request, times, targeting) {
                     cache.store(key, entry);
                 }
             }

@@ -15,6 +15,7 @@
 
 use super::entry::Entry;
 use super::freshness::Targeting;
+use super::partial::Partial;
 use crate::http::wire::Headers;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -28,6 +29,8 @@ struct Store {
     /// hold: requests for them go straight upstream instead of queueing behind one another
     /// for a response that will not be shared ("hit-for-pass", as Varnish calls it).
     uncacheable: lru::LruCache<String, std::time::Instant>,
+    /// Partial (206) responses by key, counted in `bytes` too; evicted before whole ones.
+    partials: lru::LruCache<String, Arc<Partial>>,
 }
 
 /// How long a URI is remembered as uncacheable.
@@ -111,6 +114,7 @@ impl Cache {
                         .unwrap_or(std::num::NonZeroUsize::MIN),
                 ),
                 bytes: 0,
+                partials: lru::LruCache::unbounded(),
             }),
             evictions: Default::default(),
             flights: Mutex::new(HashMap::new()),
@@ -251,7 +255,21 @@ impl Cache {
         variants.push(entry);
         store.bytes = store.bytes + size - freed;
         store.uncacheable.pop(key);
+        // A whole response makes the pieces of one redundant.
+        if let Some(piece) = store.partials.pop(key) {
+            store.bytes = store.bytes.saturating_sub(piece.size());
+        }
+        self.evict(&mut store);
+    }
+
+    /// Evicts until the store fits its budget: partial responses first, then the least
+    /// recently used whole ones.
+    fn evict(&self, store: &mut Store) {
         while store.bytes > self.max_bytes {
+            if let Some((_, piece)) = store.partials.pop_lru() {
+                store.bytes = store.bytes.saturating_sub(piece.size());
+                continue;
+            }
             let Some((evicted_key, evicted)) = store.entries.pop_lru() else {
                 break;
             };
@@ -260,6 +278,51 @@ impl Cache {
             self.evictions
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             self.forget_files(&evicted_key, &evicted);
+        }
+    }
+
+    /// The partial (206) response held for `key`, if any.
+    pub fn partial(&self, key: &str) -> Option<Arc<Partial>> {
+        self.store.lock().ok()?.partials.get(key).cloned()
+    }
+
+    /// Keeps a 206's piece under `key`, combined with the pieces already held when they
+    /// are of the same representation (RFC 9111 §3.4). Once the pieces make the whole
+    /// representation, it is stored as a complete response instead; says whether it did.
+    pub fn store_partial(&self, key: &str, piece: Partial) -> bool {
+        if !self.enabled() || piece.total > self.max_object as u64 {
+            return false;
+        }
+        let combined = {
+            let Ok(mut store) = self.store.lock() else {
+                return false;
+            };
+            let combined = match store.partials.pop(key) {
+                Some(held) => {
+                    store.bytes = store.bytes.saturating_sub(held.size());
+                    held.combine(piece)
+                }
+                None => piece,
+            };
+            if combined.whole().is_none() {
+                store.bytes += combined.size();
+                store.partials.put(key.to_string(), Arc::new(combined));
+                self.evict(&mut store);
+                return false;
+            }
+            combined
+        };
+        let Some((head, body)) = combined.whole() else {
+            return false;
+        };
+        let times = (combined.request_time, combined.response_time);
+        let none = Headers::default();
+        match Entry::new(head, body, &none, times, &self.targeting) {
+            Some(entry) => {
+                self.store(key, entry);
+                true
+            }
+            None => false,
         }
     }
 
@@ -302,6 +365,10 @@ impl Cache {
         let Ok(mut store) = self.store.lock() else {
             return false;
         };
+        let piece = store.partials.pop(key);
+        if let Some(piece) = &piece {
+            store.bytes = store.bytes.saturating_sub(piece.size());
+        }
         match store.entries.pop(key) {
             Some(removed) => {
                 let size: usize = removed.iter().map(|e| e.size()).sum();
@@ -309,7 +376,7 @@ impl Cache {
                 self.forget_files(key, &removed);
                 true
             }
-            None => false,
+            None => piece.is_some(),
         }
     }
 
@@ -565,5 +632,42 @@ mod tests {
         assert!(cache.begin_refresh("b"), "another key is another matter");
         cache.end_refresh("a");
         assert!(cache.begin_refresh("a"), "after the first ended");
+    }
+
+    fn piece(range: &str, body: &'static [u8]) -> Partial {
+        let mut head = ResponseHead::new(206, "Partial Content");
+        head.headers.push("Cache-Control", "max-age=60");
+        head.headers.push("ETag", "\"p\"");
+        head.headers.push("Content-Range", range);
+        let now = SystemTime::now();
+        let times = (now, now);
+        Partial::new(head, Bytes::from_static(body), times, &Targeting::default()).unwrap()
+    }
+
+    #[test]
+    fn partials_become_whole_are_accounted_and_go_first() {
+        let cache = Cache::new(1 << 20, 1 << 20);
+        assert!(!cache.store_partial("k", piece("bytes 0-1/4", b"ab")));
+        let held = cache.stats().bytes;
+        assert!(held > 2, "a piece counts against the budget");
+        assert!(cache.lookup("k", &Headers::default()).is_none());
+        assert!(cache.store_partial("k", piece("bytes 2-3/4", b"cd")));
+        let whole = cache.lookup("k", &Headers::default()).unwrap();
+        assert_eq!((&whole.body[..], whole.head.status), (&b"abcd"[..], 200));
+        assert!(
+            cache.partial("k").is_none(),
+            "the pieces made way for the whole"
+        );
+        assert_eq!(cache.stats().bytes, whole.size());
+        // Over budget, pieces are evicted before whole responses.
+        let small = Cache::new(whole.size() + 10, 1 << 20);
+        small.store("k", entry("abcd", &[], &[]));
+        small.store_partial("p", piece("bytes 0-1/4", b"ab"));
+        assert!(small.partial("p").is_none());
+        assert!(small.lookup("k", &Headers::default()).is_some());
+        // Invalidation takes pieces too.
+        cache.store_partial("q", piece("bytes 0-1/4", b"ab"));
+        assert!(cache.invalidate("q"));
+        assert!(cache.partial("q").is_none());
     }
 }

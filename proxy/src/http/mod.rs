@@ -3,6 +3,7 @@
 //! - [`wire`]: message heads and bodies on a byte stream (shared with origin-sim and labs).
 //! - [`target`]: what the request-target names (absolute-form, origin-form, authority-form).
 //! - [`forward`]: the header rules a proxy must follow (RFC 9110 §7.6).
+//! - [`range`]: what a `Range` header asks for (RFC 9110 §14).
 //! - [`upstream`]: name resolution, dialing and the keep-alive pool.
 //! - [`reverse`]: reverse mode's upstream choice and passive health.
 //! - [`relay`]: the request body up and the response down, re-framed.
@@ -14,6 +15,7 @@ pub mod forward;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod own;
+pub mod range;
 pub mod relay;
 pub mod reverse;
 pub mod target;
