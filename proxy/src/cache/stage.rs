@@ -18,6 +18,7 @@ use crate::conn::{ClientConn, Next, Sent};
 use crate::error::{error_page, ProxyError};
 use crate::http::own;
 use crate::http::range::{self, Part};
+use crate::http::target::{self, Target};
 use crate::http::wire::{self, Framing, Headers, Reader, RequestHead, ResponseHead, Version};
 use crate::observe::capture::TapRead;
 use crate::request::{Failure, RequestContext, Wants};
@@ -823,11 +824,7 @@ pub fn storing_post(
         return None;
     }
     let location = std::str::from_utf8(res.headers.get("content-location")?).ok()?;
-    let same = if location.starts_with('/') {
-        wants.key.strip_prefix(origin_of(&wants.key)) == Some(location)
-    } else {
-        location.eq_ignore_ascii_case(&wants.key)
-    };
+    let same = same_origin_key(&wants.key, location).as_deref() == Some(wants.key.as_str());
     let as_get = freshness::StoreRequest {
         method: "GET",
         no_store: false,
@@ -878,20 +875,35 @@ impl Storing<'_> {
 /// Drops stored responses for `key`, and for same-origin `Location` / `Content-Location`.
 pub fn invalidate(cache: &Cache, key: &str, headers: &Headers) {
     cache.invalidate(key);
-    let origin = origin_of(key);
     for field in ["location", "content-location"] {
-        let Some(value) = headers.get(field).and_then(|v| std::str::from_utf8(v).ok()) else {
-            continue;
-        };
-        let target = if value.starts_with('/') {
-            format!("{origin}{value}")
-        } else {
-            value.to_string()
-        };
-        if target.starts_with(origin) {
+        let value = headers.get(field).and_then(|v| std::str::from_utf8(v).ok());
+        if let Some(target) = value.and_then(|v| same_origin_key(key, v)) {
             cache.invalidate(&target);
         }
     }
+}
+
+/// The cache key that a `Location` or `Content-Location` value names, when it is on the
+/// same origin as `key`: a path is resolved against that origin; an absolute URI is
+/// taken as its key (`http://h/x` is `http://h:80/x`), or as it is (reverse mode's keys
+/// keep the Host as the client sent it).
+fn same_origin_key(key: &str, value: &str) -> Option<String> {
+    let origin = origin_of(key);
+    let value = value.trim();
+    if value.starts_with('/') {
+        return Some(format!("{origin}{value}"));
+    }
+    let normalized = match target::parse("GET", value) {
+        Ok(Target::Absolute { authority, path }) => Some(super::key(&authority, &path)),
+        _ => None,
+    };
+    normalized
+        .into_iter()
+        .chain(Some(value.to_string()))
+        .find(|k| {
+            k.strip_prefix(origin)
+                .is_some_and(|rest| rest.starts_with('/'))
+        })
 }
 
 /// A cache key's origin, `http://host:port` (the key itself when it has no path).
@@ -929,4 +941,32 @@ pub async fn purge(
     let (mut res, _) = error_page(status, "", None);
     res.headers.set("Content-Length", text.len().to_string());
     own::finish(conn, head, framing, res, text.as_bytes(), ctx).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a Location or Content-Location names, against the request's key.
+    #[test]
+    fn same_origin_references_resolve_to_keys() {
+        let key = "http://h:80/a?b";
+        for (value, expected) in [
+            ("/x", Some("http://h:80/x")),
+            ("http://h/x", Some("http://h:80/x")),
+            ("http://H:80/x", Some("http://h:80/x")),
+            ("http://h:8080/x", None),
+            ("http://other/x", None),
+            ("https://h/x", None),
+            ("x", None),
+        ] {
+            assert_eq!(same_origin_key(key, value).as_deref(), expected, "{value}");
+        }
+        // Reverse mode's keys carry the Host as sent, without a port.
+        let reverse = "http://site.test/a";
+        assert_eq!(
+            same_origin_key(reverse, "http://site.test/b").as_deref(),
+            Some("http://site.test/b")
+        );
+    }
 }
