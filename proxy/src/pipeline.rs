@@ -13,7 +13,8 @@
 //!             ├─ /path, *                ─▶ http::own (the proxy answers itself)
 //!             └─ CONNECT host:port       ─▶ policy::admit ─▶ http::tunnel::open
 //!
-//! forward ─▶ loop check, Max-Forwards ─▶ cache::stage::consult (a hit ends here)
+//! forward ─▶ loop check, Max-Forwards ─▶ cache::stage::consult (a hit ends here;
+//!            a stale-while-revalidate hit also starts cache::refresh in the background)
 //!         ─▶ upstream request head (http::forward) ─▶ upstream connection (pooled)
 //!         ─▶ http::relay::exchange (body up, response down; the cache stage stores)
 //!
