@@ -406,3 +406,49 @@ async fn a_capture_holds_both_legs_byte_exact() {
     assert!(leg(client_port, proxy_port).fin && leg(proxy_port, client_port).fin);
     assert_eq!(flows.len(), 4, "{:?}", flows.keys());
 }
+
+/// With a capture on, a CONNECT tunnel's bytes go through the proxy's copy loop, not
+/// `splice`, so the capture holds them: the echo's payload is in both legs, both ways.
+#[tokio::test]
+async fn a_captured_tunnel_records_its_bytes() {
+    let origin = origin_sim::start(origin_sim::Config::all_on_loopback())
+        .await
+        .unwrap();
+    let echo = origin.echo_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("tunnel.pcap");
+    let proxy = proxy::start(proxy::Config {
+        pcap: Some(pcap.clone()),
+        connect_ports: proxy::config::PortPolicy::Any,
+        ..proxy::Config::for_tests()
+    })
+    .await
+    .unwrap();
+    let payload: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+    let back = client::echo(&echo.to_string(), Some(&proxy.addr().to_string()), &payload)
+        .await
+        .unwrap();
+    assert!(back == payload, "the echo came back whole");
+    let proxy_port = proxy.addr().port();
+    proxy.shutdown().await.unwrap();
+    origin.shutdown().await;
+    let flows = read_capture(&pcap);
+    let carried = |from: u16, to: u16| {
+        flows
+            .get(&(from, to))
+            .is_some_and(|d| d.payload.windows(payload.len()).any(|w| w == payload))
+    };
+    let to_echo = flows
+        .keys()
+        .find(|(_, to)| *to == echo.port())
+        .map(|(from, _)| *from)
+        .expect("an upstream leg");
+    assert!(carried(to_echo, echo.port()), "upstream leg, up");
+    assert!(carried(echo.port(), to_echo), "upstream leg, down");
+    let client_legs = flows
+        .iter()
+        .filter(|((from, to), _)| *to == proxy_port || *from == proxy_port)
+        .filter(|(_, d)| d.payload.windows(payload.len()).any(|w| w == payload))
+        .count();
+    assert_eq!(client_legs, 2, "the client leg carried it both ways");
+}

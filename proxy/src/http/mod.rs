@@ -8,6 +8,7 @@
 //! - [`reverse`]: reverse mode's upstream choice and passive health.
 //! - [`relay`]: the request body up and the response down, re-framed.
 //! - [`tunnel`]: CONNECT tunnels, bytes both ways with half-close.
+//! - [`splice`]: socket-to-socket moves without a copy through the process (Linux).
 //! - [`own`]: the responses the proxy makes itself (status page, OPTIONS, TRACE).
 //! - [`fuzzing`]: the fuzz targets' bodies (`make fuzz`), replayed by `make test`.
 
@@ -18,6 +19,8 @@ pub mod own;
 pub mod range;
 pub mod relay;
 pub mod reverse;
+#[cfg(target_os = "linux")]
+pub mod splice;
 pub mod target;
 pub mod tunnel;
 pub mod upstream;

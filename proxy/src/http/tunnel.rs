@@ -92,7 +92,9 @@ pub struct TunnelStats {
     pub idled_out: bool,
 }
 
-/// Copies bytes both ways between `client` and `server` until both directions are done.
+/// Copies bytes both ways between `client` and `server` until both directions are done, or
+/// until nothing has moved either way for `idle` (one timer for the tunnel, not one per
+/// read). Where nothing records the bytes, they move socket to socket (`splice`, Linux).
 pub async fn relay(client: &mut ClientConn, server: UpstreamConn, idle: Duration) -> TunnelStats {
     let started = Instant::now();
     let activity = Activity::new(started);
@@ -101,22 +103,39 @@ pub async fn relay(client: &mut ClientConn, server: UpstreamConn, idle: Duration
         writer: mut server_wr,
         ..
     } = server;
-    let (up, down) = tokio::join!(
-        pump(&mut client.reader, &mut server_wr, &activity, idle),
-        pump(&mut server_rd, &mut client.writer, &activity, idle),
-    );
+    let pumps = async {
+        tokio::join!(
+            pump(&mut client.reader, &mut server_wr, &activity, &activity.up),
+            pump(
+                &mut server_rd,
+                &mut client.writer,
+                &activity,
+                &activity.down
+            ),
+        )
+    };
+    let idled_out = tokio::select! {
+        _ = pumps => false,
+        () = activity.quiet_for(idle) => true,
+    };
+    if idled_out {
+        let _ = tokio::join!(server_wr.shutdown(), client.writer.shutdown());
+    }
     TunnelStats {
-        up: up.bytes,
-        down: down.bytes,
+        up: activity.up.load(Ordering::Relaxed),
+        down: activity.down.load(Ordering::Relaxed),
         duration: started.elapsed(),
-        idled_out: up.idled_out || down.idled_out,
+        idled_out,
     }
 }
 
-/// When the tunnel last moved a byte either way, as milliseconds since it opened.
+/// When the tunnel last moved a byte either way (milliseconds since it opened), and how
+/// many it moved each way.
 struct Activity {
     opened: Instant,
     last_ms: AtomicU64,
+    up: AtomicU64,
+    down: AtomicU64,
 }
 
 impl Activity {
@@ -124,10 +143,14 @@ impl Activity {
         Activity {
             opened,
             last_ms: AtomicU64::new(0),
+            up: AtomicU64::new(0),
+            down: AtomicU64::new(0),
         }
     }
 
-    fn touch(&self) {
+    /// `n` more bytes went through, counted in `way`.
+    fn moved(&self, way: &AtomicU64, n: u64) {
+        way.fetch_add(n, Ordering::Relaxed);
         let now = self.opened.elapsed().as_millis() as u64;
         self.last_ms.fetch_max(now, Ordering::Relaxed);
     }
@@ -136,65 +159,50 @@ impl Activity {
         let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
         self.opened.elapsed().saturating_sub(last)
     }
+
+    /// Returns once nothing has moved for `idle`: sleeps until the earliest moment that
+    /// could be true, looks, and sleeps again if something moved meanwhile.
+    async fn quiet_for(&self, idle: Duration) {
+        loop {
+            let quiet = self.idle_for();
+            if quiet >= idle {
+                return;
+            }
+            tokio::time::sleep(idle - quiet).await;
+        }
+    }
 }
 
-struct Pumped {
-    bytes: u64,
-    idled_out: bool,
-}
-
-/// One direction: whatever `src` had read ahead first, then everything until EOF, then a
-/// FIN to `dst`. Waits no longer than `idle` past the last byte moved in either direction.
-async fn pump(
-    src: &mut Reader<TapRead>,
-    dst: &mut TapWrite,
-    activity: &Activity,
-    idle: Duration,
-) -> Pumped {
-    let mut moved = 0u64;
+/// One direction: whatever `src` had read ahead first, then everything until EOF (or an
+/// error), then a FIN to `dst`; every chunk is counted in `way`.
+async fn pump(src: &mut Reader<TapRead>, dst: &mut TapWrite, activity: &Activity, way: &AtomicU64) {
     let ahead = src.take_buffered();
     if !ahead.is_empty() {
         if dst.write_all(&ahead).await.is_err() {
-            return Pumped {
-                bytes: 0,
-                idled_out: false,
-            };
+            return;
         }
-        moved += ahead.len() as u64;
-        activity.touch();
+        activity.moved(way, ahead.len() as u64);
+    }
+    #[cfg(target_os = "linux")]
+    if let (Some(from), Some(to)) = (src.get_ref().untapped(), dst.untapped()) {
+        let _ = crate::http::splice::copy(from, to, |n| activity.moved(way, n)).await;
+        // Pass the end of this direction on; the other direction keeps going.
+        let _ = dst.shutdown().await;
+        return;
     }
     // 64 KiB reads: fewer system calls per byte (tunnel throughput went from 77% to 88% of
     // a direct loopback copy in `make bench`).
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let wait = idle.saturating_sub(activity.idle_for());
-        let read = match tokio::time::timeout(wait, src.get_mut().read(&mut buf)).await {
-            Ok(r) => r,
-            // The other direction may have been busy meanwhile: only give up if neither was.
-            Err(_) if activity.idle_for() < idle => continue,
-            Err(_) => {
-                let _ = dst.shutdown().await;
-                return Pumped {
-                    bytes: moved,
-                    idled_out: true,
-                };
-            }
-        };
-        match read {
+        match src.get_mut().read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => {
                 if dst.write_all(&buf[..n]).await.is_err() {
                     break;
                 }
-                moved += n as u64;
-                activity.touch();
+                activity.moved(way, n as u64);
             }
         }
     }
-    // Pass the end of this direction on; the other direction keeps going.
     let _ = dst.shutdown().await;
-    Pumped {
-        bytes: moved,
-        idled_out: false,
-    }
 }

@@ -468,6 +468,21 @@ impl TapRead {
     }
 }
 
+impl TapRead {
+    /// The socket itself, when nothing records what it reads: then bytes may move from it
+    /// without passing through this process (`splice`).
+    pub fn untapped(&self) -> Option<&tokio::net::TcpStream> {
+        self.tap.is_none().then(|| self.inner.as_ref())
+    }
+}
+
+impl TapWrite {
+    /// The socket itself, when nothing records what it writes.
+    pub fn untapped(&self) -> Option<&tokio::net::TcpStream> {
+        self.fin.tap.is_none().then(|| self.inner.as_ref())
+    }
+}
+
 impl crate::http::wire::Readable for TapRead {
     fn readable(&self) -> impl std::future::Future<Output = io::Result<()>> + Send {
         self.inner.readable()
