@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 RELEASE := target/release
 
-.PHONY: help build run proxy origin chat demo test check bench fuzz clean lab1 lab2 lab3 lab4 lab5 grade student-kit
+.PHONY: help build run proxy origin chat demo test check bench bench-peers fuzz clean lab1 lab2 lab3 lab4 lab5 grade student-kit
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -42,6 +42,9 @@ check: ## The CI gates: formatting, clippy -D warnings, tests
 bench: ## Criterion benchmark: N keep-alive clients through the proxy (see benches/forward.rs)
 	$(CARGO) build --release -p proxy
 	$(CARGO) bench --bench forward
+
+bench-peers: ## Side by side with Squid, Tinyproxy and Privoxy in ../shared/bench (skips if they are missing)
+	@bash benches/peers.sh
 
 # Each target runs for FUZZ_SECONDS; new corpus entries go to proxy/fuzz/work/ (not kept),
 # and an input that fails is copied to proxy/fuzz/regressions/, which `make test` replays.

@@ -290,6 +290,28 @@ async fn relay_response(
     res.write_to(&mut out);
     let head_len = out.len() as u64;
     let timeout = Some(shared.config.upstream_timeout);
+    // A large body that nothing keeps, captures or re-frames moves socket to socket.
+    #[cfg(target_os = "linux")]
+    let out = match (from, &store) {
+        (Framing::Length(n), None) if from == to && n >= SPLICE_AT_LEAST => {
+            match splice_body(up_rd, client_wr, out, n, shared.config.upstream_timeout).await {
+                Spliced::Done(last) => {
+                    ctx.head_down = head_len;
+                    ctx.bytes_down = n;
+                    return Ok(Relayed {
+                        next,
+                        upstream_reusable: upstream_keeps,
+                        last,
+                    });
+                }
+                Spliced::Failed(e) => {
+                    return Err(Failure::Abort(format!("response body cut off: {e}")).into())
+                }
+                Spliced::NotHere(out) => out,
+            }
+        }
+        _ => out,
+    };
     let capture = store.as_mut().map(stage::Storing::capture);
     match wire::copy_body_but_last_write(up_rd, from, client_wr, to, out, timeout, capture).await {
         Ok((c, last)) => {
@@ -305,6 +327,53 @@ async fn relay_response(
             })
         }
         Err(e) => Err(Failure::Abort(format!("response body cut off: {e}")).into()),
+    }
+}
+
+/// Bodies at least this long are spliced (smaller ones go out with their head in one
+/// write, which costs less than setting up a pipe).
+#[cfg(target_os = "linux")]
+const SPLICE_AT_LEAST: u64 = 64 * 1024;
+
+/// What [`splice_body`] did.
+#[cfg(target_os = "linux")]
+enum Spliced {
+    /// The body went through; these are its last bytes, still to be written.
+    Done(Vec<u8>),
+    /// It failed part-way: the response is cut off.
+    Failed(std::io::Error),
+    /// A capture taps a side, or more than the body is already read: the head (given
+    /// back) goes the ordinary way.
+    NotHere(Vec<u8>),
+}
+
+/// Sends `head` and the `n`-byte body that follows it upstream on to the client: what is
+/// already read with the head, then the rest by `splice` — all but its last 16 KiB, which
+/// come back to go out after the upstream connection is pooled (as
+/// [`wire::copy_body_but_last_write`] does).
+#[cfg(target_os = "linux")]
+async fn splice_body(
+    up_rd: &mut Reader<TapRead>,
+    client_wr: &mut TapWrite,
+    mut head: Vec<u8>,
+    n: u64,
+    idle: Duration,
+) -> Spliced {
+    let ahead = up_rd.buffered().len() as u64;
+    let untapped = up_rd.get_ref().untapped().is_some() && client_wr.untapped().is_some();
+    if !untapped || ahead > n {
+        return Spliced::NotHere(head);
+    }
+    head.extend_from_slice(&up_rd.take_buffered());
+    if let Err(e) = client_wr.write_all(&head).await {
+        return Spliced::Failed(e);
+    }
+    let (Some(from), Some(to)) = (up_rd.get_ref().untapped(), client_wr.untapped()) else {
+        return Spliced::Failed(std::io::Error::other("a capture started mid-body"));
+    };
+    match crate::http::splice::copy_exact(from, to, n - ahead, 16 * 1024, idle).await {
+        Ok(last) => Spliced::Done(last),
+        Err(e) => Spliced::Failed(e),
     }
 }
 
