@@ -4,49 +4,47 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use uring_eval::*;
 
+/// Reads what `stream` has into `buf` (through `chunk`); false at its end.
+async fn read_more(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    chunk: &mut [u8],
+) -> std::io::Result<bool> {
+    let n = stream.read(chunk).await?;
+    buf.extend_from_slice(&chunk[..n]);
+    Ok(n > 0)
+}
+
 async fn serve(mut client: TcpStream, upstream: String) -> std::io::Result<()> {
     client.set_nodelay(true)?;
     let mut up = TcpStream::connect(&upstream).await?;
     up.set_nodelay(true)?;
-    let mut buf = Vec::with_capacity(8192);
-    let mut out = Vec::with_capacity(8192);
-    let mut rbuf = Vec::with_capacity(16384);
+    let (mut buf, mut out, mut rbuf) = (Vec::new(), Vec::new(), Vec::new());
+    let mut chunk = vec![0u8; 65536];
     loop {
         let end = loop {
-            if let Some(end) = head_end(&buf) {
-                break end;
+            match head_end(&buf) {
+                Some(end) => break end,
+                None if read_more(&mut client, &mut buf, &mut chunk).await? => {}
+                None => return Ok(()),
             }
-            let mut chunk = [0u8; 4096];
-            let n = client.read(&mut chunk).await?;
-            if n == 0 {
-                return Ok(());
-            }
-            buf.extend_from_slice(&chunk[..n]);
         };
         out.clear();
         origin_form(&buf[..end], &mut out);
         buf.drain(..end);
         up.write_all(&out).await?;
         rbuf.clear();
-        let hend = loop {
-            if let Some(e) = head_end(&rbuf) {
-                break e;
-            }
-            let mut chunk = [0u8; 16384];
-            let n = up.read(&mut chunk).await?;
-            if n == 0 {
-                return Ok(());
-            }
-            rbuf.extend_from_slice(&chunk[..n]);
-        };
-        let total = hend + content_length(&rbuf[..hend]);
+        let mut total = usize::MAX;
         while rbuf.len() < total {
-            let mut chunk = vec![0u8; (total - rbuf.len()).min(1 << 16)];
-            let n = up.read(&mut chunk).await?;
-            if n == 0 {
+            if total == usize::MAX {
+                if let Some(end) = head_end(&rbuf) {
+                    total = end + content_length(&rbuf[..end]);
+                    continue;
+                }
+            }
+            if !read_more(&mut up, &mut rbuf, &mut chunk).await? {
                 return Ok(());
             }
-            rbuf.extend_from_slice(&chunk[..n]);
         }
         client.write_all(&rbuf[..total]).await?;
     }

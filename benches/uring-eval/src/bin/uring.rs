@@ -4,26 +4,33 @@ use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::{TcpListener, TcpStream};
 use uring_eval::*;
 
+/// Reads what `stream` has into `buf` (through `chunk`, owned by the ring while it reads);
+/// false at its end.
+async fn read_more(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    chunk: &mut Vec<u8>,
+) -> std::io::Result<bool> {
+    let (r, c) = stream.read(std::mem::take(chunk)).await;
+    *chunk = c;
+    let n = r?;
+    buf.extend_from_slice(&chunk[..n]);
+    Ok(n > 0)
+}
+
 async fn serve(mut client: TcpStream, upstream: String) -> std::io::Result<()> {
     client.set_nodelay(true)?;
     let mut up = TcpStream::connect(upstream.as_str()).await?;
     up.set_nodelay(true)?;
-    let mut buf = Vec::with_capacity(8192);
-    let mut out = Vec::with_capacity(8192);
-    let mut rbuf: Vec<u8> = Vec::with_capacity(16384);
+    let (mut buf, mut out, mut rbuf) = (Vec::new(), Vec::new(), Vec::new());
     let mut chunk = vec![0u8; 65536];
     loop {
         let end = loop {
-            if let Some(end) = head_end(&buf) {
-                break end;
+            match head_end(&buf) {
+                Some(end) => break end,
+                None if read_more(&mut client, &mut buf, &mut chunk).await? => {}
+                None => return Ok(()),
             }
-            let (r, c) = client.read(chunk).await;
-            chunk = c;
-            let n = r?;
-            if n == 0 {
-                return Ok(());
-            }
-            buf.extend_from_slice(&chunk[..n]);
         };
         out.clear();
         origin_form(&buf[..end], &mut out);
@@ -32,27 +39,17 @@ async fn serve(mut client: TcpStream, upstream: String) -> std::io::Result<()> {
         out = o;
         r?;
         rbuf.clear();
-        let hend = loop {
-            if let Some(e) = head_end(&rbuf) {
-                break e;
-            }
-            let (r, c) = up.read(chunk).await;
-            chunk = c;
-            let n = r?;
-            if n == 0 {
-                return Ok(());
-            }
-            rbuf.extend_from_slice(&chunk[..n]);
-        };
-        let total = hend + content_length(&rbuf[..hend]);
+        let mut total = usize::MAX;
         while rbuf.len() < total {
-            let (r, c) = up.read(chunk).await;
-            chunk = c;
-            let n = r?;
-            if n == 0 {
+            if total == usize::MAX {
+                if let Some(end) = head_end(&rbuf) {
+                    total = end + content_length(&rbuf[..end]);
+                    continue;
+                }
+            }
+            if !read_more(&mut up, &mut rbuf, &mut chunk).await? {
                 return Ok(());
             }
-            rbuf.extend_from_slice(&chunk[..n]);
         }
         rbuf.truncate(total);
         let (r, b) = client.write_all(rbuf).await;
