@@ -102,12 +102,33 @@ pub fn forwarded_for(headers: &mut Headers, mode: ForwardedFor, client: IpAddr) 
         ForwardedFor::Off => {}
         ForwardedFor::Strip => headers.remove("x-forwarded-for"),
         ForwardedFor::Append => {
-            let mut list: Vec<String> = headers
-                .tokens("x-forwarded-for")
-                .map(String::from)
-                .collect();
-            list.push(client.to_string());
-            headers.set("X-Forwarded-For", list.join(", "));
+            let mut list = String::with_capacity(48);
+            for earlier in headers.tokens("x-forwarded-for") {
+                list.push_str(earlier);
+                list.push_str(", ");
+            }
+            push_ip(&mut list, client);
+            headers.set("X-Forwarded-For", list);
+        }
+    }
+}
+
+/// Appends `ip` as text. IPv4 by hand: `Ipv4Addr`'s `Display` was the costliest single step
+/// of forwarding a request (callgrind: 1,284 instructions of about 36,000).
+fn push_ip(out: &mut String, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut digits = itoa::Buffer::new();
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                out.push_str(digits.format(octet));
+            }
+        }
+        IpAddr::V6(v6) => {
+            use std::fmt::Write as _;
+            let _ = write!(out, "{v6}");
         }
     }
 }
@@ -156,6 +177,37 @@ mod tests {
             h.push(*n, *v);
         }
         h
+    }
+
+    /// The hand-written address text is what `Display` writes, for every IPv4 address
+    /// (sampled) and IPv6 ones; X-Forwarded-For appends it to what earlier proxies wrote.
+    #[test]
+    fn client_addresses_are_written_as_display_writes_them() {
+        let mut samples: Vec<IpAddr> = (0..=255u8)
+            .flat_map(|a| {
+                [
+                    [a, 0, 0, 0],
+                    [0, a, 10, 255],
+                    [255, 9, a, a],
+                    [1, 22, 133, a],
+                ]
+            })
+            .map(|o| IpAddr::from(o))
+            .collect();
+        samples.extend(
+            ["::1", "2001:db8::7", "::ffff:10.0.0.1"].map(|s| s.parse::<IpAddr>().unwrap()),
+        );
+        for ip in samples {
+            let mut out = String::new();
+            push_ip(&mut out, ip);
+            assert_eq!(out, ip.to_string());
+        }
+        let mut h = headers(&[("X-Forwarded-For", " 10.0.0.1 ,, 10.0.0.2")]);
+        forwarded_for(&mut h, ForwardedFor::Append, "127.0.0.1".parse().unwrap());
+        assert_eq!(
+            h.get("x-forwarded-for"),
+            Some(&b"10.0.0.1, 10.0.0.2, 127.0.0.1"[..])
+        );
     }
 
     #[test]

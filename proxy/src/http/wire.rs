@@ -213,7 +213,9 @@ impl ResponseHead {
     /// The head in wire form, ending with the blank line.
     pub fn write_to(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(self.version.as_str().as_bytes());
-        out.extend_from_slice(format!(" {} ", self.status).as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(itoa::Buffer::new().format(self.status).as_bytes());
+        out.push(b' ');
         out.extend_from_slice(self.reason.as_bytes());
         out.extend_from_slice(b"\r\n");
         self.headers.write_to(out);
