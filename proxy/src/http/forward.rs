@@ -192,7 +192,7 @@ mod tests {
                     [1, 22, 133, a],
                 ]
             })
-            .map(|o| IpAddr::from(o))
+            .map(IpAddr::from)
             .collect();
         samples.extend(
             ["::1", "2001:db8::7", "::ffff:10.0.0.1"].map(|s| s.parse::<IpAddr>().unwrap()),
