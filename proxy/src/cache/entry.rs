@@ -6,6 +6,15 @@ use crate::http::wire::{Headers, ResponseHead};
 use bytes::Bytes;
 use std::time::SystemTime;
 
+/// The request fields that make a request conditional (RFC 9110 §13.1).
+pub const CONDITIONAL_FIELDS: [&str; 5] = [
+    "if-none-match",
+    "if-modified-since",
+    "if-match",
+    "if-unmodified-since",
+    "if-range",
+];
+
 /// One stored response.
 #[derive(Debug)]
 pub struct Entry {
@@ -36,6 +45,17 @@ pub struct Facts {
 }
 
 impl Facts {
+    /// The current age (RFC 9111 §4.2.3) of the response these facts are of, requested at
+    /// `request_time` and received at `response_time`.
+    pub fn age(
+        &self,
+        request_time: SystemTime,
+        response_time: SystemTime,
+        now: SystemTime,
+    ) -> std::time::Duration {
+        super::freshness::age_from(self.age_value, self.date, request_time, response_time, now)
+    }
+
     /// What `head`, received at `received`, says about itself to a cache that follows
     /// `targeting`.
     pub(super) fn of(head: &ResponseHead, received: SystemTime, targeting: &Targeting) -> Facts {
@@ -140,13 +160,7 @@ impl Entry {
 
     /// Its current age (RFC 9111 §4.2.3).
     pub fn age(&self, now: SystemTime) -> std::time::Duration {
-        super::freshness::age_from(
-            self.facts.age_value,
-            self.facts.date,
-            self.request_time,
-            self.response_time,
-            now,
-        )
+        self.facts.age(self.request_time, self.response_time, now)
     }
 
     /// Whether this variant was stored for a request like `request` (RFC 9111 §4.1).

@@ -146,13 +146,7 @@ impl Partial {
 
     /// Its current age (RFC 9111 §4.2.3).
     pub fn age(&self, now: SystemTime) -> Duration {
-        freshness::age_from(
-            self.facts.age_value,
-            self.facts.date,
-            self.request_time,
-            self.response_time,
-            now,
-        )
+        self.facts.age(self.request_time, self.response_time, now)
     }
 }
 

@@ -4,6 +4,7 @@
 //! revalidation in the foreground would: a 304 refreshes the stored response, a storable
 //! response replaces it, an unstorable one removes it, a failure leaves it as it was.
 
+use super::entry::CONDITIONAL_FIELDS;
 use super::freshness::{self, StoreRequest};
 use super::{refresh_headers, Cache, Entry};
 use crate::http::forward;
@@ -29,17 +30,8 @@ pub struct Refresh {
     pub authorization: bool,
 }
 
-/// The request fields that are the client's own business, not the revalidation's.
-const CLIENT_ONLY: [&str; 8] = [
-    "if-none-match",
-    "if-modified-since",
-    "if-match",
-    "if-unmodified-since",
-    "if-range",
-    "range",
-    "content-length",
-    "transfer-encoding",
-];
+/// The client's own request fields a revalidation leaves out, besides its conditionals.
+const CLIENT_ONLY: [&str; 3] = ["range", "content-length", "transfer-encoding"];
 
 /// Starts revalidating `refresh.stale` in the background: `up` is the client's request as
 /// it would have gone upstream (Host, Via, X-Forwarded-For, rewrites), sent to the first
@@ -59,8 +51,9 @@ pub fn start(
     };
     up.method = "GET".into();
     up.headers.0.retain(|h| {
-        !CLIENT_ONLY
+        !CONDITIONAL_FIELDS
             .iter()
+            .chain(&CLIENT_ONLY)
             .any(|name| h.name.eq_ignore_ascii_case(name))
     });
     refresh.stale.add_conditionals(&mut up.headers);

@@ -11,6 +11,7 @@
 //!   to keep the response, and [`Storing::finish`] stores the body captured on the way.
 //! - An unsafe method that succeeded invalidates ([`invalidate`]); `PURGE` removes ([`purge`]).
 
+use super::entry::CONDITIONAL_FIELDS;
 use super::freshness::{self, CacheControl};
 use super::partial::Partial;
 use super::{Cache, Entry, Flight, FlightGuard};
@@ -352,15 +353,7 @@ fn request_cache_control(headers: &Headers) -> CacheControl {
 }
 
 fn has_conditionals(headers: &Headers) -> bool {
-    [
-        "if-none-match",
-        "if-modified-since",
-        "if-match",
-        "if-unmodified-since",
-        "if-range",
-    ]
-    .iter()
-    .any(|h| headers.contains(h))
+    CONDITIONAL_FIELDS.iter().any(|h| headers.contains(h))
 }
 
 /// Whether the client's own conditional request is satisfied by `entry` (304 from cache).
