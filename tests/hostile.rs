@@ -3,6 +3,7 @@
 //! view matters, a [`Recorder`] keeps every byte it received.
 
 use crate::support::{eventually, Bench, Client, Recorder};
+use proxy::config::LogFormat;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// RFC 9112 §6.1: HTTP/1.0 has no Transfer-Encoding, so a 1.0 request with one has framing
@@ -144,10 +145,7 @@ async fn connection_never_removes_the_length_or_the_host() {
 /// `NONE/400 … error:invalid-request`) and a count in `/metrics`, like any other.
 #[tokio::test]
 async fn refusals_while_reading_the_head_are_logged_and_counted() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("access.log");
-    let bench = Bench::with(|c| {
-        c.access_log = Some(log.clone());
+    let (bench, log, _dir) = Bench::with_access_log(LogFormat::Squid, |c| {
         c.admin = Some("127.0.0.1:0".parse().unwrap());
     })
     .await;
@@ -362,7 +360,6 @@ async fn smuggling_classes_are_refused_or_forwarded_unambiguously() {
 /// A refusal while reading the head is a line in the other formats too.
 #[tokio::test]
 async fn refusals_are_lines_in_every_log_format() {
-    use proxy::config::LogFormat;
     for (format, expected) in [
         (
             LogFormat::Common,
@@ -374,13 +371,7 @@ async fn refusals_are_lines_in_every_log_format() {
         ),
         (LogFormat::Json, "\"url\":\"error:invalid-request\""),
     ] {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("access.log");
-        let bench = Bench::with(|c| {
-            c.access_log = Some(log.clone());
-            c.log_format = format;
-        })
-        .await;
+        let (bench, log, _dir) = Bench::with_access_log(format, |_| {}).await;
         let mut client = bench.connect().await;
         client.send("\u{0}garbage\r\n\r\n").await;
         assert_eq!(client.read("GET").await.head.status, 400);

@@ -76,13 +76,7 @@ async fn squid_log_lines_say_miss_hit_denied_tunnel_and_error() {
 #[tokio::test]
 async fn common_combined_and_json_lines_through_the_proxy() {
     for format in [LogFormat::Common, LogFormat::Combined, LogFormat::Json] {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("access.log");
-        let bench = Bench::with(|c| {
-            c.access_log = Some(log.clone());
-            c.log_format = format;
-        })
-        .await;
+        let (bench, log, _dir) = Bench::with_access_log(format, |_| {}).await;
         let mut client = bench.connect().await;
         client
             .send(format!(
@@ -131,13 +125,7 @@ async fn common_combined_and_json_lines_through_the_proxy() {
 /// tools add it up as the bytes served.
 #[tokio::test]
 async fn apache_b_counts_the_body_alone() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("access.log");
-    let bench = Bench::with(|c| {
-        c.access_log = Some(log.clone());
-        c.log_format = LogFormat::Common;
-    })
-    .await;
+    let (bench, log, _dir) = Bench::with_access_log(LogFormat::Common, |_| {}).await;
     let mut client = bench.connect().await;
     for (method, n) in [("GET", 1), ("HEAD", 2)] {
         client

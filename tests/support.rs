@@ -29,6 +29,23 @@ impl Bench {
         Bench { origin, proxy }
     }
 
+    /// Starts with the proxy writing its access log, in `format`, to `access.log` in a new
+    /// temporary folder (removed when the returned guard is dropped); `tweak` sets the rest.
+    pub async fn with_access_log(
+        format: proxy::config::LogFormat,
+        tweak: impl FnOnce(&mut proxy::Config),
+    ) -> (Bench, std::path::PathBuf, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let log = dir.path().join("access.log");
+        let bench = Bench::with(|c| {
+            c.access_log = Some(log.clone());
+            c.log_format = format;
+            tweak(c);
+        })
+        .await;
+        (bench, log, dir)
+    }
+
     /// An absolute URL on the origin, e.g. `url("/bytes/10")`.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.origin.url())
