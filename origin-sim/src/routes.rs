@@ -712,7 +712,7 @@ async fn cached<R: Rd, W: Wr>(
     ex: &Exchange<'_>,
     conn: &mut Conn<R, W>,
     validators: &Validators,
-    extra: &[(&str, &str)],
+    extra: &[(&'static str, &str)],
     body: impl Into<Vec<u8>>,
 ) -> io::Result<After> {
     let body: Vec<u8> = body.into();
@@ -771,7 +771,7 @@ fn headers_json(head: &RequestHead, target: &str) -> String {
         .headers
         .0
         .iter()
-        .map(|h| serde_json::json!([h.name, String::from_utf8_lossy(&h.value)]))
+        .map(|h| serde_json::json!([&*h.name, String::from_utf8_lossy(&h.value)]))
         .collect();
     let json = serde_json::json!({
         "method": head.method,

@@ -131,12 +131,13 @@ impl Entry {
     /// An entry from its parts (the variant key `vary` already worked out), for a cache
     /// that follows `targeting`.
     pub fn assemble(
-        head: ResponseHead,
+        mut head: ResponseHead,
         body: Bytes,
         (request_time, response_time): (SystemTime, SystemTime),
         vary: Vec<(String, Option<Vec<u8>>)>,
         targeting: &Targeting,
     ) -> Entry {
+        head.headers.compact();
         Entry {
             facts: Facts::of(&head, response_time, targeting),
             head,
@@ -279,7 +280,7 @@ mod tests {
     fn head(fields: &[(&str, &str)]) -> ResponseHead {
         let mut head = ResponseHead::new(200, "OK");
         for (n, v) in fields {
-            head.headers.push(*n, *v);
+            head.headers.push(n.to_string(), *v);
         }
         head
     }

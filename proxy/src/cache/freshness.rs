@@ -514,7 +514,7 @@ mod tests {
     fn h(pairs: &[(&str, &str)]) -> Headers {
         let mut headers = Headers::default();
         for (n, v) in pairs {
-            headers.push(*n, *v);
+            headers.push(n.to_string(), *v);
         }
         headers
     }

@@ -72,6 +72,7 @@ impl Partial {
         let etag = strong_etag(&head.headers)?.to_vec();
         head.headers.remove("content-range");
         head.headers.remove("content-length");
+        head.headers.compact();
         Some(Partial {
             facts: Facts::of(&head, response_time, targeting),
             head,

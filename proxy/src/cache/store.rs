@@ -403,11 +403,11 @@ mod tests {
     fn entry(body: &str, vary: &[(&str, &str)], request: &[(&str, &str)]) -> Entry {
         let mut head = ResponseHead::new(200, "OK");
         for (n, v) in vary {
-            head.headers.push(*n, *v);
+            head.headers.push(n.to_string(), *v);
         }
         let mut req = Headers::default();
         for (n, v) in request {
-            req.push(*n, *v);
+            req.push(n.to_string(), *v);
         }
         let now = SystemTime::now();
         Entry::new(

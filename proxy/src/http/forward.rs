@@ -141,7 +141,7 @@ pub fn set_host(headers: &mut Headers, host: &str) {
         .iter_mut()
         .find(|h| h.name.eq_ignore_ascii_case("host"))
     {
-        Some(h) => h.value = host.as_bytes().to_vec(),
+        Some(h) => h.value = bytes::Bytes::copy_from_slice(host.as_bytes()),
         None => headers
             .0
             .insert(0, crate::http::wire::Header::new("Host", host)),
@@ -174,7 +174,7 @@ mod tests {
     fn headers(pairs: &[(&str, &str)]) -> Headers {
         let mut h = Headers::default();
         for (n, v) in pairs {
-            h.push(*n, *v);
+            h.push(n.to_string(), *v);
         }
         h
     }
@@ -222,7 +222,7 @@ mod tests {
             ("X-Kept", "yes"),
         ]);
         strip_hop_by_hop(&mut h);
-        let names: Vec<_> = h.0.iter().map(|h| h.name.as_str()).collect();
+        let names: Vec<_> = h.0.iter().map(|h| &*h.name).collect();
         assert_eq!(names, ["Host", "X-Kept"]);
     }
 

@@ -13,7 +13,8 @@
 //!
 //! The same code serves the proxy (both sides), origin-sim and the grader.
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
+use bytestring::ByteString;
 use std::io;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -47,23 +48,91 @@ impl Default for Limits {
 }
 
 /// One header field, exactly as it arrived: the name keeps its letter case.
+///
+/// Both parts are reference-counted slices: the fields of a parsed head all point into one
+/// copy of its bytes, so a head costs one allocation rather than two per field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
-    pub name: String,
-    pub value: Vec<u8>,
+    pub name: ByteString,
+    pub value: Bytes,
 }
 
 impl Header {
-    pub fn new(name: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
+    pub fn new(name: impl FieldName, value: impl FieldValue) -> Self {
         Header {
-            name: name.into(),
-            value: value.into(),
+            name: name.into_name(),
+            value: value.into_value(),
         }
     }
 
     /// The value as text, when it is valid UTF-8.
     pub fn value_str(&self) -> Option<&str> {
         std::str::from_utf8(&self.value).ok()
+    }
+}
+
+/// What a field name can be made from: a name written in the code costs no allocation.
+pub trait FieldName: AsRef<str> {
+    fn into_name(self) -> ByteString;
+}
+
+impl FieldName for &'static str {
+    fn into_name(self) -> ByteString {
+        ByteString::from_static(self)
+    }
+}
+
+impl FieldName for String {
+    fn into_name(self) -> ByteString {
+        ByteString::from(self)
+    }
+}
+
+impl FieldName for ByteString {
+    fn into_name(self) -> ByteString {
+        self
+    }
+}
+
+/// What a field value can be made from: owned bytes are taken as they are, borrowed ones
+/// copied.
+pub trait FieldValue {
+    fn into_value(self) -> Bytes;
+}
+
+impl FieldValue for Bytes {
+    fn into_value(self) -> Bytes {
+        self
+    }
+}
+
+impl FieldValue for Vec<u8> {
+    fn into_value(self) -> Bytes {
+        Bytes::from(self)
+    }
+}
+
+impl FieldValue for String {
+    fn into_value(self) -> Bytes {
+        Bytes::from(self)
+    }
+}
+
+impl FieldValue for &[u8] {
+    fn into_value(self) -> Bytes {
+        Bytes::copy_from_slice(self)
+    }
+}
+
+impl FieldValue for &str {
+    fn into_value(self) -> Bytes {
+        Bytes::copy_from_slice(self.as_bytes())
+    }
+}
+
+impl FieldValue for &String {
+    fn into_value(self) -> Bytes {
+        Bytes::copy_from_slice(self.as_bytes())
     }
 }
 
@@ -77,7 +146,7 @@ impl Headers {
         self.0
             .iter()
             .find(|h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| h.value.as_slice())
+            .map(|h| &h.value[..])
     }
 
     /// Every value of `name` (case-insensitive), in order.
@@ -85,7 +154,7 @@ impl Headers {
         self.0
             .iter()
             .filter(move |h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| h.value.as_slice())
+            .map(|h| &h.value[..])
     }
 
     /// The comma-separated list elements of every `name` field, trimmed, empty ones skipped.
@@ -110,14 +179,36 @@ impl Headers {
         self.0.retain(|h| !h.name.eq_ignore_ascii_case(name));
     }
 
-    pub fn push(&mut self, name: impl Into<String>, value: impl Into<Vec<u8>>) {
+    pub fn push(&mut self, name: impl FieldName, value: impl FieldValue) {
         self.0.push(Header::new(name, value));
     }
 
     /// Replaces every `name` field with one.
-    pub fn set(&mut self, name: &str, value: impl Into<Vec<u8>>) {
-        self.remove(name);
+    pub fn set(&mut self, name: impl FieldName, value: impl FieldValue) {
+        self.remove(name.as_ref());
         self.push(name, value);
+    }
+
+    /// Moves every field into one fresh buffer of just their bytes. A parsed head's fields
+    /// share the copy of the whole header section; a field kept for long (in the cache)
+    /// would otherwise keep the fields removed beside it alive.
+    pub fn compact(&mut self) {
+        let size = self.0.iter().map(|h| h.name.len() + h.value.len()).sum();
+        let mut buf = BytesMut::with_capacity(size);
+        for h in &self.0 {
+            buf.extend_from_slice(h.name.as_bytes());
+            buf.extend_from_slice(&h.value);
+        }
+        let buf = buf.freeze();
+        let mut at = 0;
+        for h in &mut self.0 {
+            let (name, value) = (h.name.len(), h.value.len());
+            if let Ok(copy) = ByteString::try_from(buf.slice(at..at + name)) {
+                h.name = copy;
+            }
+            h.value = buf.slice(at + name..at + name + value);
+            at += name + value;
+        }
     }
 
     fn write_to(&self, out: &mut Vec<u8>) {
@@ -540,7 +631,7 @@ impl<R: AsyncRead + Unpin> Reader<R> {
             method: req.method.unwrap_or_default().to_string(),
             target: target.to_string(),
             version: Version::from_minor(req.version.unwrap_or(1)),
-            headers: collect_headers(req.headers)?,
+            headers: collect_headers(req.headers, &self.buf[..parsed]),
         };
         self.consume_head(parsed);
         Ok(Some(head))
@@ -618,7 +709,7 @@ pub fn parse_response_head(
                 version: Version::from_minor(res.version.unwrap_or(1)),
                 status: res.code.unwrap_or_default(),
                 reason: res.reason.unwrap_or_default().to_string(),
-                headers: collect_headers(res.headers)?,
+                headers: collect_headers(res.headers, &bytes[..n]),
             };
             Ok(Some((head, n)))
         }
@@ -663,11 +754,38 @@ fn describe(e: httparse::Error) -> &'static str {
     }
 }
 
-fn collect_headers(raw: &[httparse::Header<'_>]) -> Result<Headers, HeadError> {
-    raw.iter()
-        .map(|h| Ok(Header::new(h.name, h.value)))
-        .collect::<Result<Vec<_>, HeadError>>()
-        .map(Headers)
+/// The parsed fields as owned [`Header`]s: the header section is copied once and every name
+/// and value is a slice of that copy (two allocations per head, not two per field).
+fn collect_headers(raw: &[httparse::Header<'_>], head: &[u8]) -> Headers {
+    let base = head.as_ptr() as usize;
+    // Where a slice httparse returned sits in `head` (it always does, but an empty value
+    // need not point anywhere in particular, so that is checked, not assumed).
+    let offset = |s: &[u8]| {
+        let at = (s.as_ptr() as usize).checked_sub(base)?;
+        (!s.is_empty() && at + s.len() <= head.len()).then_some(at)
+    };
+    let (Some(first), Some(last)) = (raw.first(), raw.last()) else {
+        return Headers::default();
+    };
+    let start = offset(first.name.as_bytes()).unwrap_or(0);
+    let end = offset(last.value).map_or(head.len(), |at| at + last.value.len());
+    let copy = Bytes::copy_from_slice(&head[start..end.max(start)]);
+    let slice = |s: &[u8]| match offset(s) {
+        Some(at) if at >= start && at + s.len() <= end => {
+            copy.slice(at - start..at - start + s.len())
+        }
+        _ => Bytes::copy_from_slice(s),
+    };
+    Headers(
+        raw.iter()
+            .map(|h| Header {
+                // httparse accepted the name as a token, so it is ASCII.
+                name: ByteString::try_from(slice(h.name.as_bytes()))
+                    .unwrap_or_else(|_| ByteString::from(h.name)),
+                value: slice(h.value),
+            })
+            .collect(),
+    )
 }
 
 /// Why a body could not be moved: which side failed decides who is told what.
@@ -1007,6 +1125,56 @@ fn parse_chunk_size(line: &[u8]) -> Result<u64, BodyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The lowest and one-past-the-highest address the fields' bytes occupy.
+    fn span(headers: &Headers) -> usize {
+        let ends = headers.0.iter().flat_map(|h| {
+            [h.name.as_bytes(), &h.value[..]]
+                .into_iter()
+                .filter(|s| !s.is_empty())
+                .map(|s| (s.as_ptr() as usize, s.as_ptr() as usize + s.len()))
+        });
+        let (lo, hi) = ends.fold((usize::MAX, 0), |(lo, hi), (a, b)| (lo.min(a), hi.max(b)));
+        hi - lo
+    }
+
+    #[test]
+    fn parsed_fields_are_exact_and_share_one_copy() {
+        let wire = b"HTTP/1.1 200 OK\r\nX-Empty:\r\nServer:  nginx \r\nX-Big: \
+            aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\
+            Content-Length: 5\r\n\r\nhello";
+        let (mut head, n) = parse_response_head(wire, Limits::default())
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, wire.len() - 5);
+        let fields: Vec<(&str, &[u8])> = head
+            .headers
+            .0
+            .iter()
+            .map(|h| (&*h.name, &h.value[..]))
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                ("X-Empty", &b""[..]),
+                ("Server", b"nginx"),
+                ("X-Big", &[b'a'; 83][..]),
+                ("Content-Length", b"5"),
+            ]
+        );
+        // Dropping the big field and compacting leaves a buffer of only the kept bytes.
+        head.headers.remove("x-big");
+        assert!(
+            span(&head.headers) > 83,
+            "still pointing into the whole head's copy"
+        );
+        head.headers.compact();
+        let kept = "X-Empty".len() + "Server".len() + 5 + "Content-Length".len() + 1;
+        assert_eq!(span(&head.headers), kept);
+        assert_eq!(head.headers.get("server"), Some(&b"nginx"[..]));
+        assert_eq!(head.headers.get("content-length"), Some(&b"5"[..]));
+        assert_eq!(head.headers.get("x-empty"), Some(&b""[..]));
+    }
 
     async fn decode_all(wire: &[u8], from: Framing, to: Framing) -> Result<Vec<u8>, BodyError> {
         let mut reader = Reader::new(wire);

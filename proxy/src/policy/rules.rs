@@ -183,10 +183,10 @@ impl Rewrite {
             headers.remove(name);
         }
         for (name, value) in &self.set {
-            headers.set(name, value.as_str());
+            headers.set(name.clone(), value.as_str());
         }
         for (name, value) in &self.add {
-            headers.push(name.as_str(), value.as_str());
+            headers.push(name.clone(), value.as_str());
         }
     }
 }
