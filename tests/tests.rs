@@ -26,6 +26,8 @@ mod tunnels;
 mod chat;
 // The shared cache: one RFC 9111 rule per test, proven by X-Origin-Hits.
 mod caching;
+// Replicas sharing one cache through a real redis-server, and parent proxies.
+mod cluster;
 // Reverse mode: round-robin upstreams, Host kept, refused upstreams skipped, cache shared.
 mod reverse;
 // Filtering rules with live reload, client access control, proxy authentication.

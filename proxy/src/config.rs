@@ -51,6 +51,14 @@ pub struct Config {
     #[arg(long = "upstream", value_name = "URL", value_parser = parse_upstream)]
     pub upstreams: Vec<crate::http::target::Authority>,
 
+    /// A parent proxy (http://HOST:PORT, repeatable): GET and HEAD requests in forward
+    /// mode go through one of them instead of to the origin, each URL always to the same
+    /// parent (rendezvous hashing), so a cache hierarchy fetches each object once. A parent
+    /// that refuses connections is passed over for a while and only its URLs move. Give
+    /// every proxy of the hierarchy its own --via-name: a name met again in Via is a loop.
+    #[arg(long = "parent", value_name = "URL", value_parser = parse_upstream)]
+    pub parents: Vec<crate::http::target::Authority>,
+
     /// Ports CONNECT may open tunnels to: a list such as `443,8443,9000-9100`, or `any`.
     #[arg(long, default_value = "443", value_name = "LIST", value_parser = PortPolicy::parse)]
     pub connect_ports: PortPolicy,
@@ -98,6 +106,19 @@ pub struct Config {
     /// (a damaged file is skipped with a warning).
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<std::path::PathBuf>,
+
+    /// Share the cache with other replicas through Redis (redis://HOST:PORT[/DB]): memory
+    /// stays the first level, a miss there looks in Redis before the origin, stored
+    /// responses are written there, invalidations reach every replica, and one replica
+    /// fetches a URI the others miss at the same time. Redis down or slow never fails a
+    /// request: the proxy serves from memory and the origin and reconnects by itself.
+    #[arg(long, value_name = "URL", value_parser = parse_store_url)]
+    pub cache_store: Option<String>,
+
+    /// With --cache-store: how long one replica's fetch of a URI holds back the others
+    /// that miss it at the same time (they then fetch it themselves, e.g. if it died).
+    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    pub cache_store_lock: Duration,
 
     /// A response field that targets this cache (RFC 9213), e.g. Proxylab-Cache-Control
     /// (repeatable, most specific first). The first such field with a valid value, else
@@ -391,6 +412,14 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
     };
     n.checked_mul(scale)
         .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+fn parse_store_url(s: &str) -> Result<String, String> {
+    if !s.starts_with("redis://") {
+        return Err(format!("{s}: expected redis://HOST:PORT[/DB]"));
+    }
+    redis::Client::open(s).map_err(|e| format!("{s}: {e}"))?;
+    Ok(s.to_string())
 }
 
 fn parse_upstream(s: &str) -> Result<crate::http::target::Authority, String> {

@@ -32,6 +32,7 @@ use crate::observe;
 use crate::policy::{self, rules::Direction, Rewrites};
 use crate::request::{Failure, RequestContext, Wants};
 use crate::shared::Shared;
+use std::borrow::Cow;
 
 /// Handles one request whose head has been read, writes its response, and logs it.
 pub async fn handle(shared: &Shared, conn: &mut ClientConn, head: RequestHead) -> Next {
@@ -243,17 +244,31 @@ async fn forward(
         plan,
         rewrites: destination.rewrites,
     };
+    // In forward mode, a GET or HEAD goes through a parent proxy when there are some
+    // (`--parent`): the one its URL hashes to, in absolute-form.
+    let parents = shared
+        .parents
+        .as_ref()
+        .filter(|_| !destination.keep_host && framing == Framing::Empty)
+        .filter(|_| ex.wants.method == "GET" || ex.wants.method == "HEAD");
+    let (target, candidates, health) = match parents {
+        Some(parents) => {
+            let order = parents.order(&ex.wants.key);
+            let target = ex.wants.key.clone();
+            (target, Cow::Owned(order), Some(&parents.health))
+        }
+        None => {
+            let health = shared.reverse.as_ref().map(|r| &r.health);
+            let upstreams = Cow::Borrowed(destination.upstreams.as_slice());
+            (destination.path, upstreams, health)
+        }
+    };
     let host = (!destination.keep_host).then_some(first);
-    let up = upstream_head(shared, conn, head, destination.path, host, framing, &ex);
+    let up = upstream_head(shared, conn, head, target, host, framing, &ex);
     let mut wire_head = Vec::with_capacity(512);
     up.write_to(&mut wire_head);
 
-    let reverse = shared.reverse.as_ref();
-    let relayed = match shared
-        .upstreams
-        .checkout_first(&destination.upstreams, reverse)
-        .await
-    {
+    let relayed = match shared.upstreams.checkout_first(&candidates, health).await {
         Ok(upstream) => {
             ctx.upstream = Some(upstream.authority.clone());
             ctx.upstream_peer = Some(upstream.peer);

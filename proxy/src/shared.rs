@@ -2,10 +2,12 @@
 //! rules, and the observers. Built once at start ([`Shared::new`]); every stage reads it.
 
 use crate::cache::freshness::Targeting;
+use crate::cache::remote::Remote;
 use crate::cache::Cache;
 use crate::config::Config;
 use crate::conn::Next;
 use crate::error::ProxyError;
+use crate::http::parent::Parents;
 use crate::http::reverse::Reverse;
 use crate::http::upstream::Upstreams;
 use crate::http::wire::{Headers, Limits, Version};
@@ -25,6 +27,8 @@ pub struct Shared {
     pub cache: Cache,
     /// Set in reverse mode (`--upstream`).
     pub reverse: Option<Reverse>,
+    /// Set with `--parent`.
+    pub parents: Option<Parents>,
     /// The address the proxy listens on (a CONNECT there would loop).
     pub local_addr: SocketAddr,
     pub upstreams: Upstreams,
@@ -125,16 +129,22 @@ impl Shared {
                 &config.targeted_cache_control,
                 reverse && config.cache_size > 0,
             ));
+        if let (Some(url), true) = (&config.cache_store, cache.enabled()) {
+            let remote = Remote::new(url, config.cache_store_lock, cache.targeting().clone())
+                .map_err(std::io::Error::other)?;
+            cache = cache.with_remote(Arc::new(remote));
+        }
         if let (Some(dir), true) = (&config.cache_dir, cache.enabled()) {
             let (loaded, count) = cache.with_dir(dir.clone())?;
             tracing::info!("cache: {count} entries loaded from {}", dir.display());
             cache = loaded;
         }
-        Ok(Arc::new_cyclic(|me| Shared {
+        let shared = Arc::new_cyclic(|me| Shared {
             me: me.clone(),
             local_addr,
             cache,
             reverse: Reverse::new(&config.upstreams),
+            parents: Parents::new(&config.parents),
             upstreams: Upstreams::new(&config, capture.clone()),
             limits: Limits::default(),
             draining: AtomicBool::new(false),
@@ -150,6 +160,12 @@ impl Shared {
             capture,
             config,
             next_request: AtomicU64::new(1),
-        }))
+        });
+        if let Some(remote) = shared.cache.remote() {
+            remote.start(Arc::downgrade(&shared), |shared: &Shared, key: &str| {
+                shared.cache.invalidate_here(key);
+            });
+        }
+        Ok(shared)
     }
 }

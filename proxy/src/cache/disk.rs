@@ -32,6 +32,12 @@ const SUFFIX: &str = "entry";
 
 /// The file an entry lives in: a hash of its key and variant, so variants do not collide.
 pub fn file_for(dir: &Path, key: &str, entry: &Entry) -> PathBuf {
+    dir.join(format!("{:016x}.{SUFFIX}", variant_hash(key, entry)))
+}
+
+/// A hash of an entry's key and variant (its Vary values): its file name here, its field
+/// in the shared store ([`super::remote`]).
+pub fn variant_hash(key: &str, entry: &Entry) -> u64 {
     // FNV-1a: stable across Rust versions (file names must survive an upgrade).
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     let mut feed = |bytes: &[u8]| {
@@ -45,7 +51,7 @@ pub fn file_for(dir: &Path, key: &str, entry: &Entry) -> PathBuf {
         feed(name.as_bytes());
         feed(value.as_deref().unwrap_or(b"\\0absent"));
     }
-    dir.join(format!("{hash:016x}.{SUFFIX}"))
+    hash
 }
 
 /// The entry as file contents.

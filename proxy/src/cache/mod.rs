@@ -1,4 +1,4 @@
-//! The shared HTTP cache (RFC 9111), in seven rooms:
+//! The shared HTTP cache (RFC 9111), in eight rooms:
 //!
 //! - [`stage`]: the pipeline's cache stage — look up, serve a stored response, plan a
 //!   revalidation, store what comes back, invalidate after unsafe methods, `PURGE`.
@@ -9,8 +9,10 @@
 //! - [`partial`]: 206 responses kept for the ranges they cover, combined into whole ones.
 //! - [`freshness`]: the arithmetic — Cache-Control, lifetimes, ages, what may be stored.
 //! - [`disk`]: `--cache-dir`, entries as files that survive a restart.
+//! - [`remote`]: `--cache-store`, a second level in Redis shared by replicas, with locks
+//!   for collapsing across them and events for invalidating everywhere.
 //!
-//! Dependencies run one way: `stage` → `refresh` → `store` → `disk`, `partial` →
+//! Dependencies run one way: `stage` → `refresh` → `store` → `remote` → `disk`, `partial` →
 //! `entry` → `freshness`.
 
 pub mod disk;
@@ -18,6 +20,7 @@ pub mod entry;
 pub mod freshness;
 pub mod partial;
 pub mod refresh;
+pub mod remote;
 pub mod stage;
 pub mod store;
 

@@ -98,7 +98,7 @@ async fn revalidate(
     let request_time = SystemTime::now();
     let mut up = shared
         .upstreams
-        .checkout_first(upstreams, shared.reverse.as_ref())
+        .checkout_first(upstreams, shared.reverse.as_ref().map(|r| &r.health))
         .await
         .map_err(|e| e.to_string())?;
     up.writer

@@ -59,7 +59,15 @@ pub async fn consult<'s>(
     }
     let req_cc = request_cache_control(&head.headers);
     let now = SystemTime::now();
-    let looked = look_up(&shared.cache, key, &head.headers, &req_cc, now);
+    let mut looked = look_up(&shared.cache, key, &head.headers, &req_cc, now);
+    // A miss in memory may be a hit in the shared store (`--cache-store`): another
+    // replica stored it.
+    let mut shared_hit = false;
+    if matches!(looked, Lookup::Forward { stored: None, .. }) && shared.cache.load_remote(key).await
+    {
+        looked = look_up(&shared.cache, key, &head.headers, &req_cc, now);
+        shared_hit = true;
+    }
     // A Range request is answered from a stored whole response (206) when there is a fresh
     // one, else from a stored partial response that holds the range; otherwise it goes to
     // the origin as it is, and a 206 that comes back is kept for the range it covers. It
@@ -87,10 +95,10 @@ pub async fn consult<'s>(
     let (looked, collapsed, flight) = collapse(shared, head, key, &req_cc, looked).await;
     let (stored, fwd) = match looked {
         Lookup::Hit(entry, age) => {
-            let status = if collapsed {
-                "proxylab; hit; collapsed"
-            } else {
-                "proxylab; hit"
+            let status = match (collapsed, shared_hit) {
+                (true, _) => "proxylab; hit; collapsed",
+                (false, true) => "proxylab; hit; detail=shared-store",
+                (false, false) => "proxylab; hit",
             };
             let (next, status, sent) =
                 serve_stored(shared, conn, head, &entry, age, status).await?;
@@ -174,7 +182,19 @@ async fn collapse<'s>(
         return (looked, false, None);
     }
     match shared.cache.join_flight(key) {
-        Some(Flight::Leader(guard)) => (looked, false, Some(guard)),
+        Some(Flight::Leader(mut guard)) => {
+            // One replica fetches for all (`--cache-store`): when another one was already
+            // fetching, what it stored is here now, and this replica's waiters are
+            // released to it.
+            if guard.across_replicas().await {
+                let again = look_up(&shared.cache, key, &head.headers, req_cc, SystemTime::now());
+                if !matches!(again, Lookup::Forward { .. }) {
+                    return (again, true, None);
+                }
+                return (again, false, Some(guard));
+            }
+            (looked, false, Some(guard))
+        }
         Some(Flight::Follower(mut done)) => {
             let wait = shared.config.upstream_timeout;
             let _ = tokio::time::timeout(wait, done.changed()).await;

@@ -16,6 +16,7 @@
 use super::entry::Entry;
 use super::freshness::Targeting;
 use super::partial::Partial;
+use super::remote::{Lock, Remote};
 use crate::http::wire::Headers;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -74,6 +75,8 @@ pub struct Cache {
     /// Keys being revalidated in the background right now (stale-while-revalidate): one
     /// revalidation per key at a time.
     refreshing: Mutex<std::collections::HashSet<String>>,
+    /// `--cache-store`: the second level, shared with other replicas.
+    remote: Option<Arc<Remote>>,
 }
 
 /// A request's part in collapsing: the one that fetches, or one that waits.
@@ -90,12 +93,41 @@ pub enum Flight<'a> {
 pub struct FlightGuard<'a> {
     cache: &'a Cache,
     key: String,
+    /// The shared store's lock on the key, when this replica fetches for all of them.
+    token: Option<String>,
+}
+
+impl FlightGuard<'_> {
+    /// Request collapsing across replicas: takes the shared store's lock on the key, or,
+    /// when another replica holds it, waits until that replica has stored the response
+    /// (or given up, or its lock expired) and loads what it stored. Says whether it waited
+    /// for another replica. Without a shared store (or with one that is down), nothing.
+    pub async fn across_replicas(&mut self) -> bool {
+        let Some(remote) = &self.cache.remote else {
+            return false;
+        };
+        match remote.lock(&self.key).await {
+            Lock::Acquired(token) => {
+                self.token = Some(token);
+                false
+            }
+            Lock::Held(mut done, left) => {
+                let _ = tokio::time::timeout(left, done.changed()).await;
+                self.cache.load_remote(&self.key).await;
+                true
+            }
+            Lock::Unavailable => false,
+        }
+    }
 }
 
 impl Drop for FlightGuard<'_> {
     fn drop(&mut self) {
         if let Ok(mut flights) = self.cache.flights.lock() {
             flights.remove(&self.key);
+        }
+        if let (Some(token), Some(remote)) = (self.token.take(), &self.cache.remote) {
+            remote.unlock(&self.key, token);
         }
     }
 }
@@ -119,7 +151,35 @@ impl Cache {
             evictions: Default::default(),
             flights: Mutex::new(HashMap::new()),
             refreshing: Mutex::new(Default::default()),
+            remote: None,
         }
+    }
+
+    /// Shares entries with other replicas through `remote` (`--cache-store`).
+    pub fn with_remote(mut self, remote: Arc<Remote>) -> Cache {
+        self.remote = Some(remote);
+        self
+    }
+
+    /// The shared store, when there is one.
+    pub fn remote(&self) -> Option<&Arc<Remote>> {
+        self.remote.as_ref()
+    }
+
+    /// Loads what the shared store holds for `key` into memory (a miss here may be a hit
+    /// there); says whether it found anything.
+    pub async fn load_remote(&self, key: &str) -> bool {
+        let Some(remote) = &self.remote else {
+            return false;
+        };
+        let mut found = false;
+        for entry in remote.fetch(key).await {
+            if entry.body.len() <= self.max_object && self.enabled() {
+                self.insert(key, Arc::new(entry));
+                found = true;
+            }
+        }
+        found
     }
 
     /// Follows these targeted cache-control fields (RFC 9213) instead of only
@@ -144,6 +204,7 @@ impl Cache {
         Some(Flight::Leader(FlightGuard {
             cache: self,
             key: key.to_string(),
+            token: None,
         }))
     }
 
@@ -219,7 +280,8 @@ impl Cache {
 
     /// Stores `entry` under `key`, replacing the variant it matches; then evicts the least
     /// recently used entries until the cache fits its budget again. With `--cache-dir`, the
-    /// entry is also written to disk (off the request's path).
+    /// entry is also written to disk, and with `--cache-store` to the shared store (both
+    /// off the request's path).
     pub fn store(&self, key: &str, entry: Entry) -> Arc<Entry> {
         let entry = Arc::new(entry);
         if entry.body.len() > self.max_object || !self.enabled() {
@@ -233,6 +295,9 @@ impl Cache {
                     tracing::warn!("cannot write cache file {}: {e}", path.display());
                 }
             });
+        }
+        if let Some(remote) = &self.remote {
+            remote.put(key, &entry);
         }
         self.insert(key, entry.clone());
         entry
@@ -360,8 +425,18 @@ impl Cache {
     }
 
     /// Removes every variant of `key` (after an unsafe method succeeded on it, or on
-    /// PURGE); says whether there was anything to remove.
+    /// PURGE), here and in the shared store, whose other replicas are told to remove
+    /// theirs; says whether there was anything to remove here.
     pub fn invalidate(&self, key: &str) -> bool {
+        if let Some(remote) = &self.remote {
+            remote.remove(key);
+        }
+        self.invalidate_here(key)
+    }
+
+    /// [`Cache::invalidate`] in this replica's memory (and disk) only: what another
+    /// replica's invalidation does here.
+    pub fn invalidate_here(&self, key: &str) -> bool {
         let Ok(mut store) = self.store.lock() else {
             return false;
         };

@@ -5,7 +5,8 @@
 //! - [`forward`]: the header rules a proxy must follow (RFC 9110 §7.6).
 //! - [`range`]: what a `Range` header asks for (RFC 9110 §14).
 //! - [`upstream`]: name resolution, dialing and the keep-alive pool.
-//! - [`reverse`]: reverse mode's upstream choice and passive health.
+//! - [`reverse`]: reverse mode's upstream choice, and passive health (also the parents').
+//! - [`parent`]: parent proxies (`--parent`), one per object by rendezvous hashing.
 //! - [`relay`]: the request body up and the response down, re-framed.
 //! - [`tunnel`]: CONNECT tunnels, bytes both ways with half-close.
 //! - [`splice`]: socket-to-socket moves without a copy through the process (Linux).
@@ -16,6 +17,7 @@ pub mod forward;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod own;
+pub mod parent;
 pub mod range;
 pub mod relay;
 pub mod reverse;

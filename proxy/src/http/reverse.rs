@@ -14,40 +14,46 @@ use std::time::{Duration, Instant};
 /// How long an upstream that refused a connection is passed over.
 pub const DOWN_FOR: Duration = Duration::from_secs(10);
 
-/// The upstream servers of reverse mode.
+/// Passive health of a list of upstreams (reverse mode's servers, `--parent` proxies): one
+/// that refused a connection is down for [`DOWN_FOR`], or until it answers again.
 #[derive(Debug)]
-pub struct Reverse {
+pub struct Health {
     upstreams: Vec<Authority>,
-    next: AtomicUsize,
     down_until: Mutex<Vec<Option<Instant>>>,
 }
 
-impl Reverse {
-    /// `None` when no upstream is configured (forward-proxy mode).
-    pub fn new(upstreams: &[Authority]) -> Option<Reverse> {
-        (!upstreams.is_empty()).then(|| Reverse {
+impl Health {
+    pub fn new(upstreams: &[Authority]) -> Health {
+        Health {
             upstreams: upstreams.to_vec(),
-            next: AtomicUsize::new(0),
             down_until: Mutex::new(vec![None; upstreams.len()]),
-        })
+        }
     }
 
-    /// The upstreams to try for the next request: this request's turn first, the others
-    /// after it, and any marked down at the end (they are tried only if all else fails).
-    pub fn order(&self) -> Vec<Authority> {
-        let n = self.upstreams.len();
-        let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
+    pub fn upstreams(&self) -> &[Authority] {
+        &self.upstreams
+    }
+
+    /// Which of the upstreams (by index) are down now.
+    pub fn down(&self) -> Vec<bool> {
         let now = Instant::now();
         let down = self
             .down_until
             .lock()
             .map(|d| d.clone())
             .unwrap_or_default();
-        let is_down = |i: usize| down.get(i).copied().flatten().is_some_and(|t| t > now);
-        let turn = (0..n).map(|k| (start + k) % n);
-        let up = turn.clone().filter(|&i| !is_down(i));
-        let down_ones = turn.filter(|&i| is_down(i));
-        up.chain(down_ones)
+        (0..self.upstreams.len())
+            .map(|i| down.get(i).copied().flatten().is_some_and(|t| t > now))
+            .collect()
+    }
+
+    /// `indices` in their order, those down moved to the end (tried only if all else
+    /// fails).
+    pub fn up_first(&self, indices: impl Iterator<Item = usize> + Clone) -> Vec<Authority> {
+        let down = self.down();
+        let is_down = |i: &usize| down.get(*i).copied().unwrap_or(false);
+        let up = indices.clone().filter(|i| !is_down(i));
+        up.chain(indices.filter(is_down))
             .map(|i| self.upstreams[i].clone())
             .collect()
     }
@@ -57,24 +63,47 @@ impl Reverse {
         tracing::warn!(
             "upstream {upstream} refused a connection; passing it over for {DOWN_FOR:?}"
         );
-        if let Ok(mut down) = self.down_until.lock() {
-            for (i, u) in self.upstreams.iter().enumerate() {
-                if u == upstream {
-                    down[i] = Some(Instant::now() + DOWN_FOR);
-                }
-            }
-        }
+        self.set(upstream, Some(Instant::now() + DOWN_FOR));
     }
 
     /// Marks `upstream` healthy again (it answered).
     pub fn mark_up(&self, upstream: &Authority) {
+        self.set(upstream, None);
+    }
+
+    fn set(&self, upstream: &Authority, until: Option<Instant>) {
         if let Ok(mut down) = self.down_until.lock() {
             for (i, u) in self.upstreams.iter().enumerate() {
                 if u == upstream {
-                    down[i] = None;
+                    down[i] = until;
                 }
             }
         }
+    }
+}
+
+/// The upstream servers of reverse mode.
+#[derive(Debug)]
+pub struct Reverse {
+    next: AtomicUsize,
+    pub health: Health,
+}
+
+impl Reverse {
+    /// `None` when no upstream is configured (forward-proxy mode).
+    pub fn new(upstreams: &[Authority]) -> Option<Reverse> {
+        (!upstreams.is_empty()).then(|| Reverse {
+            next: AtomicUsize::new(0),
+            health: Health::new(upstreams),
+        })
+    }
+
+    /// The upstreams to try for the next request: this request's turn first, the others
+    /// after it, and any marked down at the end (they are tried only if all else fails).
+    pub fn order(&self) -> Vec<Authority> {
+        let n = self.health.upstreams().len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        self.health.up_first((0..n).map(move |k| (start + k) % n))
     }
 }
 
@@ -94,14 +123,14 @@ mod tests {
         let reverse = Reverse::new(&[a(1), a(2), a(3)]).unwrap();
         assert_eq!(reverse.order(), [a(1), a(2), a(3)]);
         assert_eq!(reverse.order(), [a(2), a(3), a(1)]);
-        reverse.mark_down(&a(3));
+        reverse.health.mark_down(&a(3));
         assert_eq!(reverse.order(), [a(1), a(2), a(3)]);
         assert_eq!(
             reverse.order(),
             [a(1), a(2), a(3)],
             "3's turn is skipped while down"
         );
-        reverse.mark_up(&a(3));
+        reverse.health.mark_up(&a(3));
         assert_eq!(reverse.order()[0], a(2));
     }
 }

@@ -8,7 +8,7 @@
 
 use crate::config::Config;
 use crate::error::ProxyError;
-use crate::http::reverse::Reverse;
+use crate::http::reverse::Health;
 use crate::http::target::Authority;
 use crate::http::wire::Reader;
 use crate::observe::capture::{Capture, TapRead, TapWrite};
@@ -75,26 +75,26 @@ impl Upstreams {
         self.connect(authority).await
     }
 
-    /// A connection to the first of `candidates` that accepts one (reverse mode lists
-    /// several; forward mode one). Moving on is safe only because nothing was sent yet: a
-    /// refused connection. `reverse`, when given, learns which upstreams are up and down.
+    /// A connection to the first of `candidates` that accepts one (reverse mode and
+    /// parents list several; forward mode one). Moving on is safe only because nothing was
+    /// sent yet: a refused connection. `health`, when given, learns which are up and down.
     pub async fn checkout_first(
         &self,
         candidates: &[Authority],
-        reverse: Option<&Reverse>,
+        health: Option<&Health>,
     ) -> Result<UpstreamConn, ProxyError> {
         let mut last = None;
         for candidate in candidates {
             match self.checkout(candidate).await {
                 Ok(conn) => {
-                    if let Some(reverse) = reverse {
-                        reverse.mark_up(candidate);
+                    if let Some(health) = health {
+                        health.mark_up(candidate);
                     }
                     return Ok(conn);
                 }
                 Err(e @ ProxyError::Connect { .. }) => {
-                    if let Some(reverse) = reverse {
-                        reverse.mark_down(candidate);
+                    if let Some(health) = health {
+                        health.mark_down(candidate);
                     }
                     last = Some(e);
                 }

@@ -39,6 +39,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
                 let gauges = Gauges {
                     cache: shared.cache.stats(),
                     upstream_idle: shared.upstreams.idle_count(),
+                    cache_store_up: shared.cache.remote().map(|r| r.is_up()),
                 };
                 let path = head.target.split('?').next().unwrap_or("");
                 match path {

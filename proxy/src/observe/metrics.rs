@@ -64,6 +64,8 @@ fn worker_index() -> usize {
 pub struct Gauges {
     pub cache: CacheStats,
     pub upstream_idle: usize,
+    /// With `--cache-store`: whether the shared store is connected.
+    pub cache_store_up: Option<bool>,
 }
 
 /// A JSON number: an integer when the value is one (every counter and gauge is), so that
@@ -164,7 +166,7 @@ impl Metrics {
                 (format!("thread=\"{name}\""), n.load(Relaxed) as f64)
             })
             .collect();
-        vec![
+        let mut families = vec![
             Family::new(
                 "connections_active",
                 "Client connections open now.",
@@ -268,7 +270,16 @@ impl Metrics {
                 "gauge",
                 gauge(gauges.upstream_idle as i64),
             ),
-        ]
+        ];
+        if let Some(up) = gauges.cache_store_up {
+            families.push(Family::new(
+                "cache_store_up",
+                "Whether the shared cache store (--cache-store) is connected: 1 or 0.",
+                "gauge",
+                gauge(i64::from(up)),
+            ));
+        }
+        families
     }
 
     /// Prometheus text exposition format (version 0.0.4).

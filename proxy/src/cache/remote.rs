@@ -1,0 +1,507 @@
+//! The shared store (`--cache-store redis://HOST:PORT[/DB]`): replicas of the proxy keep
+//! one cache between them in Redis, behind each one's in-memory cache.
+//!
+//! Takes: entries the in-memory cache stored, keys it missed, keys it invalidated. Returns:
+//! entries another replica stored, and who fetches a miss when several replicas miss at
+//! once. What lives in Redis (`P` is `proxylab:`):
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `P` `e:` URI | hash | one field per variant (the Vary values' hash), each an entry in the `--cache-dir` file format ([`super::disk`]); expires when the longest-lived variant is past use |
+//! | `P` `l:` URI | string | the lock of the replica fetching the URI now (`SET NX PX`); expires by itself if that replica dies |
+//! | channel `P` `events` | pub/sub | `stored URI`, `released URI`, `invalidate URI`, each prefixed with the sender's id |
+//!
+//! Redis down or slow never fails a request: every operation has a short deadline, and a
+//! failed one marks the store down — requests then skip it (memory and the origin serve
+//! them) until the supervisor task has reconnected. The state is logged once per change
+//! and shown as `proxylab_cache_store_up` in `/metrics`.
+
+use super::disk;
+use super::entry::Entry;
+use super::freshness::Targeting;
+use redis::aio::MultiplexedConnection;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch, Notify};
+
+const PREFIX: &str = "proxylab:";
+const CHANNEL: &str = "proxylab:events";
+/// How long one Redis operation may take before the store is taken for down.
+const OP_TIMEOUT: Duration = Duration::from_millis(250);
+/// How long connecting may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Pause between reconnection attempts while Redis is unreachable.
+const RECONNECT_EVERY: Duration = Duration::from_millis(500);
+/// How long a stale entry with a validator is kept past its other windows, so a replica
+/// can still revalidate it (a 304 is cheaper than the whole response again).
+const REVALIDATE_FOR: Duration = Duration::from_secs(600);
+
+/// The shared store's client: the connection, its state, and the replicas' lock waiters.
+#[derive(Debug)]
+pub struct Remote {
+    client: redis::Client,
+    /// The address as given, without a password, for log lines.
+    shown: String,
+    conn: Mutex<Option<MultiplexedConnection>>,
+    up: AtomicBool,
+    /// Set when an operation failed: the supervisor drops the connection and reconnects.
+    broken: Notify,
+    /// This replica's name in lock tokens and events (its own events are not acted on).
+    id: String,
+    tokens: AtomicU64,
+    /// How long a replica's fetch holds the others back at most (`--cache-store-lock`).
+    lock_for: Duration,
+    /// URIs whose lock another replica holds, and the requests here waiting for it.
+    waiters: Mutex<HashMap<String, watch::Sender<()>>>,
+    targeting: Targeting,
+    /// Writes waiting for the writer task, and its end of the queue until it starts.
+    writes: mpsc::Sender<Write>,
+    queued: Mutex<Option<mpsc::Receiver<Write>>>,
+}
+
+/// How many writes may wait for the store; more are dropped (the store is a cache).
+const QUEUE: usize = 1024;
+
+/// What asking for a URI's lock gave.
+#[derive(Debug)]
+pub enum Lock {
+    /// This replica fetches; release the lock with [`Remote::unlock`] when done.
+    Acquired(String),
+    /// Another replica is fetching it: wait on the receiver (woken when it stored the
+    /// response or gave up, or by the deadline of its lock), then look again.
+    Held(watch::Receiver<()>, Duration),
+    /// The store is down or slow: fetch without it.
+    Unavailable,
+}
+
+impl Remote {
+    /// A client for `url` (`redis://HOST:PORT[/DB]`); nothing is connected until
+    /// [`Remote::start`].
+    pub fn new(url: &str, lock_for: Duration, targeting: Targeting) -> Result<Remote, String> {
+        let client = redis::Client::open(url).map_err(|e| format!("--cache-store {url}: {e}"))?;
+        let info = client.get_connection_info();
+        let shown = format!("redis://{}", info.addr());
+        let id = format!(
+            "{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos())
+        );
+        let (writes, queued) = mpsc::channel(QUEUE);
+        Ok(Remote {
+            writes,
+            queued: Mutex::new(Some(queued)),
+            client,
+            shown,
+            conn: Mutex::new(None),
+            up: AtomicBool::new(false),
+            broken: Notify::new(),
+            id,
+            tokens: AtomicU64::new(0),
+            lock_for,
+            waiters: Mutex::new(HashMap::new()),
+            targeting,
+        })
+    }
+
+    /// Whether the store is connected now.
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    /// Starts the supervisor: it connects, listens to the other replicas' events (calling
+    /// `invalidate` for their invalidations), and reconnects whenever the connection is
+    /// lost. It ends when `owner` is gone.
+    pub fn start<T: Send + Sync + 'static>(
+        self: &Arc<Self>,
+        owner: Weak<T>,
+        invalidate: impl Fn(&T, &str) + Send + Sync + 'static,
+    ) {
+        if let Some(mut queued) = self.queued.lock().ok().and_then(|mut q| q.take()) {
+            // Holds the store weakly: the queue closes when the store is dropped.
+            let store = Arc::downgrade(self);
+            tokio::spawn(async move {
+                while let Some(write) = queued.recv().await {
+                    let Some(store) = store.upgrade() else { break };
+                    if let Some(mut conn) = store.conn() {
+                        store
+                            .run(write.pipeline().query_async::<()>(&mut conn))
+                            .await;
+                    }
+                }
+            });
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            while owner.strong_count() > 0 {
+                me.supervise_once(&owner, &invalidate).await;
+                me.set_up(false, "");
+                me.wake_all();
+                tokio::time::sleep(RECONNECT_EVERY).await;
+            }
+        });
+    }
+
+    /// One connection's life: connect, subscribe, relay events until it breaks.
+    async fn supervise_once<T>(&self, owner: &Weak<T>, invalidate: &impl Fn(&T, &str)) {
+        let connected = tokio::time::timeout(CONNECT_TIMEOUT, async {
+            let conn = self.client.get_multiplexed_async_connection().await?;
+            let mut pubsub = self.client.get_async_pubsub().await?;
+            pubsub.subscribe(CHANNEL).await?;
+            Ok::<_, redis::RedisError>((conn, pubsub))
+        })
+        .await;
+        let (conn, pubsub) = match connected {
+            Ok(Ok(both)) => both,
+            Ok(Err(e)) => return self.set_up(false, &e.to_string()),
+            Err(_) => return self.set_up(false, "connecting timed out"),
+        };
+        if let Ok(mut slot) = self.conn.lock() {
+            *slot = Some(conn);
+        }
+        self.set_up(true, "");
+        let mut events = pubsub.into_on_message();
+        loop {
+            use futures_util::StreamExt as _;
+            tokio::select! {
+                msg = events.next() => {
+                    let Some(msg) = msg else { break };
+                    let Ok(text) = std::str::from_utf8(msg.get_payload_bytes()) else {
+                        continue;
+                    };
+                    let Some(owner) = owner.upgrade() else { break };
+                    self.on_event(text, |key| invalidate(&owner, key));
+                }
+                () = self.broken.notified() => break,
+            }
+        }
+        if let Ok(mut slot) = self.conn.lock() {
+            *slot = None;
+        }
+    }
+
+    /// Acts on one event of the channel: `ID KIND URI`.
+    fn on_event(&self, text: &str, invalidate: impl FnOnce(&str)) {
+        let mut parts = text.splitn(3, ' ');
+        let (Some(from), Some(kind), Some(key)) = (parts.next(), parts.next(), parts.next()) else {
+            return;
+        };
+        if from == self.id {
+            return;
+        }
+        match kind {
+            "invalidate" => {
+                tracing::debug!("cache store: {key} invalidated by another replica");
+                invalidate(key);
+                self.wake(key);
+            }
+            "stored" | "released" => self.wake(key),
+            _ => {}
+        }
+    }
+
+    /// Records the state; logs only a change.
+    fn set_up(&self, up: bool, why: &str) {
+        if self.up.swap(up, Ordering::Relaxed) != up {
+            if up {
+                tracing::info!("cache store {} connected", self.shown);
+            } else {
+                tracing::warn!(
+                    "cache store {} unavailable ({why}); serving from memory and the origin until it is back",
+                    self.shown
+                );
+            }
+        }
+    }
+
+    /// The connection, when the store is up.
+    fn conn(&self) -> Option<MultiplexedConnection> {
+        if !self.is_up() {
+            return None;
+        }
+        self.conn.lock().ok()?.clone()
+    }
+
+    /// Runs one operation with the deadline; a failure marks the store down.
+    async fn run<T>(
+        &self,
+        op: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Option<T> {
+        match tokio::time::timeout(OP_TIMEOUT, op).await {
+            Ok(Ok(value)) => Some(value),
+            Ok(Err(e)) => {
+                self.fail(&e.to_string());
+                None
+            }
+            Err(_) => {
+                self.fail("an operation took longer than 250 ms");
+                None
+            }
+        }
+    }
+
+    fn fail(&self, why: &str) {
+        self.set_up(false, why);
+        if let Ok(mut slot) = self.conn.lock() {
+            *slot = None;
+        }
+        self.broken.notify_one();
+    }
+
+    /// Every stored variant of `key`, decoded; empty when there is none or the store is
+    /// down. A value that does not decode is skipped.
+    pub async fn fetch(&self, key: &str) -> Vec<Entry> {
+        let Some(mut conn) = self.conn() else {
+            return Vec::new();
+        };
+        let cmd = redis::cmd("HVALS").arg(entry_key(key)).clone();
+        let values: Vec<Vec<u8>> = self
+            .run(cmd.query_async(&mut conn))
+            .await
+            .unwrap_or_default();
+        values
+            .iter()
+            .filter_map(|v| match disk::decode(v, &self.targeting) {
+                Ok((stored_key, entry)) if stored_key == key => Some(entry),
+                Ok(_) => None,
+                Err(why) => {
+                    tracing::warn!("cache store: an entry for {key} skipped: {why}");
+                    None
+                }
+            })
+            .collect()
+    }
+
+    /// Writes `entry` for `key` and tells the other replicas (off the request's path).
+    pub fn put(&self, key: &str, entry: &Entry) {
+        self.send(Write::Put {
+            hash: entry_key(key),
+            field: format!("{:016x}", disk::variant_hash(key, entry)),
+            value: disk::encode(key, entry),
+            ttl: ttl(entry).as_secs().max(1),
+            event: format!("{} stored {key}", self.id),
+        });
+    }
+
+    /// Deletes `key` from the store and tells the other replicas to drop their copies.
+    pub fn remove(&self, key: &str) {
+        self.send(Write::Remove {
+            hash: entry_key(key),
+            event: format!("{} invalidate {key}", self.id),
+        });
+    }
+
+    /// Queues a write for the writer task; dropped (never waited for) when the store is
+    /// down or the queue is full.
+    fn send(&self, write: Write) {
+        if !self.is_up() {
+            return;
+        }
+        if self.writes.try_send(write).is_err() {
+            tracing::debug!("cache store: write queue full; a write was dropped");
+        }
+    }
+
+    /// Asks for the lock on `key`: the replica that gets it fetches, the others wait for
+    /// it (request collapsing across replicas).
+    pub async fn lock(&self, key: &str) -> Lock {
+        let Some(mut conn) = self.conn() else {
+            return Lock::Unavailable;
+        };
+        let token = format!(
+            "{}-{}",
+            self.id,
+            self.tokens.fetch_add(1, Ordering::Relaxed)
+        );
+        // Registered before asking, so an event sent between the answer and the wait is
+        // not missed.
+        let waiting = self.waiter(key);
+        let millis = self.lock_for.as_millis().max(1) as u64;
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(lock_key(key))
+            .arg(&token)
+            .arg("NX")
+            .arg("PX")
+            .arg(millis)
+            .cmd("PTTL")
+            .arg(lock_key(key));
+        match self
+            .run(pipe.query_async::<(Option<String>, i64)>(&mut conn))
+            .await
+        {
+            Some((Some(_), _)) => {
+                self.forget_waiter(key);
+                Lock::Acquired(token)
+            }
+            Some((None, left)) => {
+                let left = Duration::from_millis(u64::try_from(left).unwrap_or(0));
+                Lock::Held(waiting, left.min(self.lock_for))
+            }
+            None => {
+                self.forget_waiter(key);
+                Lock::Unavailable
+            }
+        }
+    }
+
+    /// Releases the lock on `key` if it is still this token's, and tells the waiters.
+    /// Queued behind this replica's earlier writes, so a waiter woken by it finds the
+    /// response stored.
+    pub fn unlock(&self, key: &str, token: String) {
+        self.send(Write::Unlock {
+            lock: lock_key(key),
+            token,
+            event: format!("{} released {key}", self.id),
+        });
+    }
+
+    /// How many requests here wait for another replica's fetch of `key`.
+    pub fn waiting(&self, key: &str) -> usize {
+        self.waiters
+            .lock()
+            .ok()
+            .and_then(|w| w.get(key).map(|s| s.receiver_count()))
+            .unwrap_or(0)
+    }
+
+    fn waiter(&self, key: &str) -> watch::Receiver<()> {
+        match self.waiters.lock() {
+            Ok(mut waiters) => waiters
+                .entry(key.to_string())
+                .or_insert_with(|| watch::channel(()).0)
+                .subscribe(),
+            // Never woken by an event: the lock's deadline ends the wait.
+            Err(_) => watch::channel(()).1,
+        }
+    }
+
+    fn forget_waiter(&self, key: &str) {
+        if let Ok(mut waiters) = self.waiters.lock() {
+            if waiters.get(key).is_some_and(|w| w.receiver_count() <= 1) {
+                waiters.remove(key);
+            }
+        }
+    }
+
+    fn wake(&self, key: &str) {
+        if let Some(sender) = self.waiters.lock().ok().and_then(|mut w| w.remove(key)) {
+            sender.send_replace(());
+        }
+    }
+
+    fn wake_all(&self) {
+        if let Ok(mut waiters) = self.waiters.lock() {
+            for (_, sender) in waiters.drain() {
+                sender.send_replace(());
+            }
+        }
+    }
+}
+
+/// A write to the store. One task makes them, in the order they were queued: a lock is
+/// released only after the response it guarded was written.
+#[derive(Debug)]
+enum Write {
+    Put {
+        hash: String,
+        field: String,
+        value: Vec<u8>,
+        ttl: u64,
+        event: String,
+    },
+    Remove {
+        hash: String,
+        event: String,
+    },
+    Unlock {
+        lock: String,
+        token: String,
+        event: String,
+    },
+}
+
+impl Write {
+    fn pipeline(self) -> redis::Pipeline {
+        let mut pipe = redis::pipe();
+        let event = match self {
+            Write::Put {
+                hash,
+                field,
+                value,
+                ttl,
+                event,
+            } => {
+                pipe.atomic()
+                    .cmd("HSET")
+                    .arg(&hash)
+                    .arg(field)
+                    .arg(value)
+                    .ignore()
+                    // A new hash takes this TTL; an existing one only ever a longer one.
+                    .cmd("EXPIRE")
+                    .arg(&hash)
+                    .arg(ttl)
+                    .arg("NX")
+                    .ignore()
+                    .cmd("EXPIRE")
+                    .arg(&hash)
+                    .arg(ttl)
+                    .arg("GT")
+                    .ignore();
+                event
+            }
+            Write::Remove { hash, event } => {
+                pipe.cmd("DEL").arg(hash).ignore();
+                event
+            }
+            Write::Unlock { lock, token, event } => {
+                pipe.cmd("EVAL")
+                    .arg(UNLOCK)
+                    .arg(1)
+                    .arg(lock)
+                    .arg(token)
+                    .ignore();
+                event
+            }
+        };
+        pipe.cmd("PUBLISH").arg(CHANNEL).arg(event).ignore();
+        pipe
+    }
+}
+
+/// Deletes the lock only if it still holds the releasing replica's token: a lock that
+/// expired and was taken by another replica is not theirs to delete.
+const UNLOCK: &str =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
+
+fn entry_key(key: &str) -> String {
+    format!("{PREFIX}e:{key}")
+}
+
+fn lock_key(key: &str) -> String {
+    format!("{PREFIX}l:{key}")
+}
+
+/// How long the store keeps `entry`: what is left of its freshness, plus the windows in
+/// which a stale copy may still serve (stale-while-revalidate, stale-if-error), plus
+/// [`REVALIDATE_FOR`] when it has a validator.
+pub fn ttl(entry: &Entry) -> Duration {
+    let now = std::time::SystemTime::now();
+    let left = entry.facts.lifetime.saturating_sub(entry.age(now));
+    let cc = &entry.facts.cache_control;
+    let stale = cc
+        .stale_while_revalidate
+        .max(cc.stale_if_error)
+        .unwrap_or(0);
+    let validator = entry.etag().is_some() || entry.head.headers.contains("last-modified");
+    left + Duration::from_secs(stale)
+        + if validator {
+            REVALIDATE_FOR
+        } else {
+            Duration::ZERO
+        }
+}
