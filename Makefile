@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 RELEASE := target/release
 
-.PHONY: help build run proxy origin chat demo test check bench bench-peers fuzz clean lab1 lab2 lab3 lab4 lab5 grade student-kit
+.PHONY: help build run proxy origin chat demo cluster test check bench bench-peers fuzz clean lab1 lab2 lab3 lab4 lab5 grade student-kit
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -29,6 +29,9 @@ chat: build ## Join the chat room through the proxy: make chat NAME=alice
 
 demo: build ## Start origin-sim and the proxy, fetch through it from several clients, stop both
 	@bash docs/demo.sh $(RELEASE)
+
+cluster: build ## Three replicas sharing one cache through Redis (needs redis-server): origin fetches with and without
+	@bash docs/cluster.sh $(RELEASE)
 
 test: ## Run every test (unit, integration, CLI)
 	$(CARGO) test --workspace

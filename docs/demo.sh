@@ -4,33 +4,7 @@
 # Everything stays on 127.0.0.1 and ends by itself.
 set -euo pipefail
 bin=${1:-target/release}
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-# Starts a server in the background, waits (up to 10 s) for its `listening on` line, and
-# sets URL to the address it printed. Its log lines are shown, prefixed with its name.
-start() {
-  local name=$1; shift
-  "$@" >"$work/$name.out" 2> >(sed -u "s/^/  [$name] /" >&2) &
-  pids+=($!)
-  for _ in $(seq 1 200); do
-    if grep -q "listening on" "$work/$name.out"; then
-      URL=$(sed 's/.* listening on //' "$work/$name.out" | head -n1)
-      return
-    fi
-    sleep 0.05
-  done
-  echo "$name did not start" >&2
-  exit 1
-}
-
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+source "$(dirname "$0")/lib.sh"
 
 step "Starting origin-sim and the proxy on free ports"
 start origin-sim "$bin/origin-sim" --http 127.0.0.1:0 --tls 127.0.0.1:0 --ca-out "$work/ca.pem" \
@@ -72,7 +46,7 @@ step "Two chat clients through the proxy (each is a tunnel): bob waits, alice ta
 (sleep 1; echo "hi alice, bob here"; sleep 0.5; echo "!DISCONNECT") |
   "$bin/client" chat --server "$chat" --proxy "$proxy_addr" --name bob >"$work/bob.txt" &
 bob=$!
-for _ in $(seq 1 200); do grep -q welcome "$work/bob.txt" 2>/dev/null && break; sleep 0.05; done
+wait_for "$work/bob.txt" welcome
 (echo "hello bob"; sleep 2; echo "!DISCONNECT") |
   "$bin/client" chat --server "$chat" --proxy "$proxy_addr" --name alice >"$work/alice.txt"
 wait "$bob"

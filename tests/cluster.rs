@@ -87,6 +87,17 @@ impl Redis {
             .is_ok_and(|n| n == 1)
     }
 
+    /// The seconds `key`'s entry has left in the store.
+    pub async fn ttl(&self, key: &str) -> i64 {
+        let client = redis::Client::open(self.url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        redis::cmd("TTL")
+            .arg(format!("proxylab:e:{key}"))
+            .query_async::<i64>(&mut conn)
+            .await
+            .unwrap()
+    }
+
     /// Runs one command, for a test that plays another replica.
     pub async fn command(&self, args: &[&str]) {
         let client = redis::Client::open(self.url()).unwrap();
@@ -185,6 +196,9 @@ async fn a_response_one_replica_fetched_is_a_hit_on_another() {
     let first = cluster.get(0, "/cache/60").await;
     assert_eq!(first.header("x-origin-hits").as_deref(), Some("1"));
     cluster.stored("/cache/60").await;
+    // Kept for its 60 s of freshness and 600 s more to be revalidated (it has an ETag).
+    let ttl = cluster.redis.ttl(&cluster.key("/cache/60")).await;
+    assert!((600..=660).contains(&ttl), "TTL {ttl}");
 
     let second = cluster.get(1, "/cache/60").await;
     assert_eq!(second.head.status, 200);
@@ -498,4 +512,28 @@ async fn parents_that_name_each_other_are_a_loop_that_is_caught() {
     assert_eq!(res.head.status, 508, "{}", res.text());
     assert_eq!(res.header("via").as_deref(), Some("1.1 a, 1.1 b, 1.1 a"));
     assert_eq!(origin.origin().hits("/cache/60"), 0);
+}
+
+#[tokio::test]
+async fn a_load_across_three_replicas_fetches_each_object_once() {
+    let cluster = Cluster::start(3).await;
+    let options = client::load::LoadOptions {
+        url: format!("{}/etag/load-{{i}}?max-age=600", cluster.origin.url()),
+        proxies: cluster
+            .replicas
+            .iter()
+            .map(|r| r.addr().to_string())
+            .collect(),
+        clients: 9,
+        budget: client::load::Budget::Requests(900),
+        objects: 10,
+        progress: false,
+    };
+    let report = client::load::load(options).await.unwrap();
+    assert_eq!(report.requests, 900);
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    for i in 0..10 {
+        let target = format!("/etag/load-{i}?max-age=600");
+        assert_eq!(cluster.hits(&target), 1, "{target}");
+    }
 }

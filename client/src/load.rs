@@ -1,8 +1,10 @@
 //! `client load`: many concurrent keep-alive clients, and what they measured.
 //!
-//! Each of N clients keeps one connection (through the proxy when given) and sends GET
-//! requests one after another until the shared budget — a number of requests or a
-//! duration — is spent; a failed connection is re-opened for the next request. Latencies
+//! Each of N clients keeps one connection (through a proxy when given; with several, the
+//! clients take them in turn) and sends GET requests one after another until the shared
+//! budget — a number of requests or a duration — is spent; a failed connection is
+//! re-opened for the next request. With `objects` K, `{i}` in the URL becomes 0, 1, …,
+//! K-1, 0, … from one request to the next, over all clients. Latencies
 //! go into an HDR histogram (exact percentiles at fixed memory). Every run is bounded and
 //! stops by itself.
 
@@ -24,10 +26,12 @@ pub const MAX_DURATION: Duration = Duration::from_secs(3600);
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
     pub url: String,
-    /// `host:port` of an HTTP proxy.
-    pub proxy: Option<String>,
+    /// `host:port` of HTTP proxies: client N goes through proxy N mod their number.
+    pub proxies: Vec<String>,
     pub clients: usize,
     pub budget: Budget,
+    /// How many values `{i}` in the URL takes in turn (1: `{i}` is always 0).
+    pub objects: u64,
     /// Draw a live progress bar on stderr (only shown on a terminal).
     pub progress: bool,
 }
@@ -45,8 +49,9 @@ pub enum Budget {
 #[derive(Debug, Clone, Serialize)]
 pub struct LoadReport {
     pub url: String,
-    pub proxy: Option<String>,
+    pub proxies: Vec<String>,
     pub clients: usize,
+    pub objects: u64,
     /// Requests that got a response (any status).
     pub requests: u64,
     /// Failures by kind: `connect`, `io`, `status 5xx`, …
@@ -75,7 +80,8 @@ struct ClientResult {
 
 /// Runs the load and reports.
 pub async fn load(options: LoadOptions) -> Result<LoadReport, FetchError> {
-    let url = Url::parse(&options.url)?;
+    // `{i}` is not valid in a URI: parsed as a placeholder that is, replaced per request.
+    let url = Url::parse(&options.url.replace("{i}", PLACEHOLDER))?;
     if url.https {
         return Err(FetchError::BadUrl(format!(
             "{} (load supports http:// URLs)",
@@ -93,14 +99,23 @@ pub async fn load(options: LoadOptions) -> Result<LoadReport, FetchError> {
         Budget::Requests(_) => None,
     };
     let bar = progress_bar(&options);
+    let objects = Objects {
+        url: options.url.clone(),
+        count: options.objects.max(1),
+        next: AtomicU64::new(0),
+    };
+    let objects = Arc::new(objects);
     let mut tasks = Vec::with_capacity(clients);
-    for _ in 0..clients {
+    for n in 0..clients {
         let url = url.clone();
-        let proxy = options.proxy.clone();
+        let proxy = match options.proxies.len() {
+            0 => None,
+            len => Some(options.proxies[n % len].clone()),
+        };
         let remaining = remaining.clone();
-        let bar = bar.clone();
+        let (bar, objects) = (bar.clone(), objects.clone());
         tasks.push(tokio::spawn(async move {
-            run_client(url, proxy, remaining, deadline, bar).await
+            run_client(url, proxy, &objects, remaining, deadline, bar).await
         }));
     }
     let ticker = deadline.map(|_| {
@@ -133,8 +148,9 @@ pub async fn load(options: LoadOptions) -> Result<LoadReport, FetchError> {
     let elapsed = start.elapsed().as_secs_f64();
     Ok(LoadReport {
         url: options.url,
-        proxy: options.proxy,
+        proxies: options.proxies,
         clients,
+        objects: objects.count,
         requests,
         errors,
         elapsed_s: elapsed,
@@ -186,9 +202,31 @@ fn take(remaining: &AtomicU64, deadline: Option<Instant>) -> bool {
         .is_ok()
 }
 
+/// Where `{i}` was in the URL, in its parsed form.
+const PLACEHOLDER: &str = "proxylab-load-object";
+
+/// The URLs the requests take in turn: `{i}` in `url` replaced by 0..count.
+struct Objects {
+    url: String,
+    count: u64,
+    next: AtomicU64,
+}
+
+impl Objects {
+    /// The request-target of the next request (`target` is the URL's when `{i}` is 0).
+    fn next_target(&self, target: &str) -> String {
+        if !self.url.contains("{i}") {
+            return target.to_string();
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.count;
+        target.replace(PLACEHOLDER, &i.to_string())
+    }
+}
+
 async fn run_client(
     url: Url,
     proxy: Option<String>,
+    objects: &Objects,
     remaining: Arc<AtomicU64>,
     deadline: Option<Instant>,
     bar: indicatif::ProgressBar,
@@ -218,7 +256,7 @@ async fn run_client(
             },
         };
         let started = Instant::now();
-        match request(sender, &target, &host).await {
+        match request(sender, &objects.next_target(&target), &host).await {
             Ok(status) => {
                 let micros = started.elapsed().as_micros().max(1) as u64;
                 let _ = result.latencies.record(micros);

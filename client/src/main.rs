@@ -60,10 +60,15 @@ enum Command {
     /// N concurrent keep-alive clients GET a URL until the budget is spent; prints
     /// requests/s, errors by kind and latency percentiles.
     Load {
-        /// An http:// URL.
+        /// An http:// URL; `{i}` in it becomes 0, 1, … in turn (see --objects).
         url: String,
+        /// Go through this HTTP proxy; repeat it for several (each client keeps to one of
+        /// them, taken in turn: round-robin).
         #[arg(long, value_name = "HOST:PORT")]
-        proxy: Option<String>,
+        proxy: Vec<String>,
+        /// How many values `{i}` in the URL takes, one request after another: K objects.
+        #[arg(long, default_value_t = 1, value_name = "K")]
+        objects: u64,
         /// Concurrent clients, each with its own connection.
         #[arg(long, default_value_t = 10, value_name = "N")]
         clients: usize,
@@ -175,6 +180,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Load {
             url,
             proxy,
+            objects,
             clients,
             requests,
             duration,
@@ -187,9 +193,13 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             };
             let options = LoadOptions {
                 url,
-                proxy: proxy_addr(proxy),
+                proxies: proxy
+                    .into_iter()
+                    .filter_map(|p| proxy_addr(Some(p)))
+                    .collect(),
                 clients,
                 budget,
+                objects,
                 progress: !json && std::io::stderr().is_terminal(),
             };
             let report = client::load::load(options).await?;

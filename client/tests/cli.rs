@@ -182,6 +182,32 @@ fn load_json_report() {
         report["latency_us"][key] = "[figure]".into();
     }
     report["url"] = "[origin]/bytes/100".into();
-    report["proxy"] = "[proxy]".into();
+    report["proxies"] = serde_json::json!(["[proxy]"]);
     insta::assert_snapshot!("load_json", serde_json::to_string_pretty(&report).unwrap());
+}
+
+/// `client load` with several proxies takes them in turn, client by client, and `{i}`
+/// with `--objects` spreads the requests over that many URLs, one after another.
+#[test]
+fn load_spreads_clients_over_proxies_and_requests_over_objects() {
+    let (rt, origin, first) = servers();
+    let second = rt
+        .block_on(proxy::start(proxy::Config::for_tests()))
+        .unwrap();
+    let url = format!("{}/bytes/10?object={{i}}", origin.url());
+    Command::cargo_bin("client")
+        .unwrap()
+        .args(["load", &url, "--objects", "4", "--clients", "4"])
+        .args(["--proxy", &first.addr().to_string()])
+        .args(["--proxy", &second.addr().to_string(), "--requests", "40"])
+        .timeout(std::time::Duration::from_secs(60))
+        .assert()
+        .success();
+    for i in 0..4 {
+        assert_eq!(origin.origin().hits(&format!("/bytes/10?object={i}")), 10);
+    }
+    for proxy in [&first, &second] {
+        let connections = &proxy.shared().metrics.connections_total;
+        assert_eq!(connections.load(std::sync::atomic::Ordering::Relaxed), 2);
+    }
 }

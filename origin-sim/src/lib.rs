@@ -213,6 +213,21 @@ impl Origin {
             .unwrap_or(0)
     }
 
+    /// Every target starting with `prefix` (but `/hits` itself) and how many times it was
+    /// requested, in order of target.
+    pub fn hits_under(&self, prefix: &str) -> Vec<(String, u64)> {
+        let Ok(hits) = self.hits.lock() else {
+            return Vec::new();
+        };
+        let mut found: Vec<(String, u64)> = hits
+            .iter()
+            .filter(|(t, _)| t.starts_with(prefix) && !t.starts_with("/hits"))
+            .map(|(t, n)| (t.clone(), *n))
+            .collect();
+        found.sort();
+        found
+    }
+
     /// How many 304 (Not Modified) answers conditional requests have had: a cache that
     /// revalidates a stored response shows up here.
     pub fn not_modified(&self) -> u64 {
@@ -686,6 +701,25 @@ mod tests {
             ("GET", "HTTP/1.1")
         );
         assert_eq!(origin.origin().hits("/bytes/10?x=1"), 2);
+        origin.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn hits_lists_the_targets_under_a_prefix_and_does_not_count_itself() {
+        let origin = start(Config::default()).await.unwrap();
+        for target in ["/etag/a", "/etag/b", "/etag/a", "/bytes/1"] {
+            exchange(&origin, &format!("GET {target} HTTP/1.0\r\n\r\n")).await;
+        }
+        let (_, body) = exchange(&origin, "GET /hits?prefix=/etag/ HTTP/1.0\r\n\r\n").await;
+        let text = String::from_utf8(body).unwrap();
+        assert_eq!(
+            text,
+            "3 requests for 2 targets starting with /etag/\n     2  /etag/a\n     1  /etag/b\n"
+        );
+        let (_, all) = exchange(&origin, "GET /hits HTTP/1.0\r\n\r\n").await;
+        assert!(String::from_utf8(all)
+            .unwrap()
+            .starts_with("4 requests for 3 targets"));
         origin.shutdown().await;
     }
 

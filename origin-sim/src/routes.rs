@@ -99,6 +99,10 @@ pub const ROUTES: &[(&str, &str)] = &[
         "the head at once (or once gate H opens), the body once gate NAME opens; ?cc= as /gate",
     ),
     (
+        "/hits?prefix=P",
+        "how many times each target starting with P was requested, and in all (plain text)",
+    ),
+    (
         "/open/NAME",
         "opens gate NAME: held and later /gate/NAME responses go out",
     ),
@@ -385,6 +389,19 @@ pub(crate) async fn respond<R: Rd, W: Wr>(
                 true,
             )
             .await
+        }
+        (["hits"], _) => {
+            let prefix = query_value(&query, "prefix").unwrap_or("/");
+            let counts = ex.origin.hits_under(prefix);
+            let total: u64 = counts.iter().map(|(_, n)| n).sum();
+            let mut text = format!(
+                "{total} requests for {} targets starting with {prefix}\n",
+                counts.len()
+            );
+            for (target, n) in counts {
+                text.push_str(&format!("{n:>6}  {target}\n"));
+            }
+            simple(&ex, conn, 200, text.as_bytes(), true).await
         }
         (["headers"], _) => {
             let json = headers_json(&ex.head, &ex.received);

@@ -21,7 +21,7 @@ use super::entry::Entry;
 use super::freshness::Targeting;
 use redis::aio::MultiplexedConnection;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch, Notify};
@@ -45,7 +45,8 @@ pub struct Remote {
     /// The address as given, without a password, for log lines.
     shown: String,
     conn: Mutex<Option<MultiplexedConnection>>,
-    up: AtomicBool,
+    /// [`UNKNOWN`] until the first attempt to connect, then [`UP`] or [`DOWN`].
+    state: AtomicU8,
     /// Set when an operation failed: the supervisor drops the connection and reconnects.
     broken: Notify,
     /// This replica's name in lock tokens and events (its own events are not acted on).
@@ -61,6 +62,10 @@ pub struct Remote {
     queued: Mutex<Option<mpsc::Receiver<Write>>>,
 }
 
+const UNKNOWN: u8 = 0;
+const UP: u8 = 1;
+const DOWN: u8 = 2;
+
 /// How many writes may wait for the store; more are dropped (the store is a cache).
 const QUEUE: usize = 1024;
 
@@ -72,6 +77,9 @@ pub enum Lock {
     /// Another replica is fetching it: wait on the receiver (woken when it stored the
     /// response or gave up, or by the deadline of its lock), then look again.
     Held(watch::Receiver<()>, Duration),
+    /// Another replica stored it just before: these are its variants (the lock was taken
+    /// and is released again).
+    Stored(Vec<Entry>),
     /// The store is down or slow: fetch without it.
     Unavailable,
 }
@@ -97,7 +105,7 @@ impl Remote {
             client,
             shown,
             conn: Mutex::new(None),
-            up: AtomicBool::new(false),
+            state: AtomicU8::new(UNKNOWN),
             broken: Notify::new(),
             id,
             tokens: AtomicU64::new(0),
@@ -109,7 +117,7 @@ impl Remote {
 
     /// Whether the store is connected now.
     pub fn is_up(&self) -> bool {
-        self.up.load(Ordering::Relaxed)
+        self.state.load(Ordering::Relaxed) == UP
     }
 
     /// Starts the supervisor: it connects, listens to the other replicas' events (calling
@@ -203,9 +211,11 @@ impl Remote {
         }
     }
 
-    /// Records the state; logs only a change.
+    /// Records the state; logs only a change (the first one too: a store that is down
+    /// when the proxy starts is said so once).
     fn set_up(&self, up: bool, why: &str) {
-        if self.up.swap(up, Ordering::Relaxed) != up {
+        let state = if up { UP } else { DOWN };
+        if self.state.swap(state, Ordering::Relaxed) != state {
             if up {
                 tracing::info!("cache store {} connected", self.shown);
             } else {
@@ -262,6 +272,11 @@ impl Remote {
             .run(cmd.query_async(&mut conn))
             .await
             .unwrap_or_default();
+        self.decode(key, &values)
+    }
+
+    /// The entries of `key` among stored values (one that does not decode is skipped).
+    fn decode(&self, key: &str, values: &[Vec<u8>]) -> Vec<Entry> {
         values
             .iter()
             .filter_map(|v| match disk::decode(v, &self.targeting) {
@@ -277,11 +292,16 @@ impl Remote {
 
     /// Writes `entry` for `key` and tells the other replicas (off the request's path).
     pub fn put(&self, key: &str, entry: &Entry) {
+        // Stale with nothing to revalidate it by: no other replica could use it.
+        let ttl = ttl(entry).as_secs();
+        if ttl == 0 {
+            return;
+        }
         self.send(Write::Put {
             hash: entry_key(key),
             field: format!("{:016x}", disk::variant_hash(key, entry)),
             value: disk::encode(key, entry),
-            ttl: ttl(entry).as_secs().max(1),
+            ttl,
             event: format!("{} stored {key}", self.id),
         });
     }
@@ -328,16 +348,24 @@ impl Remote {
             .arg("PX")
             .arg(millis)
             .cmd("PTTL")
-            .arg(lock_key(key));
-        match self
-            .run(pipe.query_async::<(Option<String>, i64)>(&mut conn))
-            .await
-        {
-            Some((Some(_), _)) => {
+            .arg(lock_key(key))
+            // Looked at after the lock is ours: a replica that stored the response and
+            // released the lock just before (between this replica's miss and now) wrote
+            // the response first, so it is seen here.
+            .cmd("HVALS")
+            .arg(entry_key(key));
+        let answer = pipe.query_async::<(Option<String>, i64, Vec<Vec<u8>>)>(&mut conn);
+        match self.run(answer).await {
+            Some((Some(_), _, stored)) => {
                 self.forget_waiter(key);
-                Lock::Acquired(token)
+                let stored = self.decode(key, &stored);
+                if stored.is_empty() {
+                    return Lock::Acquired(token);
+                }
+                self.unlock(key, token);
+                Lock::Stored(stored)
             }
-            Some((None, left)) => {
+            Some((None, left, _)) => {
                 let left = Duration::from_millis(u64::try_from(left).unwrap_or(0));
                 Lock::Held(waiting, left.min(self.lock_for))
             }
@@ -441,16 +469,11 @@ impl Write {
                     .arg(field)
                     .arg(value)
                     .ignore()
-                    // A new hash takes this TTL; an existing one only ever a longer one.
-                    .cmd("EXPIRE")
+                    .cmd("EVAL")
+                    .arg(EXTEND)
+                    .arg(1)
                     .arg(&hash)
                     .arg(ttl)
-                    .arg("NX")
-                    .ignore()
-                    .cmd("EXPIRE")
-                    .arg(&hash)
-                    .arg(ttl)
-                    .arg("GT")
                     .ignore();
                 event
             }
@@ -473,6 +496,10 @@ impl Write {
     }
 }
 
+/// Gives the hash this TTL unless it has a longer one already: it lives as long as its
+/// longest-lived variant. (`EXPIRE … GT` would need Redis 7; this runs on any.)
+const EXTEND: &str = "if redis.call('TTL', KEYS[1]) < tonumber(ARGV[1]) then return redis.call('EXPIRE', KEYS[1], ARGV[1]) else return 0 end";
+
 /// Deletes the lock only if it still holds the releasing replica's token: a lock that
 /// expired and was taken by another replica is not theirs to delete.
 const UNLOCK: &str =
@@ -488,7 +515,7 @@ fn lock_key(key: &str) -> String {
 
 /// How long the store keeps `entry`: what is left of its freshness, plus the windows in
 /// which a stale copy may still serve (stale-while-revalidate, stale-if-error), plus
-/// [`REVALIDATE_FOR`] when it has a validator.
+/// [`REVALIDATE_FOR`] when it has a validator; whole seconds.
 pub fn ttl(entry: &Entry) -> Duration {
     let now = std::time::SystemTime::now();
     let left = entry.facts.lifetime.saturating_sub(entry.age(now));
@@ -498,10 +525,77 @@ pub fn ttl(entry: &Entry) -> Duration {
         .max(cc.stale_if_error)
         .unwrap_or(0);
     let validator = entry.etag().is_some() || entry.head.headers.contains("last-modified");
-    left + Duration::from_secs(stale)
+    let keep = left
+        + Duration::from_secs(stale)
         + if validator {
             REVALIDATE_FOR
         } else {
             Duration::ZERO
+        };
+    // Whole seconds, rounded up: what is left of a 60 s lifetime is 60 s, not 59.99.
+    Duration::from_secs(keep.as_millis().div_ceil(1000) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::wire::{Headers, ResponseHead, Version};
+    use std::time::SystemTime;
+
+    fn entry(fields: &[(&'static str, &'static str)]) -> Entry {
+        let mut head = ResponseHead {
+            version: Version::Http11,
+            status: 200,
+            reason: "OK".into(),
+            headers: Headers::default(),
+        };
+        for (name, value) in fields {
+            head.headers.push(*name, *value);
         }
+        let now = SystemTime::now();
+        let none = Headers::default();
+        Entry::new(
+            head,
+            Default::default(),
+            &none,
+            (now, now),
+            &Targeting::default(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_store_keeps_an_entry_while_it_can_serve_or_be_revalidated() {
+        let secs = |fields: &[(&'static str, &'static str)]| ttl(&entry(fields)).as_secs();
+        assert_eq!(secs(&[("Cache-Control", "max-age=60")]), 60);
+        assert_eq!(
+            secs(&[("Cache-Control", "max-age=60"), ("ETag", "\"a\"")]),
+            660
+        );
+        const WINDOWS: &str = "max-age=60, stale-while-revalidate=30, stale-if-error=300";
+        assert_eq!(secs(&[("Cache-Control", WINDOWS)]), 360);
+        assert_eq!(secs(&[("Cache-Control", "max-age=0")]), 0);
+    }
+
+    #[test]
+    fn events_of_other_replicas_are_acted_on_and_own_ones_are_not() {
+        let remote = Remote::new(
+            "redis://127.0.0.1:1",
+            Duration::from_secs(1),
+            Targeting::default(),
+        )
+        .unwrap();
+        let waiting = remote.waiter("http://h:80/x");
+        let mut dropped = Vec::new();
+        let own = format!("{} invalidate http://h:80/x", remote.id);
+        remote.on_event(&own, |k| dropped.push(k.to_string()));
+        assert!(dropped.is_empty());
+        assert!(!waiting.has_changed().unwrap());
+        remote.on_event("other invalidate http://h:80/x", |k| {
+            dropped.push(k.to_string())
+        });
+        assert_eq!(dropped, ["http://h:80/x"]);
+        assert!(waiting.has_changed().unwrap_or(true));
+        remote.on_event("garbage", |_| panic!("not an event"));
+    }
 }

@@ -116,6 +116,10 @@ impl FlightGuard<'_> {
                 self.cache.load_remote(&self.key).await;
                 true
             }
+            Lock::Stored(entries) => {
+                self.cache.insert_remote(&self.key, entries);
+                true
+            }
             Lock::Unavailable => false,
         }
     }
@@ -172,8 +176,14 @@ impl Cache {
         let Some(remote) = &self.remote else {
             return false;
         };
+        let entries = remote.fetch(key).await;
+        self.insert_remote(key, entries)
+    }
+
+    /// Keeps entries read from the shared store in memory; says whether there were any.
+    fn insert_remote(&self, key: &str, entries: Vec<Entry>) -> bool {
         let mut found = false;
-        for entry in remote.fetch(key).await {
+        for entry in entries {
             if entry.body.len() <= self.max_object && self.enabled() {
                 self.insert(key, Arc::new(entry));
                 found = true;
