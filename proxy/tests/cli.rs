@@ -42,6 +42,22 @@ fn bad_arguments_say_what_is_wrong() {
         .stderr
         .clone();
     assert!(String::from_utf8(out).unwrap().contains("10s, 250ms"));
+    for (flag, value, says) in [
+        (
+            "--cache-store",
+            "http://127.0.0.1:6379",
+            "expected redis://HOST:PORT[/DB]",
+        ),
+        (
+            "--parent",
+            "http://127.0.0.1:3128/x",
+            "give the server only",
+        ),
+    ] {
+        let out = proxy().args([flag, value]).assert().failure();
+        let text = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+        assert!(text.contains(says), "{flag} {value}: {text}");
+    }
 }
 
 #[test]

@@ -61,10 +61,17 @@ pub async fn consult<'s>(
     let now = SystemTime::now();
     let mut looked = look_up(&shared.cache, key, &head.headers, &req_cc, now);
     // A miss in memory may be a hit in the shared store (`--cache-store`): another
-    // replica stored it.
+    // replica stored it. (Not for a URI known to be uncacheable: nobody stored it.)
     let mut shared_hit = false;
-    if matches!(looked, Lookup::Forward { stored: None, .. }) && shared.cache.load_remote(key).await
-    {
+    let plain_miss = matches!(
+        looked,
+        Lookup::Forward {
+            stored: None,
+            pass: false,
+            ..
+        }
+    );
+    if plain_miss && shared.cache.load_remote(key).await {
         looked = look_up(&shared.cache, key, &head.headers, &req_cc, now);
         shared_hit = true;
     }
