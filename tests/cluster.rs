@@ -125,6 +125,11 @@ struct Cluster {
 
 impl Cluster {
     async fn start(replicas: usize) -> Cluster {
+        Cluster::start_with(replicas, |_| {}).await
+    }
+
+    /// Replicas whose configuration `tweak` changes.
+    async fn start_with(replicas: usize, tweak: impl Fn(&mut proxy::Config)) -> Cluster {
         let redis = Redis::start();
         let origin = origin_sim::start(origin_sim::Config::default())
             .await
@@ -135,15 +140,16 @@ impl Cluster {
             replicas: Vec::new(),
         };
         for _ in 0..replicas {
-            let replica = cluster.replica().await;
+            let replica = cluster.replica(&tweak).await;
             cluster.replicas.push(replica);
         }
         cluster
     }
 
     /// A replica on the cluster's store, connected to it before it is returned.
-    async fn replica(&self) -> proxy::Handle {
+    async fn replica(&self, tweak: impl Fn(&mut proxy::Config)) -> proxy::Handle {
         let mut config = proxy::Config::for_tests();
+        tweak(&mut config);
         config.cache_store = Some(self.redis.url());
         let replica = proxy::start(config).await.expect("proxy");
         let remote = replica.shared().cache.remote().unwrap().clone();
@@ -253,6 +259,29 @@ async fn only_what_may_be_stored_is_shared_and_variants_stay_apart() {
     assert!(cache_status(&fr).contains("fwd="), "{}", cache_status(&fr));
     assert!(fr.text().contains("fr"), "{}", fr.text());
     assert_eq!(cluster.hits("/vary/Accept-Language"), 2);
+}
+
+#[tokio::test]
+async fn a_body_over_the_object_limit_never_goes_to_the_store() {
+    let cluster = Cluster::start_with(2, |c| c.cache_max_object = 1000).await;
+    for replica in 0..2 {
+        cluster.get(replica, "/cache/60?bytes=1001").await;
+        cluster.get(replica, "/cache/60?bytes=1000").await;
+        // Writes leave a replica in order: the larger one would be there first.
+        cluster.stored("/cache/60?bytes=1000").await;
+    }
+    assert_eq!(
+        cluster.hits("/cache/60?bytes=1001"),
+        2,
+        "each replica fetched it"
+    );
+    assert_eq!(cluster.hits("/cache/60?bytes=1000"), 1, "shared");
+    assert!(
+        !cluster
+            .redis
+            .has_entry(&cluster.key("/cache/60?bytes=1001"))
+            .await
+    );
 }
 
 #[tokio::test]

@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{mpsc, watch};
 
 const PREFIX: &str = "proxylab:";
 const CHANNEL: &str = "proxylab:events";
@@ -47,8 +47,10 @@ pub struct Remote {
     conn: Mutex<Option<MultiplexedConnection>>,
     /// [`UNKNOWN`] until the first attempt to connect, then [`UP`] or [`DOWN`].
     state: AtomicU8,
-    /// Set when an operation failed: the supervisor drops the connection and reconnects.
-    broken: Notify,
+    /// Counts failed operations: when it moves, the supervisor drops the connection and
+    /// reconnects. (A counter watched from each connection's start, so a failure of the
+    /// last connection does not end the next one.)
+    broken: watch::Sender<u64>,
     /// This replica's name in lock tokens and events (its own events are not acted on).
     id: String,
     tokens: AtomicU64,
@@ -106,7 +108,7 @@ impl Remote {
             shown,
             conn: Mutex::new(None),
             state: AtomicU8::new(UNKNOWN),
-            broken: Notify::new(),
+            broken: watch::channel(0).0,
             id,
             tokens: AtomicU64::new(0),
             lock_for,
@@ -146,7 +148,7 @@ impl Remote {
         tokio::spawn(async move {
             while owner.strong_count() > 0 {
                 me.supervise_once(&owner, &invalidate).await;
-                me.set_up(false, "");
+                me.set_up(false, "the connection was lost");
                 me.wake_all();
                 tokio::time::sleep(RECONNECT_EVERY).await;
             }
@@ -167,6 +169,8 @@ impl Remote {
             Ok(Err(e)) => return self.set_up(false, &e.to_string()),
             Err(_) => return self.set_up(false, "connecting timed out"),
         };
+        let mut broken = self.broken.subscribe();
+        broken.borrow_and_update();
         if let Ok(mut slot) = self.conn.lock() {
             *slot = Some(conn);
         }
@@ -183,7 +187,7 @@ impl Remote {
                     let Some(owner) = owner.upgrade() else { break };
                     self.on_event(text, |key| invalidate(&owner, key));
                 }
-                () = self.broken.notified() => break,
+                _ = broken.changed() => break,
             }
         }
         if let Ok(mut slot) = self.conn.lock() {
@@ -258,7 +262,7 @@ impl Remote {
         if let Ok(mut slot) = self.conn.lock() {
             *slot = None;
         }
-        self.broken.notify_one();
+        self.broken.send_modify(|n| *n += 1);
     }
 
     /// Every stored variant of `key`, decoded; empty when there is none or the store is
