@@ -388,8 +388,22 @@ async fn a_replica_that_dies_holding_the_lock_holds_the_others_only_until_it_exp
 
 #[tokio::test]
 async fn redis_slow_or_killed_fails_no_request_and_is_reconnected() {
-    let mut cluster = Cluster::start(1).await;
+    let admin = |c: &mut proxy::Config| c.admin = Some("127.0.0.1:0".parse().unwrap());
+    let mut cluster = Cluster::start_with(1, admin).await;
     let remote = cluster.remote(0).clone();
+    let admin = cluster.replicas[0].admin_addr().unwrap();
+    let store_up = || async move {
+        let mut client = Client::connect(admin).await;
+        client
+            .send("GET /metrics HTTP/1.1\r\nHost: admin\r\n\r\n")
+            .await;
+        let text = client.read("GET").await.text();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("proxylab_cache_store_up "));
+        line.map(|l| l.ends_with(" 1"))
+    };
+    assert_eq!(store_up().await, Some(true));
     let ok = |res: &Response| assert_eq!(res.head.status, 200, "{}", res.text());
     ok(&cluster.get(0, "/cache/60").await);
     cluster.stored("/cache/60").await;
@@ -410,6 +424,7 @@ async fn redis_slow_or_killed_fails_no_request_and_is_reconnected() {
     }
     eventually("the store to be taken for down", || !remote.is_up()).await;
     assert_eq!(cluster.hits("/cache/60"), 1, "memory served it meanwhile");
+    assert_eq!(store_up().await, Some(false), "/metrics says so");
 
     // Back on the same port: the replica reconnects by itself and writes again.
     cluster.redis.restart();
