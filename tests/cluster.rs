@@ -170,15 +170,24 @@ impl Cluster {
         crate::support::get(&self.replicas[replica], &url).await
     }
 
-    async fn send(&self, replica: usize, method: &str, path: &str) -> Response {
+    /// `method` of `path` through a replica, with these header fields besides `Host`.
+    async fn send(
+        &self,
+        replica: usize,
+        method: &str,
+        path: &str,
+        fields: &[(&str, &str)],
+    ) -> Response {
         let url = format!("{}{path}", self.origin.url());
+        let mut head = format!(
+            "{method} {url} HTTP/1.1\r\nHost: {}\r\n",
+            self.origin.addr()
+        );
+        for (name, value) in fields {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
         let mut client = Client::connect(self.replicas[replica].addr()).await;
-        client
-            .send(format!(
-                "{method} {url} HTTP/1.1\r\nHost: {}\r\nContent-Length: 0\r\n\r\n",
-                self.origin.addr()
-            ))
-            .await;
+        client.send(head + "\r\n").await;
         client.read(method).await
     }
 
@@ -234,17 +243,11 @@ async fn only_what_may_be_stored_is_shared_and_variants_stay_apart() {
     assert!(!cluster.redis.has_entry(&cluster.key("/private")).await);
 
     let lang = |replica: usize, value: &'static str| {
+        let fields = [("Accept-Language", value)];
         let cluster = &cluster;
         async move {
-            let url = format!("{}/vary/Accept-Language", cluster.origin.url());
-            let mut client = Client::connect(cluster.replicas[replica].addr()).await;
-            client
-                .send(format!(
-                    "GET {url} HTTP/1.1\r\nHost: {}\r\nAccept-Language: {value}\r\n\r\n",
-                    cluster.origin.addr()
-                ))
-                .await;
-            client.read("GET").await
+            let path = "/vary/Accept-Language";
+            cluster.send(replica, "GET", path, &fields).await
         }
     };
     let en = lang(0, "en").await;
@@ -298,10 +301,11 @@ async fn purge_and_unsafe_methods_on_one_replica_reach_every_replica() {
         assert_eq!(cluster.hits(path), 1);
     }
 
-    let purged = cluster.send(1, "PURGE", "/cache/60").await;
+    let empty = [("Content-Length", "0")];
+    let purged = cluster.send(1, "PURGE", "/cache/60", &empty).await;
     assert_eq!(purged.head.status, 200, "{}", purged.text());
     // A POST that succeeds invalidates the URI it was sent to (RFC 9111 §4.4).
-    let posted = cluster.send(2, "POST", "/cache/61").await;
+    let posted = cluster.send(2, "POST", "/cache/61", &empty).await;
     assert!(posted.head.status < 400, "{}", posted.text());
     for replica in 0..3 {
         let cache = &cluster.replicas[replica].shared().cache;
