@@ -93,12 +93,16 @@ impl Remote {
         let client = redis::Client::open(url).map_err(|e| format!("--cache-store {url}: {e}"))?;
         let info = client.get_connection_info();
         let shown = format!("redis://{}", info.addr());
+        // Unique among replicas: the process, the moment, and a count for several stores
+        // in one process (tests run replicas side by side).
+        static STORES: AtomicU64 = AtomicU64::new(0);
         let id = format!(
-            "{}-{}",
+            "{}-{}-{}",
             std::process::id(),
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.subsec_nanos())
+                .map_or(0, |d| d.subsec_nanos()),
+            STORES.fetch_add(1, Ordering::Relaxed)
         );
         let (writes, queued) = mpsc::channel(QUEUE);
         Ok(Remote {
