@@ -100,7 +100,7 @@ pub async fn load(options: LoadOptions) -> Result<LoadReport, FetchError> {
     };
     let bar = progress_bar(&options);
     let objects = Objects {
-        url: options.url.clone(),
+        templated: options.url.contains("{i}"),
         count: options.objects.max(1),
         next: AtomicU64::new(0),
     };
@@ -205,21 +205,23 @@ fn take(remaining: &AtomicU64, deadline: Option<Instant>) -> bool {
 /// Where `{i}` was in the URL, in its parsed form.
 const PLACEHOLDER: &str = "proxylab-load-object";
 
-/// The URLs the requests take in turn: `{i}` in `url` replaced by 0..count.
+/// The URLs the requests take in turn: `{i}` in the URL replaced by 0..count.
 struct Objects {
-    url: String,
+    /// Whether the URL has `{i}` at all.
+    templated: bool,
     count: u64,
     next: AtomicU64,
 }
 
 impl Objects {
-    /// The request-target of the next request (`target` is the URL's when `{i}` is 0).
-    fn next_target(&self, target: &str) -> String {
-        if !self.url.contains("{i}") {
-            return target.to_string();
+    /// The request-target of the next request, from the parsed URL's `target` (in which
+    /// `{i}` is [`PLACEHOLDER`]); borrowed as it is when the URL has no `{i}`.
+    fn next_target<'t>(&self, target: &'t str) -> std::borrow::Cow<'t, str> {
+        if !self.templated {
+            return target.into();
         }
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.count;
-        target.replace(PLACEHOLDER, &i.to_string())
+        target.replace(PLACEHOLDER, &i.to_string()).into()
     }
 }
 
