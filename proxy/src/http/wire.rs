@@ -130,12 +130,6 @@ impl FieldValue for &str {
     }
 }
 
-impl FieldValue for &String {
-    fn into_value(self) -> Bytes {
-        Bytes::copy_from_slice(self.as_bytes())
-    }
-}
-
 /// Header fields in the order they arrived.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Headers(pub Vec<Header>);
