@@ -2,7 +2,9 @@
 //! (`--cache-store`), proven by what the origin saw (`X-Origin-Hits`), and parent proxies
 //! (`--parent`).
 
-use crate::support::{eventually, eventually_async, Client, Response, DEADLINE};
+use crate::support::{
+    admin_get, authority, eventually, eventually_async, Client, Response, DEADLINE,
+};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -397,11 +399,7 @@ async fn redis_slow_or_killed_fails_no_request_and_is_reconnected() {
     let remote = cluster.remote(0).clone();
     let admin = cluster.replicas[0].admin_addr().unwrap();
     let store_up = || async move {
-        let mut client = Client::connect(admin).await;
-        client
-            .send("GET /metrics HTTP/1.1\r\nHost: admin\r\n\r\n")
-            .await;
-        let text = client.read("GET").await.text();
+        let text = admin_get(admin, "/metrics").await.text();
         let line = text
             .lines()
             .find(|l| l.starts_with("proxylab_cache_store_up "));
@@ -444,13 +442,6 @@ async fn proxy_on(listen: tokio::net::TcpListener, tweak: impl FnOnce(&mut proxy
     let addr = listen.local_addr().unwrap();
     let shared = proxy::shared::Shared::new(config, addr).unwrap();
     tokio::spawn(proxy::run(listen, shared, std::future::pending()));
-}
-
-fn authority(addr: std::net::SocketAddr) -> proxy::http::target::Authority {
-    proxy::http::target::Authority {
-        host: addr.ip().to_string(),
-        port: addr.port(),
-    }
 }
 
 #[tokio::test]

@@ -1,7 +1,7 @@
 //! What the proxy tells its operator: the access log (every format, through real
 //! exchanges), `/metrics` and `/stats`.
 
-use crate::support::{eventually, get, Bench, Client};
+use crate::support::{admin_get, eventually, get, Bench};
 use proxy::config::LogFormat;
 use std::path::Path;
 
@@ -180,14 +180,6 @@ fn parse_exposition(text: &str) -> Vec<(String, f64)> {
     }
     assert!(!samples.is_empty());
     samples
-}
-
-async fn admin_get(addr: std::net::SocketAddr, path: &str) -> crate::support::Response {
-    let mut client = Client::connect(addr).await;
-    client
-        .send(format!("GET {path} HTTP/1.1\r\nHost: admin\r\n\r\n"))
-        .await;
-    client.read("GET").await
 }
 
 #[tokio::test]

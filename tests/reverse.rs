@@ -1,15 +1,8 @@
 //! Reverse mode: origin-form requests go to the `--upstream` servers in turn, keep their
 //! Host, skip an upstream that refuses connections, and use the same cache.
 
-use crate::support::{Client, Response};
+use crate::support::{authority, Client, Response};
 use proxy::http::target::Authority;
-
-fn authority(addr: std::net::SocketAddr) -> Authority {
-    Authority {
-        host: addr.ip().to_string(),
-        port: addr.port(),
-    }
-}
 
 async fn origin_form(proxy: &proxy::Handle, path: &str, host: &str) -> Response {
     let mut client = Client::connect(proxy.addr()).await;

@@ -164,6 +164,23 @@ impl Client {
     }
 }
 
+/// The `Authority` (as `--upstream` and `--parent` take it) of a server on `addr`.
+pub fn authority(addr: SocketAddr) -> proxy::http::target::Authority {
+    proxy::http::target::Authority {
+        host: addr.ip().to_string(),
+        port: addr.port(),
+    }
+}
+
+/// One GET of `path` from the proxy's `--admin` listener.
+pub async fn admin_get(addr: SocketAddr, path: &str) -> Response {
+    let mut client = Client::connect(addr).await;
+    client
+        .send(format!("GET {path} HTTP/1.1\r\nHost: admin\r\n\r\n"))
+        .await;
+    client.read("GET").await
+}
+
 /// One request through the proxy on a fresh connection.
 pub async fn get(proxy: &proxy::Handle, url: &str) -> Response {
     Client::connect(proxy.addr()).await.get(url).await
