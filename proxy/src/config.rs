@@ -244,7 +244,8 @@ Errors the proxy answers itself, each with a one-sentence plain-text body:
 
 Responses to GET and HEAD say what the cache did in Cache-Status (RFC 9211), e.g.
 `proxylab; hit` or `proxylab; fwd=uri-miss; stored`; a hit's detail says when it was
-stale-while-revalidate, stale-if-error, or a range from a stored partial response.
+stale-while-revalidate, stale-if-error, a range from a stored partial response, or found in
+the store replicas share (--cache-store).
 `PURGE http://host/path` from this machine removes a stored URI.
 
 Examples:
@@ -253,6 +254,7 @@ Examples:
   curl -x http://127.0.0.1:8080 --cacert ca.pem https://localhost:9443/bytes/100
   proxy --resolve example.test=127.0.0.1 --workers 2 --max-clients 64
   proxy --listen 127.0.0.1:8000 --upstream http://127.0.0.1:9000 --cache-dir cache/
+  proxy --via-name replica-1 --cache-store redis://127.0.0.1:6379 --parent http://127.0.0.1:3129
   proxy --rules rules.toml --access-log access.log --admin 127.0.0.1:9090
   proxy --rules rules.toml block '*.ads.example'    (a running proxy applies it at once)
   proxy rules check rules.toml
