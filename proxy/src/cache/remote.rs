@@ -255,7 +255,7 @@ impl Remote {
                 None
             }
             Err(_) => {
-                self.fail("an operation took longer than 250 ms");
+                self.fail(&format!("an operation took longer than {OP_TIMEOUT:?}"));
                 None
             }
         }
