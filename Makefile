@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 RELEASE := target/release
 
-.PHONY: help build run proxy origin chat demo cluster test check bench bench-peers fuzz clean lab1 lab2 lab3 lab4 lab5 grade student-kit
+.PHONY: help build run proxy origin chat demo cluster test check bench bench-peers fuzz clean lab1 lab2 lab3 lab4 lab5 grade grader student-kit
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -96,11 +96,18 @@ RESULTS ?= results.json
 grade: ## Grade your programs (PROXY_CMD for labs 2-5, CHAT_CMD for lab 1; LABS=2,3); writes results.json
 	$(LAB) grade --labs $(LABS) $(if $(PROXY_CMD),--cmd "$$PROXY_CMD",$(if $(PROXY_ADDR),--addr "$$PROXY_ADDR",)) $(if $(CHAT_CMD),--chat-cmd "$$CHAT_CMD",) $(POINTS_FLAG) --gradescope "$(RESULTS)"
 
-student-kit: ## The student kit in student-kit/: handouts, starter, lab/origin-sim/client, no reference proxy
-	$(CARGO) build --release -p origin-sim -p client
+# The lab a course ships (Gradescope, the student kit): built without the reference proxy,
+# which a submission could otherwise relay its requests to. `lab export gradescope` refuses
+# any other unless told --with-reference.
+GRADER := target/student/release/lab
+grader: ## The lab to ship to a course: no reference proxy inside, stripped ($(GRADER))
 	$(CARGO) build --release -p labs --bin lab --no-default-features --target-dir target/student
+	-strip $(GRADER)
+
+student-kit: grader ## The student kit in student-kit/: handouts, starter, lab/origin-sim/client, no reference proxy
+	$(CARGO) build --release -p origin-sim -p client
 	rm -rf student-kit
-	target/student/release/lab export student-kit student-kit --bin-dir $(RELEASE)
+	$(GRADER) export student-kit student-kit --bin-dir $(RELEASE)
 	-strip student-kit/bin/lab student-kit/bin/origin-sim student-kit/bin/client
 
 clean: ## Remove build output

@@ -84,7 +84,12 @@ enum Command {
     },
 }
 
+/// What this executable is, marked for proxylab's grader, which refuses its own programs
+/// as a student's answer whatever they are renamed (labs/src/sandbox/identity.rs).
+static IDENTITY: &str = "\u{1}proxylab-identity client\u{1}";
+
 fn main() -> ExitCode {
+    std::hint::black_box(IDENTITY);
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -149,26 +149,41 @@ apt-get update -q
 apt-get install -y -q --no-install-recommends python3 make gcc g++ libc6-dev ca-certificates
 chmod +x /autograder/source/lab
 /autograder/source/lab --version
+# Which of the sandbox's protections this image allows (the build log keeps it).
+/autograder/source/lab doctor || true
 "#,
     );
     let run = format!(
         r#"#!/usr/bin/env bash
-# Gradescope runs this for every submission: the student's files are in
+# Gradescope runs this for every submission, as root: the student's files are in
 # $ROOT/submission, and the grade goes to $ROOT/results/results.json.
 # proxylab lab {n} ({title}); written by `lab export gradescope --lab {n}`.
+#
+# What the student's code cannot do here: it runs (build and program) in lab's sandbox,
+# as an unprivileged user of its own, from a private copy of the submission, in a network
+# namespace with only loopback, with Landlock keeping it out of $ROOT/source and
+# $ROOT/results; everything it starts ends before lab writes results.json, once, last.
+# The whole script is one {{ ...; exit; }} block: bash reads all of it before running any
+# of it, so rewriting this file while it runs would change nothing.
+{{
 ROOT="${{AUTOGRADER_ROOT:-/autograder}}"
+RESULTS="$ROOT/results/results.json"
 mkdir -p "$ROOT/results"
+rm -f "$RESULTS"
+# Only root reads the grader, its points and the results.
+chmod -R go-rwx "$ROOT/source" "$ROOT/results" 2>/dev/null
 cd "$ROOT/submission" || exit 1
 "$ROOT/source/lab" run {n} --submission . \
     --points "$ROOT/source/points.toml" \
-    --gradescope "$ROOT/results/results.json" 2>&1 | tail -c 200000
-if [ ! -s "$ROOT/results/results.json" ]; then
+    --gradescope "$RESULTS" 2>&1 | tail -c 200000
+if [ ! -s "$RESULTS" ]; then
   # lab itself could not run: say so rather than leave Gradescope without a result.
-  cat > "$ROOT/results/results.json" <<'JSON'
+  cat > "$RESULTS" <<'JSON'
 {{"score": 0, "output": "The autograder could not run the grader (lab): see the autograder's log. Your submission was not graded; tell your instructor."}}
 JSON
 fi
 exit 0
+}}
 "#,
         title = lab.title
     );
@@ -187,12 +202,28 @@ cd THIS_FOLDER && zip -r ../proxylab-lab{n}-autograder.zip .
 - `run_autograder` runs for every submission: `lab run {n} --submission
   /autograder/submission`, writing `/autograder/results/results.json` (one test per check,
   with what happened, a hint, and the `lab repro` command a student can run with the kit).
-- `lab` is the grader, built on the machine that exported this folder. It needs that
+- `lab` is the grader, built without the reference proxy (a submission cannot hand its
+  requests to it) and stripped, on the machine that exported this folder. It needs that
   machine's glibc symbols or older (a build on Debian 12 needs glibc 2.34; Gradescope's
   Ubuntu 22.04 image has 2.35): if `setup.sh` stops at `lab --version`, export again from
   an older machine, or build `lab` there with `cargo build --release -p labs`.
 - `points.toml` is the points per check this autograder grades with (edit and re-zip to
   change them; a check it does not name keeps its built-in points).
+
+## What a submission cannot do
+
+Every program of the submission (its build, and its program in every check) runs in
+lab's sandbox: its own PID namespace (whatever it starts, `setsid` or not, ends with the
+check), as an unprivileged uid of its own (Gradescope runs everything as root), from a
+private copy of the submission, in a network namespace with only loopback, with Landlock
+letting it read system paths and its copy and write its copy only (not `lab`, not
+`points.toml`, not `results/`, not `run_autograder`), and with limits on processes,
+memory, CPU time and disk. A submission that runs proxylab's own programs (origin-sim's
+chat room, the reference proxy) or an off-the-shelf proxy is refused. `results.json` is
+written once, by lab, after every program of the submission is gone; each test's output
+ends with what the grading ran under. Which protections an image allows depends on how it
+runs containers: `setup.sh` ends with `lab doctor`, so the image's build log says, and
+results.json names what was missing ("partial: …") for every submission.
 
 ## What students hand in
 

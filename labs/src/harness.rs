@@ -8,7 +8,8 @@
 //! and a step that runs out says which step it was: "sent GET …; no response head within
 //! 5 s", "Content-Length said 100; 60 bytes came, then nothing for 5 s".
 
-use crate::process::{self, Listening, Output, Process};
+use crate::process::{self, Listening, Output};
+use crate::sandbox::{self, Isolation, Launch, Room, Stop};
 use crate::Options;
 use proxy::http::wire::{self, BodyError, Framing, HeadError, Limits, Reader, ResponseHead};
 use proxy::observe::capture::{split, Capture, TapRead, TapWrite};
@@ -30,8 +31,11 @@ pub enum Subject {
     /// (`{rules}` and `{log}` are replaced as for a command).
     Reference(Vec<String>),
     /// Any program: `{port}` becomes a free port it must listen on, `{rules}` the rules file
-    /// the lab manages and `{log}` the access log it reads.
+    /// the lab manages and `{log}` the access log it reads. It runs from the current folder.
     Command(String),
+    /// A submission's program (the same placeholders), run from `dir`: the submission's
+    /// private copy, which it may write.
+    Folder { dir: PathBuf, command: String },
     /// A subject already running (the lab cannot restart it).
     Addr(SocketAddr),
 }
@@ -46,24 +50,30 @@ impl Subject {
     /// command must say where its port goes.
     pub fn validate(&self) -> Result<(), String> {
         match self {
-            Subject::Command(cmd) if cmd.trim().is_empty() => {
+            Subject::Command(cmd) | Subject::Folder { command: cmd, .. }
+                if cmd.trim().is_empty() =>
+            {
                 Err("the command to grade is empty".into())
             }
-            Subject::Command(cmd) if !cmd.contains("{port}") => Err(format!(
+            Subject::Command(cmd) | Subject::Folder { command: cmd, .. }
+                if !cmd.contains("{port}") =>
+            {
+                Err(format!(
                 "the command {cmd:?} has no {{port}}: the grader starts your program on a port \
                  of its choosing and puts the number where {{port}} is, e.g. \
                  --cmd 'python3 myproxy.py {{port}}'"
-            )),
+                ))
+            }
             _ => Ok(()),
         }
     }
 }
 
-/// Files a lab shares with its subject.
+/// Files a lab shares with its subject, in the subject's own folder (its room's).
 #[derive(Debug)]
 pub struct Files {
-    /// Holds the files; removed with them when the check ends.
-    _dir: tempfile::TempDir,
+    /// Holds the files when no room does (the reference, `--addr`).
+    _dir: Option<tempfile::TempDir>,
     /// A plain list of blocked hosts, one per line (lab 5).
     pub rules: PathBuf,
     /// Where the subject writes its access log (lab 5).
@@ -71,10 +81,20 @@ pub struct Files {
 }
 
 impl Files {
-    fn new(rules_text: &str) -> std::io::Result<Files> {
-        let dir = tempfile::Builder::new().prefix("proxylab-lab-").tempdir()?;
-        let rules = dir.path().join("blacklist.txt");
-        let log = dir.path().join("access.log");
+    /// In `dir` (a room's own folder), or a temporary folder of their own.
+    fn new(rules_text: &str, dir: Option<&std::path::Path>) -> std::io::Result<Files> {
+        let own = match dir {
+            Some(_) => None,
+            None => Some(tempfile::Builder::new().prefix("proxylab-lab-").tempdir()?),
+        };
+        let dir = dir
+            .map_or_else(
+                || own.as_ref().map(|d| d.path().to_path_buf()),
+                |d| Some(d.to_path_buf()),
+            )
+            .unwrap_or_default();
+        let rules = dir.join("blacklist.txt");
+        let log = dir.join("access.log");
         std::fs::write(&rules, rules_text)?;
         // Dated ten seconds back: a change the lab makes later gets a modification time
         // that differs in whole seconds, so a program that compares mtimes in seconds sees it.
@@ -84,7 +104,7 @@ impl Files {
             .open(&rules)?
             .set_modified(past)?;
         Ok(Files {
-            _dir: dir,
+            _dir: own,
             rules,
             log,
         })
@@ -117,7 +137,7 @@ impl Reference {
 /// A running subject.
 enum Running {
     Reference(Reference),
-    Child(Process),
+    Child(sandbox::Process),
     External,
 }
 
@@ -129,6 +149,12 @@ pub enum HarnessError {
     /// The subject did not start listening: no check can be judged.
     #[error("the subject did not start: {0}")]
     Subject(String),
+    /// The subject is not the student's own program (proxylab's, or a known proxy).
+    #[error("{0}")]
+    Refused(String),
+    /// The grader could not set the subject's room up: a grading error, not the student's.
+    #[error("the grader could not start your program in its sandbox (this is not your program's fault; tell your instructor): {0}")]
+    Sandbox(String),
 }
 
 /// Everything a check needs: the origin, the subject's address, the shared files.
@@ -137,6 +163,10 @@ pub struct Env {
     pub subject: SocketAddr,
     pub files: Files,
     running: Running,
+    /// The subject's room (after `running`: dropped once the subject is gone).
+    _room: Option<Room>,
+    /// What the subject was graded under (`None`: the reference, or `--addr`).
+    pub isolation: Option<Isolation>,
     /// `--pcap-dir`: what the harness saw on both sides (its own connections to the
     /// subject, and the origin's connections from it).
     pub capture: Option<Arc<Capture>>,
@@ -171,40 +201,104 @@ impl Env {
         })
         .await
         .map_err(|e| HarnessError::Origin(e.to_string()))?;
-        let files = Files::new(lab.rules).map_err(|e| HarnessError::Subject(e.to_string()))?;
-        let (addr, running) = match subject {
+        let (template, cwd, own_folder) = match subject {
+            Subject::Command(template) => {
+                let cwd =
+                    std::env::current_dir().map_err(|e| HarnessError::Subject(e.to_string()))?;
+                (template, cwd, false)
+            }
+            Subject::Folder { dir, command } => (command, dir.clone(), true),
+            Subject::Reference(_) | Subject::Addr(_) => {
+                return Env::unconfined(subject, lab, origin, capture, options).await
+            }
+        };
+        let sandbox = sandbox::sandbox();
+        let room = sandbox
+            .room()
+            .map_err(|e| HarnessError::Sandbox(format!("its room: {e}")))?;
+        let files = Files::new(lab.rules, Some(&room.own))
+            .map_err(|e| HarnessError::Sandbox(e.to_string()))?;
+        let port = process::pick_port().map_err(|e| HarnessError::Subject(e.to_string()))?;
+        let command = files.fill(template, port);
+        let (read, write) = if own_folder {
+            (Vec::new(), vec![cwd.clone()])
+        } else {
+            command_paths(sandbox, &command, &cwd, &room.own)?
+        };
+        let file = options
+            .output_dir
+            .as_ref()
+            .map(|d| d.join(format!("lab{}-{check}.log", lab.number)));
+        let output = Output::new(file.as_deref(), options.echo_output)
+            .map_err(|e| HarnessError::Subject(format!("the output file: {e}")))?;
+        let launch = Launch {
+            command: &command,
+            cwd: &cwd,
+            read,
+            write,
+            limits: options.limits,
+        };
+        let child = sandbox
+            .start(&room, launch, output)
+            .map_err(HarnessError::Sandbox)?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let mut running = Running::Child(child);
+        wait_until_listening(addr, &mut running, &command).await?;
+        Ok(Env {
+            origin,
+            subject: addr,
+            files,
+            running,
+            _room: Some(room),
+            isolation: Some(sandbox.isolation(&options.limits)),
+            capture,
+            step: options.step,
+        })
+    }
+
+    /// The reference (in this process) or a subject already running (`--addr`).
+    async fn unconfined(
+        subject: &Subject,
+        lab: &crate::Lab,
+        origin: origin_sim::Handle,
+        capture: Option<Arc<Capture>>,
+        options: &Options,
+    ) -> Result<Env, HarnessError> {
+        let files =
+            Files::new(lab.rules, None).map_err(|e| HarnessError::Subject(e.to_string()))?;
+        let (addr, running, isolation) = match subject {
             Subject::Reference(_) if lab.chat => {
                 let addr = origin
                     .chat_addr()
                     .ok_or_else(|| HarnessError::Origin("origin-sim has no chat room".into()))?;
-                (addr, Running::External)
+                (
+                    addr,
+                    Running::External,
+                    "the reference chat room, inside the grader",
+                )
             }
             Subject::Reference(flags) => {
                 let handle = start_reference(flags, &files).await?;
-                (handle.addr(), Running::Reference(handle))
-            }
-            Subject::Command(template) => {
-                let port =
-                    process::pick_port().map_err(|e| HarnessError::Subject(e.to_string()))?;
-                let command = files.fill(template, port);
-                let file = options
-                    .output_dir
-                    .as_ref()
-                    .map(|d| d.join(format!("lab{}-{check}.log", lab.number)));
-                let output = Output::new(file.as_deref(), options.echo_output)
-                    .map_err(|e| HarnessError::Subject(format!("the output file: {e}")))?;
-                let child = Process::spawn(&command, output)
-                    .map_err(|e| HarnessError::Subject(format!("cannot run {command:?}: {e}")))?;
-                let addr = SocketAddr::from(([127, 0, 0, 1], port));
-                let mut running = Running::Child(child);
-                wait_until_listening(addr, &mut running, &command).await?;
-                (addr, running)
+                (
+                    handle.addr(),
+                    Running::Reference(handle),
+                    "the reference proxy, inside the grader",
+                )
             }
             Subject::Addr(addr) => {
                 if !process::something_listens(*addr).await {
                     return Err(HarnessError::Subject(format!("nothing listens on {addr}")));
                 }
-                (*addr, Running::External)
+                (
+                    *addr,
+                    Running::External,
+                    "none: a program the grader did not start (--addr)",
+                )
+            }
+            Subject::Command(_) | Subject::Folder { .. } => {
+                return Err(HarnessError::Sandbox(
+                    "a program must run in its room".into(),
+                ))
             }
         };
         Ok(Env {
@@ -212,9 +306,20 @@ impl Env {
             subject: addr,
             files,
             running,
+            _room: None,
+            isolation: Some(Isolation::not_confined(isolation)),
             capture,
             step: options.step,
         })
+    }
+
+    /// Why the grader stopped the subject during the check, if it did: a limit it went
+    /// past, or its program is not the student's own.
+    pub fn stopped(&mut self) -> Option<Stop> {
+        match &mut self.running {
+            Running::Child(child) => child.inspect(),
+            _ => None,
+        }
     }
 
     /// Stops the subject and the origin.
@@ -326,9 +431,84 @@ async fn start_reference(_: &[String], _: &Files) -> Result<Reference, HarnessEr
     ))
 }
 
-/// Waits until the subject listens on `addr` (seen in `/proc/net/tcp*`, owned by its
-/// process group), it exits, or the deadline passes. Where `/proc` cannot tell, a
-/// connection is the fallback.
+/// What a `--cmd` program may read and write besides its room: it reads the current folder
+/// and the files its command names (their folders), and, when it runs as the grader's own
+/// user, writes the current folder too (a program that keeps a cache or a log beside itself
+/// must not lose points for it). Under root, a file its user cannot reach is refused here,
+/// with what to do, rather than failing later as a mystery.
+fn command_paths(
+    sandbox: &sandbox::Sandbox,
+    command: &str,
+    cwd: &std::path::Path,
+    own: &std::path::Path,
+) -> Result<(Vec<PathBuf>, Vec<PathBuf>), HarnessError> {
+    let mut read = vec![cwd.to_path_buf()];
+    for word in shell_words(command) {
+        let path = cwd.join(&word);
+        // Its own folder's files ({rules}, {log}) are its own already.
+        if !word.contains('/') || !path.exists() || path.starts_with(own) {
+            continue;
+        }
+        if !sandbox.can_read(&path) {
+            let user = sandbox
+                .user
+                .as_ref()
+                .map_or("", |(_, _, name)| name.as_str());
+            return Err(HarnessError::Subject(format!(
+                "{} cannot be read by your program's user ({user}): lab runs as root, so your program runs as an unprivileged user; put the file where every user can read it, or grade its folder with --submission DIR (which lab copies for that user)",
+                path.display()
+            )));
+        }
+        let dir = if path.is_dir() {
+            path
+        } else {
+            path.parent()
+                .map(std::path::Path::to_path_buf)
+                .unwrap_or(path)
+        };
+        read.push(dir);
+    }
+    let write = if sandbox.user.is_none() {
+        vec![cwd.to_path_buf()]
+    } else {
+        Vec::new()
+    };
+    Ok((read, write))
+}
+
+/// The words of a shell command as `sh` would split them: quotes ('…' and "…") and
+/// backslashes kept together; `;`, `&`, `|`, `<` and `>` end a word. Enough to find the
+/// files a command names, not a shell.
+fn shell_words(command: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut quote: Option<char> = None;
+    let mut chars = command.chars();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some('"'), '\\') => word.extend(chars.next()),
+            (Some(_), c) => word.push(c),
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '\\') => word.extend(chars.next()),
+            (None, c) if c.is_whitespace() || ";&|<>".contains(c) => {
+                if !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+            }
+            (None, c) => word.push(c),
+        }
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    words
+}
+
+/// Waits until the subject listens on `addr` (seen in `/proc/net/tcp*`, held by one of its
+/// processes), it exits, or the deadline passes. Where `/proc` cannot tell, a connection is
+/// the fallback. Before it counts as ready, the grader looks at what it runs: proxylab's
+/// own programs, or an off-the-shelf proxy, are refused.
 async fn wait_until_listening(
     addr: SocketAddr,
     running: &mut Running,
@@ -341,9 +521,22 @@ async fn wait_until_listening(
     // Someone else's listener on the port: allowed after a grace period (a program that
     // left its process group), never at once.
     let mut foreign_since: Option<Instant> = None;
+    let ready = |child: &mut sandbox::Process| match child.inspect() {
+        Some(Stop::Refused(why)) => Err(HarnessError::Refused(why)),
+        Some(Stop::Limit(why)) => Err(HarnessError::Subject(why)),
+        None => Ok(()),
+    };
     loop {
         if let Some(status) = child.exited() {
             let said = child.output().last_lines(12).join("\n");
+            if status.code() == Some(sandbox::spec::SETUP_FAILED)
+                && said.contains(sandbox::spec::SETUP_FAILED_PREFIX)
+            {
+                return Err(HarnessError::Sandbox(said));
+            }
+            if let Some(stop) = child.stopped() {
+                return Err(HarnessError::Subject(stop.message().to_string()));
+            }
             return Err(HarnessError::Subject(format!(
                 "{command:?} exited ({status}) before listening on {addr}{}",
                 if said.is_empty() {
@@ -354,11 +547,11 @@ async fn wait_until_listening(
             )));
         }
         match process::listening(addr.port(), Some(child.pgid())) {
-            Some(Listening::Yes { owned: Some(true) }) => return Ok(()),
+            Some(Listening::Yes { owned: Some(true) }) => return ready(child),
             Some(Listening::Yes { .. }) => {
                 let since = *foreign_since.get_or_insert_with(Instant::now);
                 if since.elapsed() > Duration::from_secs(2) {
-                    return Ok(());
+                    return ready(child);
                 }
             }
             Some(Listening::Elsewhere(ips)) => {
@@ -370,9 +563,15 @@ async fn wait_until_listening(
             Some(Listening::No) => foreign_since = None,
             None => {
                 if TcpStream::connect(addr).await.is_ok() {
-                    return Ok(());
+                    return ready(child);
                 }
             }
+        }
+        if let Some(stop) = child.stopped() {
+            return Err(match stop {
+                Stop::Refused(why) => HarnessError::Refused(why),
+                Stop::Limit(why) => HarnessError::Subject(why),
+            });
         }
         if Instant::now() > deadline {
             return Err(HarnessError::Subject(format!(
@@ -676,6 +875,22 @@ fn host_of(url: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_command_splits_into_words_as_sh_would_split_it() {
+        assert_eq!(
+            super::shell_words(r#"cd /a && python3 '/tmp/my proxy.py' "x y"\ z {port}>log"#),
+            [
+                "cd",
+                "/a",
+                "python3",
+                "/tmp/my proxy.py",
+                "x y z",
+                "{port}",
+                "log"
+            ]
+        );
+    }
+
     use super::sh;
 
     #[test]

@@ -19,7 +19,9 @@
 //! blaming its own feature.
 //!
 //! - [`harness`]: the origin, the subject, raw HTTP connections with step deadlines.
-//! - [`process`]: the subject as a process: port, output, readiness, teardown.
+//! - [`process`]: what the grader sees of the subject's process: port, output, readiness.
+//! - [`sandbox`]: the subject's room: its start, limits, isolation and end; a program that
+//!   is not the student's own is refused.
 //! - [`labs`]: the checks of each lab.
 //! - [`points`]: what each check is worth (`labs/points.toml`, or an instructor's file).
 //! - [`report`]: the table, JSON and Gradescope output; [`html`]: the HTML report.
@@ -37,6 +39,7 @@ pub mod labs;
 pub mod points;
 pub mod process;
 pub mod report;
+pub mod sandbox;
 pub mod submission;
 
 use harness::{secs, sh, Env, HarnessError, Subject};
@@ -175,6 +178,8 @@ pub struct Options {
     pub output_dir: Option<PathBuf>,
     /// Copy the subject's output to stderr as it comes (`lab repro`).
     pub echo_output: bool,
+    /// What the subject's program may use (its build has larger ones).
+    pub limits: sandbox::Limits,
 }
 
 /// A check may take 60 s in all; a step 5 s.
@@ -186,6 +191,7 @@ impl Default for Options {
             pcap_dir: None,
             output_dir: None,
             echo_output: false,
+            limits: sandbox::Limits::RUN,
         }
     }
 }
@@ -251,7 +257,7 @@ pub fn lab(number: u8) -> Option<Lab> {
 }
 
 /// What became of a check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Verdict {
     Passed,
@@ -264,7 +270,7 @@ pub enum Verdict {
 }
 
 /// The result of one check.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Outcome {
     pub id: String,
     pub points: u32,
@@ -301,6 +307,7 @@ pub fn repro_command(lab: &Lab, check: &Check, subject: &Subject) -> String {
     let who = match subject {
         Subject::Reference(_) => String::new(),
         Subject::Command(cmd) => format!(" --cmd {}", sh(cmd)),
+        Subject::Folder { dir, .. } => format!(" --submission {}", sh(&dir.display().to_string())),
         Subject::Addr(addr) => format!(" --addr {addr}"),
     };
     format!("lab repro {} {}{who}", lab.number, check.id)
@@ -311,37 +318,73 @@ const OUTPUT_LINES: usize = 5;
 
 /// Runs one check of `lab` against a fresh origin and subject.
 pub async fn run_check(lab: &Lab, check: &Check, subject: &Subject, options: &Options) -> Outcome {
-    check_once(lab, check, subject, options).await.0
+    check_once(lab, check, subject, options).await.outcome
 }
 
-/// [`run_check`], and whether the origin and the subject started at all.
-async fn check_once(
-    lab: &Lab,
-    check: &Check,
-    subject: &Subject,
-    options: &Options,
-) -> (Outcome, bool) {
+/// What one check's run tells [`run_lab`] besides its outcome.
+struct Ran {
+    outcome: Outcome,
+    /// The origin and the subject started.
+    started: bool,
+    /// The subject is not the student's own program: the whole lab is refused.
+    refused: Option<String>,
+    isolation: Option<sandbox::Isolation>,
+}
+
+async fn check_once(lab: &Lab, check: &Check, subject: &Subject, options: &Options) -> Ran {
     let started = Instant::now();
+    let mut refused = None;
+    let mut isolation = None;
     let (result, output, addrs) = match Env::start(subject, lab, check.id, options).await {
-        Ok(env) => {
-            let result = judge(check, &env, options).await;
+        Ok(mut env) => {
+            let mut result = judge(check, &env, options).await;
+            // The grader stopped the program (a limit, or not the student's own): that is
+            // what the check says, not the broken connection that followed.
+            match env.stopped() {
+                Some(sandbox::Stop::Refused(why)) => {
+                    refused = Some(why.clone());
+                    result = Err(Fail::new(why, "(see above)"));
+                }
+                Some(sandbox::Stop::Limit(why)) => {
+                    result = Err(Fail::new(why, "(run it by hand and watch what it uses: top, ps -L)")
+                        .hint("every program the grader starts has limits (grading.md, \"Limits\"); an honest proxy or chat server stays far below them"));
+                }
+                None => {}
+            }
             let output = match (&result, env.output()) {
                 (Err(_), Some(out)) => out.last_lines(OUTPUT_LINES),
                 _ => Vec::new(),
             };
             let addrs = (env.subject, env.origin.addr());
+            isolation = env.isolation.clone();
             env.stop().await;
             (result, output, Some(addrs))
+        }
+        Err(HarnessError::Refused(why)) => {
+            refused = Some(why.clone());
+            (Err(Fail::new(why, "(see above)")), Vec::new(), None)
         }
         Err(e) => (Err(start_failure(e)), Vec::new(), None),
     };
     let mut outcome = outcome(lab, check, subject, result, output, started.elapsed());
     outcome.addrs = addrs;
-    (outcome, addrs.is_some())
+    Ran {
+        outcome,
+        started: addrs.is_some(),
+        refused,
+        isolation,
+    }
 }
 
 /// A subject that did not start, as a failure.
 fn start_failure(e: HarnessError) -> Fail {
+    if let HarnessError::Sandbox(_) = e {
+        return Fail::new(
+            e.to_string(),
+            "(lab doctor says what the sandbox can do here)",
+        )
+        .hint("a grading error: your program never ran; the instructor can run `lab doctor`");
+    }
     Fail::new(
         e.to_string(),
         "(run the command by hand: does it start and listen?)",
@@ -453,19 +496,34 @@ pub async fn run_lab(
         .collect();
     let mut outcomes = Vec::new();
     let mut aborted = subject.validate().err();
+    let mut isolation = None;
+    let mut refused = None;
     for (i, check) in checks.iter().enumerate() {
         let outcome = match &aborted {
             Some(_) => not_run(check),
             None => {
-                let (outcome, up) = check_once(lab, check, subject, options).await;
-                if i == 0 && !up {
-                    aborted = outcome.failure.clone();
+                let ran = check_once(lab, check, subject, options).await;
+                if i == 0 && !ran.started {
+                    aborted = ran.outcome.failure.clone();
                 }
-                outcome
+                isolation = isolation.or(ran.isolation);
+                if let Some(why) = ran.refused {
+                    aborted = Some(why.clone());
+                    refused = Some(why);
+                }
+                ran.outcome
             }
         };
         progress(i + 1, checks.len(), &outcome);
         outcomes.push(outcome);
+    }
+    // A program that is not the student's own earns nothing, whatever it passed before.
+    if refused.is_some() {
+        for o in outcomes.iter_mut().filter(|o| o.verdict == Verdict::Passed) {
+            o.points = 0;
+            o.verdict = Verdict::NotRun;
+            o.failure = Some("not counted (see above)".into());
+        }
     }
     report::Report {
         lab: lab.number,
@@ -474,6 +532,7 @@ pub async fn run_lab(
         aborted,
         outcomes,
         elapsed: started.elapsed(),
+        isolation,
     }
 }
 
@@ -487,6 +546,7 @@ pub fn not_submitted(lab: &Lab, why: &str) -> report::Report {
         aborted: Some(why.to_string()),
         outcomes: lab.checks.iter().map(not_run).collect(),
         elapsed: Duration::ZERO,
+        isolation: None,
     }
 }
 
@@ -514,6 +574,7 @@ pub fn describe(subject: &Subject) -> String {
         Subject::Reference(flags) if flags.is_empty() => "the reference".into(),
         Subject::Reference(flags) => format!("the reference ({})", flags.join(" ")),
         Subject::Command(cmd) => format!("`{cmd}`"),
+        Subject::Folder { command, .. } => format!("`{command}` (a submission)"),
         Subject::Addr(addr) => format!("the proxy at {addr}"),
     }
 }

@@ -1,4 +1,5 @@
-//! The subject as a process: a port for it, its start, its output, when it is ready, its end.
+//! What the grader sees of a subject's process: a port for it, its output, when it is ready.
+//! (Its start, limits, isolation and end are the sandbox's: [`crate::sandbox`].)
 //!
 //! The grader must not change what it measures, and a student's program is fragile in ways
 //! ours is not. So:
@@ -11,9 +12,6 @@
 //! - **Its output is always drained.** stdout and stderr are read continuously by two
 //!   threads (a program that logs a lot never blocks on a full pipe), the last lines are
 //!   kept for the report, and with an output file everything up to a bound goes there.
-//! - **It never outlives the grader.** The program runs in its own process group; the group
-//!   is killed when the check ends (also on panic), and [`kill_all`] kills every group still
-//!   running, for the `lab` binary's signal handler.
 //! - **Its port is its own.** Ports are picked outside the kernel's ephemeral range (where
 //!   the grader's own listeners and connections get theirs) and never handed out twice by one
 //!   grader process, so parallel checks cannot meet on one port.
@@ -22,7 +20,6 @@ use std::collections::{HashSet, VecDeque};
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Locks `m`, also after a panic elsewhere (the data here stays usable).
@@ -175,7 +172,7 @@ impl Output {
     }
 
     /// Drains `pipe` into this output on a thread of its own, until the pipe closes.
-    fn drain(&self, mut pipe: impl Read + Send + 'static) {
+    pub(crate) fn drain(&self, mut pipe: impl Read + Send + 'static) {
         let output = self.clone();
         let _ = std::thread::Builder::new()
             .name("lab-subject-output".into())
@@ -190,83 +187,6 @@ impl Output {
                     }
                 }
             });
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// The process and its group
-
-/// Process groups of subjects still running (for [`kill_all`]).
-static LIVE: Mutex<Vec<u32>> = Mutex::new(Vec::new());
-
-fn kill_group(pgid: u32) {
-    let _ = std::process::Command::new("kill")
-        .args(["-KILL", "--", &format!("-{pgid}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-}
-
-/// Kills every subject's process group still running. For signal handlers: whatever ends
-/// the grader, the programs it started end with it.
-pub fn kill_all() {
-    let groups: Vec<u32> = lock(&LIVE).drain(..).collect();
-    for pgid in groups {
-        kill_group(pgid);
-    }
-}
-
-/// A subject program, started through `sh -c` in a process group of its own, and killed
-/// with that whole group when dropped (a shell wrapper's children go too).
-#[derive(Debug)]
-pub struct Process {
-    child: Child,
-    output: Output,
-}
-
-impl Process {
-    /// Starts `command`; its stdout and stderr go to `output`.
-    pub fn spawn(command: &str, output: Output) -> std::io::Result<Process> {
-        use std::os::unix::process::CommandExt as _;
-        let mut child = std::process::Command::new("sh")
-            .args(["-c", command])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .spawn()?;
-        lock(&LIVE).push(child.id());
-        if let Some(out) = child.stdout.take() {
-            output.drain(out);
-        }
-        if let Some(err) = child.stderr.take() {
-            output.drain(err);
-        }
-        Ok(Process { child, output })
-    }
-
-    /// The process group (the shell's pid).
-    pub fn pgid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Its exit status, once it has exited.
-    pub fn exited(&mut self) -> Option<ExitStatus> {
-        self.child.try_wait().ok().flatten()
-    }
-
-    pub fn output(&self) -> &Output {
-        &self.output
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let pgid = self.child.id();
-        lock(&LIVE).retain(|&g| g != pgid);
-        kill_group(pgid);
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -1,5 +1,6 @@
 //! Reports: the table a student reads, JSON for scripts, and Gradescope's results.json.
 
+use crate::sandbox::Isolation;
 use crate::{Outcome, Verdict};
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -15,6 +16,22 @@ pub struct Report {
     pub outcomes: Vec<Outcome>,
     #[serde(skip)]
     pub elapsed: Duration,
+    /// What the subject was graded under (`None`: nothing ran).
+    pub isolation: Option<Isolation>,
+}
+
+/// [`Report::json`], read back (`grade-all` reads each grading's report).
+#[derive(serde::Deserialize)]
+struct Written {
+    lab: u8,
+    title: String,
+    subject: String,
+    aborted: Option<String>,
+    checks: Vec<Outcome>,
+    #[serde(default)]
+    isolation: Option<Isolation>,
+    #[serde(default)]
+    seconds: f64,
 }
 
 /// How the table marks a verdict.
@@ -51,6 +68,7 @@ impl Report {
         if let Some(why) = &self.aborted {
             let _ = writeln!(out, "  No check could run: {why}\n");
         }
+
         let width = self.outcomes.iter().map(|o| o.id.len()).max().unwrap_or(0);
         for o in &self.outcomes {
             let _ = writeln!(
@@ -108,6 +126,13 @@ impl Report {
             self.outcomes.len(),
             self.elapsed.as_secs_f64()
         );
+        if let Some(isolation) = &self.isolation {
+            out.push_str("Graded under:\n");
+            for line in isolation.lines() {
+                let _ = writeln!(out, "  {line}");
+            }
+            out.push('\n');
+        }
         if count(Verdict::NotJudged) > 0 {
             out.push_str(
                 "N/J: not judged. The ability the check builds on is missing; the check it\n\
@@ -131,9 +156,25 @@ impl Report {
             "aborted": self.aborted,
             "score": self.score(),
             "max_score": self.max(),
+            "seconds": self.elapsed.as_secs_f64(),
+            "isolation": self.isolation,
             "checks": self.outcomes,
         }))
         .unwrap_or_default()
+    }
+
+    /// Reads back what [`Report::json`] wrote.
+    pub fn from_json(text: &str) -> Result<Report, String> {
+        let w: Written = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        Ok(Report {
+            lab: w.lab,
+            title: w.title,
+            subject: w.subject,
+            aborted: w.aborted,
+            outcomes: w.checks,
+            elapsed: Duration::from_secs_f64(w.seconds.max(0.0)),
+            isolation: w.isolation,
+        })
     }
 }
 
@@ -184,7 +225,7 @@ pub fn gradescope(reports: &[Report]) -> String {
         })
         .collect();
     let score: u32 = reports.iter().map(Report::score).sum();
-    let said: Vec<String> = reports
+    let mut said: Vec<String> = reports
         .iter()
         .filter_map(|r| {
             r.aborted
@@ -192,6 +233,9 @@ pub fn gradescope(reports: &[Report]) -> String {
                 .map(|why| format!("Lab {}: {why}", r.lab))
         })
         .collect();
+    if let Some(isolation) = reports.iter().find_map(|r| r.isolation.as_ref()) {
+        said.push(format!("Graded under:\n{}", isolation.lines().join("\n")));
+    }
     let mut json = serde_json::json!({ "score": score, "tests": tests });
     if !said.is_empty() {
         json["output"] = serde_json::Value::String(said.join("\n\n"));

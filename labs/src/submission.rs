@@ -15,6 +15,10 @@
 //! build (a `.py` runs with `python3`), given `{port}` and, for lab 5, `--blacklist {rules}
 //! --log {log}`; the chat server likewise from `./chat`, `chat.py`. Every command runs from
 //! the submission's folder.
+//!
+//! A submission is graded from a private copy ([`Submission::private_copy`]): its build and
+//! its programs work in the copy, which belongs to the sandbox's user, so nothing they do
+//! reaches the folder handed in — or another student's.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -26,14 +30,19 @@ pub const FILE: &str = "proxylab.toml";
 pub const BUILD_LIMIT: Duration = Duration::from_secs(300);
 
 /// A submission folder and its commands.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Submission {
+    /// Where it is graded: the folder handed in, or its private copy.
     pub dir: PathBuf,
+    /// The folder handed in (what reports name).
+    pub handed_in: PathBuf,
     pub build: Option<String>,
     pub proxy: Option<String>,
     pub chat: Option<String>,
     /// Where the commands came from: `proxylab.toml`, or the convention.
     pub from_file: bool,
+    /// Holds the private copy (removed when the last clone is dropped).
+    _copy: Option<std::sync::Arc<tempfile::TempDir>>,
 }
 
 /// Whether `dir/name` exists (after a build, for programs the build makes).
@@ -60,11 +69,39 @@ impl Submission {
             None
         };
         Ok(Submission {
+            handed_in: dir.clone(),
             dir,
             build,
             proxy: None,
             chat: None,
             from_file: false,
+            _copy: None,
+        })
+    }
+
+    /// The same submission in a private copy that belongs to the sandbox's user: a folder
+    /// of the grader's (`proxylab-submission-…`, which others may pass through but not
+    /// list) holding `work/`, the copy. `to_build`: the build will run in the copy, so a
+    /// Cargo build's old `target/` is left out.
+    pub fn private_copy(&self, to_build: bool) -> Result<Submission, String> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let holder = tempfile::Builder::new()
+            .prefix("proxylab-submission-")
+            .tempdir()
+            .map_err(|e| format!("a folder for the copy: {e}"))?;
+        std::fs::set_permissions(holder.path(), std::fs::Permissions::from_mode(0o711))
+            .map_err(|e| e.to_string())?;
+        let work = holder.path().join("work");
+        crate::sandbox::files::copy_submission(&self.dir, &work, to_build && self.build.is_some())?;
+        std::fs::set_permissions(&work, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| e.to_string())?;
+        crate::sandbox::sandbox()
+            .give(&work)
+            .map_err(|e| format!("giving the copy to the sandbox's user: {e}"))?;
+        Ok(Submission {
+            dir: work,
+            _copy: Some(std::sync::Arc::new(holder)),
+            ..self.clone()
         })
     }
 
@@ -100,10 +137,12 @@ impl Submission {
         })?;
         let mut sub = Submission {
             dir: dir.to_path_buf(),
+            handed_in: dir.to_path_buf(),
             build: None,
             proxy: None,
             chat: None,
             from_file: true,
+            _copy: None,
         };
         for (key, item) in doc.as_table().iter() {
             let line = doc
@@ -134,40 +173,57 @@ impl Submission {
     /// `None` when it has none for that lab.
     pub fn command(&self, lab: &crate::Lab) -> Option<String> {
         let given = if lab.chat { &self.chat } else { &self.proxy };
-        let cmd = match given {
-            Some(cmd) => cmd.clone(),
+        match given {
+            Some(cmd) => Some(cmd.clone()),
             // What the file does not say, the convention fills in.
             None => {
                 let mut cmd = self.conventional(lab.chat)?;
                 if lab.number == 5 {
                     cmd.push_str(" --blacklist {rules} --log {log}");
                 }
-                cmd
+                Some(cmd)
             }
-        };
-        Some(format!(
-            "cd {} && {cmd}",
-            crate::harness::sh(&self.dir.display().to_string())
-        ))
+        }
     }
 
-    /// Runs the build, if there is one, within [`BUILD_LIMIT`]; the error carries its last
-    /// output lines.
+    /// This submission's program for `lab` as a subject to grade, run from its folder.
+    pub fn subject(&self, lab: &crate::Lab) -> Option<crate::harness::Subject> {
+        Some(crate::harness::Subject::Folder {
+            dir: self.dir.clone(),
+            command: self.command(lab)?,
+        })
+    }
+
+    /// Runs the build, if there is one, within [`BUILD_LIMIT`], in a room of its own (the
+    /// sandbox's, with the build's larger limits); the error carries its last output lines.
     pub async fn build(&self) -> Result<(), String> {
         let Some(build) = &self.build else {
             return Ok(());
         };
         let output = crate::process::Output::new(None, false).map_err(|e| e.to_string())?;
-        let mut child = crate::process::Process::spawn(
-            &format!(
-                "cd {} && {build}",
-                crate::harness::sh(&self.dir.display().to_string())
-            ),
-            output,
-        )
-        .map_err(|e| format!("cannot run the build {build:?}: {e}"))?;
+        let sandbox = crate::sandbox::sandbox();
+        let room = sandbox
+            .room()
+            .map_err(|e| format!("the build's room: {e}"))?;
+        let launch = crate::sandbox::Launch {
+            command: build,
+            cwd: &self.dir,
+            read: Vec::new(),
+            write: vec![self.dir.clone()],
+            limits: crate::sandbox::Limits::BUILD,
+        };
+        let mut child = sandbox
+            .start(&room, launch, output)
+            .map_err(|e| format!("cannot run the build {build:?}: {e}"))?;
         let deadline = tokio::time::Instant::now() + BUILD_LIMIT;
         loop {
+            if let Some(stop) = child.inspect() {
+                return Err(format!(
+                    "the build {build:?} was stopped: {}",
+                    stop.message()
+                        .trim_start_matches("your program was stopped: ")
+                ));
+            }
             if let Some(status) = child.exited() {
                 if status.success() {
                     return Ok(());
@@ -202,16 +258,12 @@ mod tests {
         let sub = Submission::find(d).unwrap();
         assert_eq!(sub.build, None);
         let lab1 = crate::lab(1).unwrap();
-        assert!(sub
-            .command(&lab1)
-            .unwrap()
-            .ends_with(" && python3 chat.py {port}"));
+        assert_eq!(sub.command(&lab1).unwrap(), "python3 chat.py {port}");
         let lab5 = crate::lab(5).unwrap();
         let cmd = sub.command(&lab5).unwrap();
-        assert!(
-            cmd.starts_with("cd ")
-                && cmd.ends_with(" && python3 myproxy.py {port} --blacklist {rules} --log {log}"),
-            "{cmd}"
+        assert_eq!(
+            cmd,
+            "python3 myproxy.py {port} --blacklist {rules} --log {log}"
         );
         std::fs::write(d.join("Makefile"), "all:\n").unwrap();
         let sub = Submission::find(d).unwrap();
@@ -221,7 +273,7 @@ mod tests {
         assert!(sub
             .command(&lab5)
             .unwrap()
-            .contains(" && ./myproxy {port} --blacklist"));
+            .starts_with("./myproxy {port} --blacklist"));
         std::fs::write(
             d.join(FILE),
             "build = \"gcc -o p p.c\"\nproxy = \"./p {port} {rules}\"\n",
@@ -229,15 +281,9 @@ mod tests {
         .unwrap();
         let sub = Submission::find(d).unwrap();
         assert_eq!(sub.build.as_deref(), Some("gcc -o p p.c"));
-        assert!(sub
-            .command(&lab5)
-            .unwrap()
-            .ends_with("&& ./p {port} {rules}"));
+        assert_eq!(sub.command(&lab5).unwrap(), "./p {port} {rules}");
         // What the file does not say, the convention fills in: chat.py for lab 1.
-        assert!(sub
-            .command(&lab1)
-            .unwrap()
-            .ends_with("&& python3 chat.py {port}"));
+        assert_eq!(sub.command(&lab1).unwrap(), "python3 chat.py {port}");
         std::fs::remove_file(d.join("chat.py")).unwrap();
         assert_eq!(sub.command(&lab1), None);
         std::fs::write(d.join(FILE), "proxy = \"./p {port}\"\nprogram = \"x\"\n").unwrap();

@@ -9,6 +9,10 @@
 /// Programs like the ones students hand in, graded as they are (proof/corpus.rs).
 #[path = "proof/corpus.rs"]
 mod corpus;
+/// Submissions written to cheat or to harm, graded as an instructor would: no grade
+/// changes, nothing is left running (proof/hostile.rs).
+#[path = "proof/hostile.rs"]
+mod hostile;
 /// What a course runs: Classroom and Gradescope exports, batch grading, the student kit
 /// (proof/teaching.rs).
 #[path = "proof/teaching.rs"]
@@ -17,6 +21,54 @@ mod teaching;
 use labs::harness::Subject;
 use labs::report::Report;
 use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+/// The student-like programs (tests/subjects/), copied where any user can read them: when
+/// the tests run as root (as CI does), the grader runs each program as an unprivileged user
+/// of its own, and a repository cloned under /root is out of that user's reach. Each file
+/// is written under a temporary name and renamed, so test processes side by side agree.
+pub(crate) fn subjects() -> PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let to = std::env::temp_dir().join("proxylab-test-subjects");
+        publish(
+            Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/subjects")),
+            &to,
+        );
+        to
+    })
+    .clone()
+}
+
+fn publish(from: &Path, to: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::create_dir_all(to).unwrap();
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        if src.is_dir() {
+            publish(&src, &dst);
+        } else {
+            let tmp = to.join(format!(
+                ".{}.{}",
+                std::process::id(),
+                entry.file_name().to_string_lossy()
+            ));
+            std::fs::copy(&src, &tmp).unwrap();
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+            std::fs::rename(&tmp, &dst).unwrap();
+        }
+    }
+}
+
+/// A temporary folder every user may read and enter (tempfile makes them private): what a
+/// program graded by a root grader needs of the folder it is in.
+pub(crate) fn open_tempdir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -173,8 +225,8 @@ pub(crate) const TINY_FAILS: [&str; 6] = [
 ];
 
 fn tiny_proxy() -> Subject {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/subjects/tiny_proxy.py");
-    Subject::Command(format!("python3 {script} {{port}}"))
+    let script = subjects().join("tiny_proxy.py");
+    Subject::Command(format!("python3 {} {{port}}", script.display()))
 }
 
 #[test]
@@ -225,18 +277,21 @@ fn a_command_without_its_port_is_refused_before_any_check() {
 /// last output line and its `lab repro` command.
 #[test]
 fn the_report_reads_as_reviewed() {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/subjects/student_proxy.py"
-    );
+    let script = subjects().join("student_proxy.py");
     let report = grade(
         2,
-        &Subject::Command(format!("python3 {script} {{port}} --defect no-headers")),
+        &Subject::Command(format!(
+            "python3 {} {{port}} --defect no-headers",
+            script.display()
+        )),
     );
     let ports = regex::Regex::new(r"(127\.0\.0\.1:|port )\d+").unwrap();
     let time = regex::Regex::new(r"in \d+\.\d s").unwrap();
+    let graded_under = regex::Regex::new(r"(?m)^Graded under:\n(  .*\n)+\n").unwrap();
     let clean = |text: &str| {
-        let text = text.replace(env!("CARGO_MANIFEST_DIR"), "labs");
+        let text = text.replace(&subjects().display().to_string(), "labs/tests/subjects");
+        // What this machine's sandbox allows is not the report's wording: `lab doctor`.
+        let text = graded_under.replace(&text, "Graded under: (this machine's protections)\n\n");
         let text = ports.replace_all(&text, "${1}PORT");
         time.replace_all(&text, "in T s").into_owned()
     };
@@ -543,13 +598,9 @@ fn lab_repro_keeps_origin_and_subject_up_with_live_commands() {
 /// reference — and results.json holds both.
 #[test]
 fn make_grade_passes_commands_with_quotes_and_never_grades_the_reference_by_accident() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = open_tempdir();
     let script = dir.path().join("my proxy.py");
-    std::fs::copy(
-        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/subjects/tiny_proxy.py"),
-        &script,
-    )
-    .unwrap();
+    std::fs::copy(subjects().join("tiny_proxy.py"), &script).unwrap();
     let results = dir.path().join("results.json");
     let out = std::process::Command::new("make")
         .arg("-s")

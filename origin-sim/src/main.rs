@@ -57,7 +57,12 @@ fn routes_help() -> String {
     text
 }
 
+/// What this executable is, marked for proxylab's grader, which refuses its own programs
+/// as a student's answer whatever they are renamed (labs/src/sandbox/identity.rs).
+static IDENTITY: &str = "\u{1}proxylab-identity origin-sim\u{1}";
+
 fn main() -> anyhow::Result<()> {
+    std::hint::black_box(IDENTITY);
     let matches = Cli::command().after_help(routes_help()).get_matches();
     let cli = Cli::from_arg_matches(&matches)?;
     proxy::init_logging(&cli.log);

@@ -15,7 +15,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// What this executable is, marked for proxylab's grader, which refuses its own programs
+/// as a student's answer whatever they are renamed (labs/src/sandbox/identity.rs).
+static IDENTITY: &str = "\u{1}proxylab-identity proxy\u{1}";
+
 fn main() -> anyhow::Result<()> {
+    std::hint::black_box(IDENTITY);
     let config = Config::parse();
     if let Some(command) = &config.command {
         if let Err(e) = run_command(command, &config) {

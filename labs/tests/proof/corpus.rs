@@ -19,9 +19,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-fn subjects() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/subjects"))
-}
+use super::subjects;
 
 /// `python3 subjects/SCRIPT {port} ARGS`.
 fn python(script: &str, args: &str) -> String {

@@ -4,8 +4,35 @@
 
 use std::path::{Path, PathBuf};
 
-fn subjects() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/subjects"))
+use super::subjects;
+
+/// The `lab` a course ships: built without the reference proxy, as `make grader` builds it
+/// (into the target folder's `student/`; `make test` builds it first, so this is quick).
+pub(crate) fn grader_lab() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let target = assert_cmd::cargo::cargo_bin("lab")
+                .parent()
+                .and_then(Path::parent)
+                .unwrap()
+                .join("student");
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let out = std::process::Command::new(cargo)
+                .args(["build", "--offline", "-q", "-p", "labs", "--bin", "lab"])
+                .args(["--no-default-features", "--target-dir"])
+                .arg(&target)
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "building lab without the reference: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            target.join("debug/lab")
+        })
+        .clone()
 }
 
 /// A student repository as the kit lays it out: `bin/lab`, and the tiny Python proxy as
@@ -102,6 +129,8 @@ fn gradescope_run(root: &Path, submission: &[(&str, &str)]) -> serde_json::Value
     let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("lab"))
         .args(["export", "gradescope", "--lab", "2"])
         .arg(&source)
+        .arg("--lab-binary")
+        .arg(grader_lab())
         .output()
         .unwrap();
     assert!(
@@ -255,6 +284,8 @@ fn the_student_kit_grades_its_own_folder_and_holds_no_reference() {
         .arg(&kit)
         .arg("--bin-dir")
         .arg(&bins)
+        .arg("--lab-binary")
+        .arg(grader_lab())
         .output()
         .unwrap();
     assert!(
@@ -300,6 +331,11 @@ fn the_student_kit_grades_its_own_folder_and_holds_no_reference() {
             }
         }
     }
+    // Its lab is the one without the reference, by what the binary is, not its name.
+    assert_eq!(
+        labs::sandbox::identity::mark_of_file(&kit.join("bin/lab")).as_deref(),
+        Some("lab")
+    );
     // A student's program in the kit's folder, graded by the kit's Makefile.
     std::fs::copy(subjects().join("tiny_proxy.py"), kit.join("proxy.py")).unwrap();
     let out = std::process::Command::new("make")

@@ -1,0 +1,786 @@
+//! The subject's room: where a program we did not write runs — its start, its limits, its
+//! isolation, its end.
+//!
+//! A student's program is hostile until proven otherwise: it may fork daemons that outlive
+//! it, write over files it can reach, read what it should not, or hand in proxylab's own
+//! binaries as its answer. Only the grader may write a grade. So every program the grader
+//! starts — a submission's build, and the program of every check — runs in a room:
+//!
+//! | protection | how | where the machine does not allow it |
+//! |---|---|---|
+//! | everything it starts ends with it | a PID namespace of its own, whose PID 1 is the room's `init`: when init goes, the kernel ends every other process in it, `setsid` or not | a cgroup v2 with `cgroup.kill`; else its process group plus a sweep of every process carrying the room's tag (partial) |
+//! | not the grader's user | when `lab` is root: a uid of its own (no account needed), or `--sandbox-user` | `lab` is not root: its own user, kept apart by the rest |
+//! | only loopback | `lab` itself moves into a fresh network namespace whose one interface is `lo`, before it starts anything ([`network`]) | shared with the machine |
+//! | a narrow filesystem | Landlock ([`files`]): read system paths, the toolchains on PATH and its folder; write its folder only | Unix permissions only |
+//! | limits | the kernel's for file size, open files and tasks; the [`watch`] counts memory, CPU time, tasks and disk, and stops it with the reason | — |
+//! | its own program | the watch refuses proxylab's executables and off-the-shelf proxies ([`identity`]) | — |
+//!
+//! How the pieces fit: [`Sandbox::start`] runs `lab __sandbox keeper SPEC` — this very
+//! binary, see [`helper`] — and holds its stdin. The keeper makes the room, starts init in
+//! it, and init starts the subject. Closing the keeper's stdin (the check is over, or the
+//! grader died) ends the room; the keeper exits only when nothing of it is left, and
+//! [`Process`]'s drop waits for that, so a grade is written only once the subject is gone.
+//! Everything the room used and what it lacked is said in every report ([`Isolation`]).
+
+pub mod files;
+pub mod helper;
+pub mod identity;
+pub mod network;
+pub mod spec;
+pub mod watch;
+
+pub use spec::{Containment, Limits};
+pub use watch::Stop;
+
+use crate::process::Output;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::time::Duration;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// `PROXYLAB_SANDBOX_WITHOUT=pidns,cgroup,netns,landlock,user`: behave as if this machine
+/// lacked those protections. For the tests that prove each fallback and what the report
+/// says of it; never needed otherwise.
+pub(crate) fn without(what: &str) -> bool {
+    std::env::var("PROXYLAB_SANDBOX_WITHOUT").is_ok_and(|v| v.split(',').any(|w| w.trim() == what))
+}
+
+/// `unshare(2)` with namespace flags only.
+///
+/// rustix marks its safe `unshare` deprecated because `CLONE_FILES` would let one thread's
+/// file descriptors vanish under another's feet; namespace flags do nothing of the kind,
+/// and this crate forbids `unsafe`, so the deprecated, safe call it is — never with FILES.
+#[allow(deprecated)]
+pub(crate) fn unshare(flags: rustix::thread::UnshareFlags) -> std::io::Result<()> {
+    debug_assert!(!flags.contains(rustix::thread::UnshareFlags::FILES));
+    rustix::thread::unshare(flags).map_err(std::io::Error::from)
+}
+
+/// After `unshare(CLONE_NEWUSER)`: keep being `uid`/`gid` inside the new user namespace.
+pub(crate) fn map_user(uid: u32, gid: u32) -> Result<(), String> {
+    let write = |file: &str, text: String| {
+        std::fs::write(format!("/proc/self/{file}"), text).map_err(|e| format!("{file}: {e}"))
+    };
+    write("setgroups", "deny".into())?;
+    write("uid_map", format!("{uid} {uid} 1"))?;
+    write("gid_map", format!("{gid} {gid} 1"))
+}
+
+/// Rooms' uids when `lab` runs as root and no `--sandbox-user` is named start here: far
+/// above any account, below `nobody`'s 4294967294 and the invalid 4294967295.
+const UID_BASE: u32 = 2_000_000_000;
+
+/// The uid (and gid) of this grader's rooms: one per `lab` process, so that gradings side
+/// by side (`grade-all --jobs N`) never share one, and no account is needed.
+pub fn default_uid() -> u32 {
+    UID_BASE + std::process::id()
+}
+
+/// What this machine allows, found once per process by trying each protection in a
+/// throwaway process (`lab __sandbox probe`).
+#[derive(Debug, Clone)]
+pub struct Protections {
+    /// `lab` runs as root (so it can give the subject another user).
+    pub root: bool,
+    /// The `lab` binary that runs the room's keeper and init.
+    pub helper: Result<PathBuf, String>,
+    pub pid_namespace: Result<(), String>,
+    /// A cgroup v2 folder under which a room's cgroup can be made.
+    pub cgroup: Result<PathBuf, String>,
+    /// Whether a network namespace can be made (`lab` enters one when it grades).
+    pub network: Result<(), String>,
+    /// The Landlock ABI enforced.
+    pub landlock: Result<u8, String>,
+}
+
+impl Protections {
+    pub fn detect() -> Protections {
+        let root = rustix::process::geteuid().is_root();
+        let helper = locate_helper();
+        let probe = match &helper {
+            Ok(path) => run_probe(path),
+            Err(e) => Err(e.clone()),
+        };
+        let (pid_namespace, network, landlock) = match probe {
+            Ok(p) => (p.pid_namespace, p.network_namespace, p.landlock),
+            Err(e) => (Err(e.clone()), Err(e.clone()), Err(e)),
+        };
+        let pid_namespace = if without("pidns") {
+            Err("switched off by PROXYLAB_SANDBOX_WITHOUT".into())
+        } else {
+            pid_namespace
+        };
+        Protections {
+            root: root && !without("user"),
+            helper,
+            pid_namespace,
+            cgroup: cgroup_base(),
+            network,
+            landlock,
+        }
+    }
+
+    /// How this machine's rooms keep every process of the subject.
+    pub fn containment(&self) -> Containment {
+        if self.pid_namespace.is_ok() {
+            Containment::PidNamespace
+        } else if self.cgroup.is_ok() {
+            Containment::Cgroup
+        } else {
+            Containment::ProcessGroup
+        }
+    }
+}
+
+/// The `lab` binary: `PROXYLAB_LAB_BIN`; this program when it is `lab`; else `lab` beside
+/// it or one folder up (a test binary in `target/debug/deps/`).
+fn locate_helper() -> Result<PathBuf, String> {
+    if let Some(path) = std::env::var_os("PROXYLAB_LAB_BIN") {
+        let path = PathBuf::from(path);
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(format!(
+                "PROXYLAB_LAB_BIN={} does not exist",
+                path.display()
+            ))
+        };
+    }
+    let me = std::env::current_exe().map_err(|e| format!("finding this program: {e}"))?;
+    if me.file_name().is_some_and(|n| n == "lab") {
+        return Ok(me);
+    }
+    let dir = me.parent().map(Path::to_path_buf).unwrap_or_default();
+    [dir.join("lab"), dir.join("../lab")]
+        .into_iter()
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            format!(
+                "no `lab` binary to run the sandbox (beside {}; PROXYLAB_LAB_BIN names one)",
+                me.display()
+            )
+        })
+}
+
+fn run_probe(helper: &Path) -> Result<helper::ProbeResult, String> {
+    let mut child = std::process::Command::new(helper)
+        .args([helper::ARG, "probe"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("running {}: {e}", helper.display()))?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while child.try_wait().ok().flatten().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err("the sandbox probe did not finish within 10 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let mut text = String::new();
+    if let Some(mut out) = child.stdout.take() {
+        use std::io::Read as _;
+        let _ = out.read_to_string(&mut text);
+    }
+    serde_json::from_str(text.trim()).map_err(|e| format!("the sandbox probe said {text:?}: {e}"))
+}
+
+/// Where rooms' cgroups go: this process's own cgroup v2, when a folder can be made in it.
+fn cgroup_base() -> Result<PathBuf, String> {
+    if without("cgroup") {
+        return Err("switched off by PROXYLAB_SANDBOX_WITHOUT".into());
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| e.to_string())?;
+    let mount = mounts
+        .lines()
+        .find(|l| {
+            l.split(" - ")
+                .nth(1)
+                .is_some_and(|t| t.starts_with("cgroup2 "))
+        })
+        .and_then(|l| l.split_whitespace().nth(4))
+        .ok_or("no cgroup v2 is mounted")?;
+    let own = std::fs::read_to_string("/proc/self/cgroup").map_err(|e| e.to_string())?;
+    let path = own
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .ok_or("this process is in no cgroup v2")?;
+    let base = Path::new(mount).join(path.trim_start_matches('/'));
+    if !base.join("cgroup.kill").exists() && !base.join("cgroup.procs").exists() {
+        return Err(format!("{} is not a cgroup", base.display()));
+    }
+    let test = base.join(format!("proxylab-probe-{}", std::process::id()));
+    std::fs::create_dir(&test).map_err(|e| format!("{}: {e}", base.display()))?;
+    let killable = test.join("cgroup.kill").exists();
+    let _ = std::fs::remove_dir(&test);
+    if killable {
+        Ok(base)
+    } else {
+        Err("cgroup.kill is missing (Linux 5.14 or newer has it)".into())
+    }
+}
+
+/// The isolation a subject was graded under, as every report names it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Isolation {
+    pub processes: String,
+    pub user: String,
+    pub network: String,
+    pub files: String,
+    pub limits: String,
+    /// What was missing, and why (empty: everything in force).
+    pub partial: Vec<String>,
+}
+
+impl Isolation {
+    /// For a subject the grader did not start (`--addr`) or the reference inside it.
+    pub fn not_confined(why: &str) -> Isolation {
+        Isolation {
+            processes: why.to_string(),
+            ..Isolation::default()
+        }
+    }
+
+    /// Lines for the text report.
+    pub fn lines(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (what, text) in [
+            ("processes", &self.processes),
+            ("user", &self.user),
+            ("network", &self.network),
+            ("files", &self.files),
+            ("limits", &self.limits),
+        ] {
+            if !text.is_empty() {
+                out.push(format!("{what}: {text}"));
+            }
+        }
+        if !self.partial.is_empty() {
+            out.push(format!(
+                "partial: {} (`lab doctor` says what this machine allows)",
+                self.partial.join("; ")
+            ));
+        }
+        out
+    }
+}
+
+/// The grader's sandbox for this process: what the machine allows and whom subjects run as.
+#[derive(Debug)]
+pub struct Sandbox {
+    pub protections: Protections,
+    /// The uid, gid and name subjects run as, when `lab` is root.
+    pub user: Option<(u32, u32, String)>,
+}
+
+static SANDBOX: OnceLock<Sandbox> = OnceLock::new();
+
+/// Chooses whom subjects run as (`--sandbox-user NAME`; default: a uid of its own per
+/// grader process). Call before the first subject starts; later calls change nothing.
+pub fn configure(user: Option<&str>) -> Result<&'static Sandbox, String> {
+    if let Some(s) = SANDBOX.get() {
+        return Ok(s);
+    }
+    let protections = Protections::detect();
+    let user = match (protections.root, user) {
+        (false, _) => None,
+        (true, Some(name)) => Some(account(name)?),
+        (true, None) => Some((
+            default_uid(),
+            default_uid(),
+            format!("uid {}", default_uid()),
+        )),
+    };
+    Ok(SANDBOX.get_or_init(|| Sandbox { protections, user }))
+}
+
+/// Runs subjects as `uid`/`gid` (when `lab` is root): `lab build` builds a folder as its
+/// owner. Never uid 0.
+pub fn configure_as(uid: u32, gid: u32) -> Result<&'static Sandbox, String> {
+    if uid == 0 {
+        return Err("the sandbox never runs a program as root".into());
+    }
+    let protections = Protections::detect();
+    let user = protections
+        .root
+        .then(|| (uid, gid, format!("uid {uid} (the folder's owner)")));
+    Ok(SANDBOX.get_or_init(|| Sandbox { protections, user }))
+}
+
+/// This process's sandbox (configured with the defaults when nobody did).
+pub fn sandbox() -> &'static Sandbox {
+    SANDBOX.get_or_init(|| {
+        let protections = Protections::detect();
+        let user = protections.root.then(|| {
+            (
+                default_uid(),
+                default_uid(),
+                format!("uid {}", default_uid()),
+            )
+        });
+        Sandbox { protections, user }
+    })
+}
+
+/// The uid and gid of account `name` (from /etc/passwd), never root's.
+fn account(name: &str) -> Result<(u32, u32, String), String> {
+    let passwd = std::fs::read_to_string("/etc/passwd").map_err(|e| format!("/etc/passwd: {e}"))?;
+    let found = passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.first() == Some(&name))
+            .then(|| {
+                Some((
+                    f.get(2)?.parse::<u32>().ok()?,
+                    f.get(3)?.parse::<u32>().ok()?,
+                ))
+            })
+            .flatten()
+    });
+    match found {
+        Some((0, _)) => Err(format!(
+            "--sandbox-user {name}: that is root; name an unprivileged user"
+        )),
+        Some((uid, gid)) => Ok((uid, gid, format!("the account {name} (uid {uid})"))),
+        None => Err(format!(
+            "--sandbox-user {name}: no such user in /etc/passwd"
+        )),
+    }
+}
+
+impl Sandbox {
+    /// The isolation every subject this sandbox starts with `limits` is graded under.
+    pub fn isolation(&self, limits: &Limits) -> Isolation {
+        let p = &self.protections;
+        let mut partial = Vec::new();
+        if let Err(e) = &p.helper {
+            return Isolation {
+                processes: format!("none: {e}"),
+                partial: vec![format!("no sandbox: {e}")],
+                ..Isolation::default()
+            };
+        }
+        let processes = match p.containment() {
+            Containment::PidNamespace => {
+                "its own PID namespace: every process it starts ends with it".to_string()
+            }
+            Containment::Cgroup => {
+                "its own cgroup, ended with cgroup.kill: every process it starts ends with it"
+                    .to_string()
+            }
+            Containment::ProcessGroup => {
+                partial.push(format!(
+                    "processes: no PID namespace ({}) and no cgroup ({}): a process that leaves its group and clears its environment could outlive the check",
+                    err(&p.pid_namespace),
+                    err(&p.cgroup)
+                ));
+                "its process group, and a sweep of every process with its tag".to_string()
+            }
+        };
+        let user = match &self.user {
+            Some((_, _, name)) => format!("{name}, not the grader's root"),
+            None => "the grader's own user (lab is not root); the other protections keep it apart"
+                .to_string(),
+        };
+        let network = match network::state() {
+            Ok(()) => {
+                "a network namespace of its own: only lo, shared with origin-sim and the grader"
+                    .to_string()
+            }
+            Err(e) => {
+                partial.push(format!("network: shared with this machine ({e})"));
+                "shared with this machine".to_string()
+            }
+        };
+        let files = match &p.landlock {
+            Ok(abi) => format!(
+                "Landlock ABI {abi}: it reads system paths, the toolchains on PATH and its folder, and writes its folder only"
+            ),
+            Err(e) => {
+                partial.push(format!("files: no Landlock ({e})"));
+                "Unix permissions only".to_string()
+            }
+        };
+        Isolation {
+            processes,
+            user,
+            network,
+            files,
+            limits: limits.describe(),
+            partial,
+        }
+    }
+
+    /// A new room: a folder of the grader's, holding the subject's own (HOME, TMPDIR, lab
+    /// 5's files), which the subject's user owns.
+    pub fn room(&self) -> std::io::Result<Room> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::Builder::new()
+            .prefix("proxylab-room-")
+            .tempdir()?;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711))?;
+        let own = dir.path().join("own");
+        std::fs::create_dir_all(own.join("tmp"))?;
+        std::fs::set_permissions(&own, std::fs::Permissions::from_mode(0o700))?;
+        if let Some((uid, gid, _)) = &self.user {
+            files::chown_tree(&own, *uid, *gid)?;
+        }
+        Ok(Room { _dir: dir, own })
+    }
+
+    /// Gives a folder to the subject's user (a submission's private copy).
+    pub fn give(&self, dir: &Path) -> std::io::Result<()> {
+        match &self.user {
+            Some((uid, gid, _)) => files::chown_tree(dir, *uid, *gid),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether the subject's user can read `path` (always, when it is the grader's own).
+    pub fn can_read(&self, path: &Path) -> bool {
+        self.user.is_none() || files::reachable_by_others(path)
+    }
+
+    /// Starts `launch` in `room`; its stdout and stderr go to `output`.
+    pub fn start(
+        &self,
+        room: &Room,
+        launch: Launch<'_>,
+        output: Output,
+    ) -> Result<Process, String> {
+        let helper = self.protections.helper.as_ref().map_err(Clone::clone)?;
+        let spec = self.spec(room, &launch);
+        let json = serde_json::to_string(&spec).map_err(|e| e.to_string())?;
+        use std::os::unix::process::CommandExt as _;
+        let mut child = std::process::Command::new(helper)
+            .args([helper::ARG, "keeper", &json])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .map_err(|e| format!("cannot start the sandbox ({}): {e}", helper.display()))?;
+        if let Some(out) = child.stdout.take() {
+            output.drain(out);
+        }
+        if let Some(err) = child.stderr.take() {
+            output.drain(err);
+        }
+        let control = Arc::new(Control {
+            stdin: Mutex::new(child.stdin.take()),
+            stop: Mutex::new(None),
+            ended: AtomicBool::new(false),
+        });
+        lock(&LIVE).push(Arc::downgrade(&control));
+        let process = Process {
+            keeper: child,
+            control,
+            output,
+            limits: launch.limits,
+        };
+        process.watch(
+            std::iter::once(room.own.clone())
+                .chain(launch.write)
+                .collect(),
+        );
+        Ok(process)
+    }
+
+    fn spec(&self, room: &Room, launch: &Launch<'_>) -> Spec {
+        static ROOMS: AtomicU64 = AtomicU64::new(0);
+        let p = &self.protections;
+        let n = ROOMS.fetch_add(1, Ordering::Relaxed);
+        let tag = format!("{}-{n}", std::process::id());
+        let containment = p.containment();
+        let user = self.user.as_ref().map(|(u, g, _)| (*u, *g));
+        let path_var = self.subject_path();
+        let mut own = vec![room.own.clone()];
+        own.extend(launch.write.iter().cloned());
+        let landlock = p
+            .landlock
+            .is_ok()
+            .then(|| files::rules(&own, &launch.read, &path_var));
+        let nproc = match &self.user {
+            // A uid of its own runs nothing else.
+            Some((uid, _, _)) if *uid >= UID_BASE => Some(launch.limits.tasks),
+            Some((uid, _, _)) => Some(launch.limits.tasks + tasks_of(*uid)),
+            None => Some(launch.limits.tasks + tasks_of(rustix::process::getuid().as_raw())),
+        };
+        Spec {
+            command: launch.command.to_string(),
+            cwd: launch.cwd.to_path_buf(),
+            env: self.subject_env(room, &path_var, &tag),
+            user,
+            containment,
+            user_namespace: containment == Containment::PidNamespace && !p.root,
+            private_proc: containment == Containment::PidNamespace && p.root,
+            cgroup: (containment == Containment::Cgroup).then(|| {
+                p.cgroup
+                    .as_ref()
+                    .map(|b| b.join(format!("proxylab-{tag}")))
+                    .unwrap_or_default()
+            }),
+            landlock,
+            limits: launch.limits,
+            nproc,
+            tag,
+        }
+    }
+
+    /// PATH for the subject: the grader's, less what its user cannot search.
+    fn subject_path(&self) -> String {
+        let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
+        if self.user.is_none() {
+            return path;
+        }
+        let kept: Vec<PathBuf> = std::env::split_paths(&path)
+            .filter(|d| d.is_absolute() && files::reachable_by_others(d))
+            .collect();
+        std::env::join_paths(kept)
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or(path)
+    }
+
+    /// The subject's environment: nothing of the grader's but what programs need to run
+    /// (a CI's tokens stay out), its own HOME and TMPDIR, and the room's tag.
+    fn subject_env(&self, room: &Room, path_var: &str, tag: &str) -> Vec<(String, String)> {
+        const KEPT: &[&str] = &[
+            "LANG",
+            "LC_ALL",
+            "LC_CTYPE",
+            "TZ",
+            "TERM",
+            "JAVA_HOME",
+            "GOROOT",
+            "RUSTUP_TOOLCHAIN",
+        ];
+        let mut env: Vec<(String, String)> = KEPT
+            .iter()
+            .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
+            .collect();
+        if !env.iter().any(|(k, _)| k == "LANG") {
+            env.push(("LANG".into(), "C.UTF-8".into()));
+        }
+        // rustup's proxies look for their toolchains in ~/.rustup, and HOME is the room's.
+        let rustup = std::env::var_os("RUSTUP_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".rustup")))
+            .filter(|p| p.is_dir() && self.can_read(p));
+        if let Some(r) = rustup {
+            env.push(("RUSTUP_HOME".into(), r.display().to_string()));
+        }
+        let name = match &self.user {
+            Some((_, _, name)) if name.starts_with("the account ") => name
+                .trim_start_matches("the account ")
+                .split(' ')
+                .next()
+                .unwrap_or("proxylab")
+                .to_string(),
+            Some(_) => "proxylab".into(),
+            None => std::env::var("USER").unwrap_or_else(|_| "proxylab".into()),
+        };
+        let own = room.own.display().to_string();
+        env.extend([
+            ("PATH".into(), path_var.to_string()),
+            ("HOME".into(), own.clone()),
+            ("TMPDIR".into(), format!("{own}/tmp")),
+            ("USER".into(), name.clone()),
+            ("LOGNAME".into(), name),
+            (spec::TAG_VAR.into(), tag.to_string()),
+        ]);
+        env
+    }
+}
+
+fn err<T>(r: &Result<T, String>) -> &str {
+    r.as_ref().err().map_or("", String::as_str)
+}
+
+/// Tasks (processes and threads) uid `uid` runs now.
+fn tasks_of(uid: u32) -> u64 {
+    let mut n = 0;
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    for entry in procs.flatten() {
+        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
+            continue;
+        };
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        };
+        if field("Uid:") == Some(u64::from(uid)) {
+            n += field("Threads:").unwrap_or(1);
+        }
+    }
+    n
+}
+
+/// One room's folders. Dropped when the check ends (the subject is gone by then).
+#[derive(Debug)]
+pub struct Room {
+    _dir: tempfile::TempDir,
+    /// The subject's own folder: its HOME, its TMPDIR (`tmp/`), lab 5's files.
+    pub own: PathBuf,
+}
+
+/// What to start in a room.
+#[derive(Debug)]
+pub struct Launch<'a> {
+    /// Run with `/bin/sh -c`.
+    pub command: &'a str,
+    pub cwd: &'a Path,
+    /// What it may read besides the system's paths (a `--cmd` program's files).
+    pub read: Vec<PathBuf>,
+    /// What it may write besides its room (a submission's private copy).
+    pub write: Vec<PathBuf>,
+    pub limits: Limits,
+}
+
+use spec::Spec;
+
+/// How the grader and the watch end a room.
+#[derive(Debug)]
+struct Control {
+    /// The keeper's stdin: closing it ends the room.
+    stdin: Mutex<Option<ChildStdin>>,
+    /// Why the grader stopped the subject, if it did.
+    stop: Mutex<Option<Stop>>,
+    ended: AtomicBool,
+}
+
+impl Control {
+    fn end(&self) {
+        self.ended.store(true, Ordering::SeqCst);
+        drop(lock(&self.stdin).take());
+    }
+
+    fn stop(&self, why: Stop) {
+        lock(&self.stop).get_or_insert(why);
+        self.end();
+    }
+}
+
+/// Every room still open, for [`end_all`].
+static LIVE: Mutex<Vec<Weak<Control>>> = Mutex::new(Vec::new());
+
+/// Ends every room still open (for signal handlers: whatever ends the grader, the programs
+/// it started end with it). Their keepers finish the job once their stdin is closed.
+pub fn end_all() {
+    let rooms: Vec<Weak<Control>> = lock(&LIVE).drain(..).collect();
+    for room in rooms.iter().filter_map(Weak::upgrade) {
+        room.end();
+    }
+}
+
+/// A subject running in its room. Dropping it ends the room and waits until nothing of the
+/// subject is left.
+#[derive(Debug)]
+pub struct Process {
+    keeper: Child,
+    control: Arc<Control>,
+    output: Output,
+    limits: Limits,
+}
+
+/// How often the watch looks.
+const WATCH_EVERY: Duration = Duration::from_millis(50);
+/// How often it measures the disk the room's folders use.
+const DISK_EVERY: u32 = 20;
+
+impl Process {
+    /// The keeper's pid: every process of the subject descends from it.
+    pub fn pgid(&self) -> u32 {
+        self.keeper.id()
+    }
+
+    /// Its exit status, once the subject and all it started have exited.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.keeper.try_wait().ok().flatten()
+    }
+
+    pub fn output(&self) -> &Output {
+        &self.output
+    }
+
+    /// Why it was stopped: a limit the watch saw, a refusal, or a limit the kernel
+    /// enforced (as its exit status says).
+    pub fn stopped(&mut self) -> Option<Stop> {
+        if let Some(stop) = lock(&self.control.stop).clone() {
+            return Some(stop);
+        }
+        let code = self.exited().and_then(|s| s.code());
+        watch::exit_reason(code, &self.limits).map(Stop::Limit)
+    }
+
+    /// Looks at the subject now (its programs, its use) and stops it if it must be.
+    pub fn inspect(&mut self) -> Option<Stop> {
+        let (usage, foreign) = watch::measure(self.keeper.id());
+        if let Some(why) = foreign.or_else(|| watch::over(&usage, &self.limits)) {
+            self.control.stop(why);
+        }
+        self.stopped()
+    }
+
+    /// Watches the room on a thread of its own until it ends.
+    fn watch(&self, dirs: Vec<PathBuf>) {
+        let control = Arc::downgrade(&self.control);
+        let (keeper, limits) = (self.keeper.id(), self.limits);
+        let _ = std::thread::Builder::new()
+            .name("lab-room-watch".into())
+            .spawn(move || {
+                let mut tick = 0u32;
+                loop {
+                    std::thread::sleep(WATCH_EVERY);
+                    let Some(control) = control.upgrade() else {
+                        return;
+                    };
+                    if control.ended.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let (usage, foreign) = watch::measure(keeper);
+                    let mut why = foreign.or_else(|| watch::over(&usage, &limits));
+                    tick += 1;
+                    if why.is_none() && tick.is_multiple_of(DISK_EVERY) {
+                        let dirs: Vec<&Path> = dirs.iter().map(PathBuf::as_path).collect();
+                        why = watch::disk_over(&dirs, limits.disk);
+                    }
+                    if let Some(why) = why {
+                        control.stop(why);
+                        return;
+                    }
+                }
+            });
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.control.end();
+        // The keeper exits once the room is empty; it was told by its stdin.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while self.keeper.try_wait().ok().flatten().is_none() {
+            if std::time::Instant::now() > deadline {
+                // A keeper that does not answer: end it and its group the hard way.
+                if let Some(pid) = rustix::process::Pid::from_raw(self.keeper.id() as i32) {
+                    let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+                }
+                let _ = self.keeper.kill();
+                let _ = self.keeper.wait();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let me = Arc::as_ptr(&self.control);
+        lock(&LIVE).retain(|w| w.strong_count() > 0 && w.as_ptr() != me);
+    }
+}
