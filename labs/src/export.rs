@@ -328,7 +328,8 @@ const KIT_TOML: &str = r#"# How the grader builds and starts your programs. Ever
 # file, the grader looks for ./myproxy, ./proxy, ./target/release/myproxy, myproxy.py or
 # proxy.py (and ./chat or chat.py for lab 1), and builds with `make` when there is a
 # Makefile. {port} is the port to listen on (127.0.0.1); lab 5 adds {rules} (the blacklist
-# file) and {log} (the access log). Commands run from this folder.
+# file) and {log} (the access log). Commands run from a private copy of this folder, in the
+# grader's sandbox (handouts/grading.md says what that allows).
 #
 # build = "make"
 # proxy = "python3 myproxy.py {port} --blacklist {rules} --log {log}"
@@ -355,7 +356,8 @@ your course uses. You write the programs; everything else is here:
 - `bin/lab` — the grader. `make labN` runs `bin/lab run N --submission .`: it builds your
   program, starts it on a free port, runs the lab's checks against it and explains every
   lost point. `bin/lab --help` says more; [handouts/grading.md](handouts/grading.md) says
-  how it treats your program (readiness, output, deadlines, "not judged", `lab repro`).
+  how it treats your program (readiness, output, deadlines, "not judged", `lab repro`, and
+  the sandbox it runs in: its own processes, loopback only, its own folder, limits).
 - `bin/origin-sim` — the web server (and echo server, and chat room) the labs use. `make
   origin` starts it on fixed ports so you can try your program by hand with curl.
 - `bin/client` — fetch, chat, echo and load through a proxy (`bin/client --help`).

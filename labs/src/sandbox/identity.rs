@@ -108,20 +108,19 @@ pub fn of_process(pid: u32) -> Option<(Foreign, String)> {
             .unwrap_or("")
             .to_string()
     };
-    let mut names = vec![base(&shown)];
-    // A script's interpreter is its executable: look at the script's name too.
-    if let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) {
-        names.extend(
-            cmdline
-                .split(|&b| b == 0)
-                .skip(1)
-                .take(1)
-                .map(|a| base(&String::from_utf8_lossy(a))),
-        );
-    }
+    let exe = base(&shown);
+    // mitmproxy is a Python program: its executable is python, its script is the name.
+    let script = std::fs::read(format!("/proc/{pid}/cmdline"))
+        .ok()
+        .and_then(|c| {
+            c.split(|&b| b == 0)
+                .nth(1)
+                .map(|a| base(&String::from_utf8_lossy(a)))
+        })
+        .filter(|s| s.starts_with("mitm"));
     if let Some((_, which)) = KNOWN_PROXIES
         .iter()
-        .find(|(exe, _)| names.iter().any(|n| n == exe))
+        .find(|(name, _)| exe == *name || script.as_deref() == Some(name))
     {
         return Some((Foreign::Known(which), shown));
     }

@@ -133,6 +133,28 @@ fn run(mut command: Command) -> (bool, String) {
     )
 }
 
+/// `lab ARGS…` as `who`, from `dir`: whether it succeeded and what it printed.
+fn lab<S: AsRef<std::ffi::OsStr>>(
+    who: As,
+    dir: &Path,
+    args: impl IntoIterator<Item = S>,
+) -> (bool, String) {
+    let mut c = command(who, &lab_binary(), dir);
+    c.args(args);
+    run(c)
+}
+
+/// `lab run 2 --only get-small --submission SUB` with `extra` flags, as `who` from `dir`.
+fn get_small(who: As, dir: &Path, sub: &Path, extra: &[&std::ffi::OsStr]) -> String {
+    let mut args: Vec<&std::ffi::OsStr> = ["run", "2", "--only", "get-small", "--submission"]
+        .iter()
+        .map(std::ffi::OsStr::new)
+        .collect();
+    args.push(sub.as_os_str());
+    args.extend(extra);
+    lab(who, dir, args).1
+}
+
 /// Gradescope's layout in `root` (source/ from `lab export gradescope` with the course's
 /// lab, submission/ from `make`), `run_autograder` run as `who`; returns results.json.
 fn gradescope(who: As, root: &Path, make: impl FnOnce(&Path)) -> serde_json::Value {
@@ -182,8 +204,9 @@ fn a_daemon_that_writes_over_the_results_after_lab_wrote_them_changes_nothing() 
         // It answers nothing: every check fails, and nothing forged the grade.
         assert_eq!(results["score"], 0, "{who:?}: {results}");
         assert_eq!(results["tests"].as_array().unwrap().len(), 15, "{results}");
+        // Every test's output names what it was graded under (here, in CI: a PID namespace).
         assert!(
-            graded_under(&results).contains("its own PID namespace"),
+            graded_under(&results).contains("Graded under:\nprocesses: "),
             "{who:?}: {results}"
         );
         // The daemon left its process group, and is gone all the same: it can write
@@ -264,16 +287,17 @@ fn a_submission_reads_neither_the_shadow_file_nor_the_points_nor_a_classmates_fo
         let out = dir.path().join("out");
         std::fs::create_dir_all(&out).unwrap();
         hand_to(dir.path(), who);
-        let (_, said) = run({
-            let mut c = command(who, &lab_binary(), dir.path());
-            c.args(["run", "2", "--only", "get-small", "--points"])
-                .arg(&points)
-                .arg("--submission")
-                .arg(&sub)
-                .arg("--output-dir")
-                .arg(&out);
-            c
-        });
+        let said = get_small(
+            who,
+            dir.path(),
+            &sub,
+            &[
+                "--points".as_ref(),
+                points.as_os_str(),
+                "--output-dir".as_ref(),
+                out.as_os_str(),
+            ],
+        );
         assert!(said.contains("Total: 10/10"), "{who:?}: {said}");
         let log = std::fs::read_to_string(out.join("lab2-get-small.log")).unwrap();
         for path in &paths {
@@ -338,7 +362,7 @@ fn proxylabs_own_binaries_are_refused_as_answers_whatever_they_are_called() {
         std::fs::create_dir_all(chat.join("bin")).unwrap();
         std::fs::copy(origin_sim_binary(), chat.join("bin/chatserver")).unwrap();
         hand_to(dir.path(), who);
-        for (lab, sub, mark, what) in [
+        for (n, sub, mark, what) in [
             (
                 "2",
                 &relay,
@@ -347,11 +371,16 @@ fn proxylabs_own_binaries_are_refused_as_answers_whatever_they_are_called() {
             ),
             ("1", &chat, &chat_mark, "proxylab's origin-sim"),
         ] {
-            let (ok, said) = run({
-                let mut c = command(who, &lab_binary(), dir.path());
-                c.args(["run", lab, "--submission"]).arg(sub);
-                c
-            });
+            let (ok, said) = lab(
+                who,
+                dir.path(),
+                [
+                    "run".as_ref(),
+                    n.as_ref(),
+                    "--submission".as_ref(),
+                    sub.as_os_str(),
+                ],
+            );
             assert!(!ok, "{said}");
             assert!(
                 said.contains(&format!("refused: your program ran {what}")),
@@ -363,20 +392,51 @@ fn proxylabs_own_binaries_are_refused_as_answers_whatever_they_are_called() {
     }
 }
 
+/// An off-the-shelf proxy passed off as the student's is refused by what its executable is
+/// (here a stand-in: Python, installed under Tinyproxy's name).
+#[test]
+fn an_off_the_shelf_proxy_is_refused() {
+    let dir = open_tempdir();
+    let mark = mark();
+    let sub = dir.path().join("sub");
+    submission(
+        &sub,
+        &[],
+        &format!("proxy = \"bin/tinyproxy tiny.py {{port}} {mark}\"\n"),
+    );
+    std::fs::create_dir_all(sub.join("bin")).unwrap();
+    std::fs::copy("/usr/bin/python3", sub.join("bin/tinyproxy")).unwrap();
+    hand_to(dir.path(), As::Grader);
+    let (ok, said) = lab(
+        As::Grader,
+        dir.path(),
+        [
+            "run".as_ref(),
+            "2".as_ref(),
+            "--submission".as_ref(),
+            sub.as_os_str(),
+        ],
+    );
+    assert!(!ok, "{said}");
+    assert!(
+        said.contains("refused: your program ran Tinyproxy")
+            && said.contains("an off-the-shelf proxy"),
+        "{said}"
+    );
+    assert!(said.contains("Total: 0/100"), "{said}");
+    assert_eq!(alive(&mark), Vec::<String>::new());
+}
+
 /// `lab grade-all` over `subs` (as `who`, with `flags`); each student's score (from their
 /// JSON report, in the CSV's order) and the reports folder.
 fn grade_all(who: As, dir: &Path, subs: &Path, flags: &[&str]) -> (Vec<(String, u32)>, PathBuf) {
     let out = dir.join("grades");
     hand_to(dir, who);
-    let (ok, said) = run({
-        let mut c = command(who, &lab_binary(), dir);
-        c.arg("grade-all")
-            .arg(subs)
-            .args(["--lab", "2", "--out"])
-            .arg(&out)
-            .args(flags);
-        c
-    });
+    let mut args: Vec<&std::ffi::OsStr> = vec!["grade-all".as_ref(), subs.as_os_str()];
+    args.extend(["--lab", "2", "--out"].map(std::ffi::OsStr::new));
+    args.push(out.as_os_str());
+    args.extend(flags.iter().map(std::ffi::OsStr::new));
+    let (ok, said) = lab(who, dir, args);
     assert!(ok, "{who:?}: {said}");
     let csv = std::fs::read_to_string(out.join("grades.csv")).unwrap();
     let totals = csv
@@ -524,14 +584,12 @@ fn a_submission_sees_only_loopback() {
         let out = dir.path().join("out");
         std::fs::create_dir_all(&out).unwrap();
         hand_to(dir.path(), who);
-        let (_, said) = run({
-            let mut c = command(who, &lab_binary(), dir.path());
-            c.args(["run", "2", "--only", "get-small", "--submission"])
-                .arg(&sub)
-                .arg("--output-dir")
-                .arg(&out);
-            c
-        });
+        let said = get_small(
+            who,
+            dir.path(),
+            &sub,
+            &["--output-dir".as_ref(), out.as_os_str()],
+        );
         assert!(
             said.contains("network: a network namespace of its own: only lo"),
             "{who:?}: {said}"

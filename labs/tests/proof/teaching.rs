@@ -407,6 +407,11 @@ fn the_html_report_shows_each_lost_checks_exchange_and_renders_in_chromium() {
     lab(&["run", "2", "--cmd", &tiny, "--html", page.to_str().unwrap()]);
     let html = std::fs::read_to_string(&page).unwrap();
     assert!(html.contains("<span class=score>60/100</span>"));
+    // It names what the program was graded under, as every report does.
+    assert!(
+        html.contains("<h2>Graded under</h2><ul class=sub><li>processes: "),
+        "{html}"
+    );
     // Self-contained: no scripts, nothing loaded from anywhere.
     for banned in ["<script", " src=", "<link", "@import", "url("] {
         assert!(!html.contains(banned), "{banned}");

@@ -12,11 +12,16 @@ def say(*words):
     print(*words, flush=True)
 
 
-def answer_nothing(port):
+def listen(port):
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind(("127.0.0.1", port))
     s.listen(64)
+    return s
+
+
+def answer_nothing(port):
+    s = listen(port)
     while True:
         c, _ = s.accept()
         c.close()
@@ -25,10 +30,7 @@ def answer_nothing(port):
 def hold_everything(port):
     """Listens and never answers: each check waits on it until its step runs out (or until
     the grader stops the program)."""
-    s = socket.socket()
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("127.0.0.1", port))
-    s.listen(64)
+    s = listen(port)
     held = []
     while True:
         held.append(s.accept()[0])

@@ -9,6 +9,8 @@ import subprocess
 import sys
 import threading
 
+from common import listen
+
 port, lab = int(sys.argv[1]), sys.argv[2]
 ref = subprocess.Popen([lab, "repro", "2", "get-small"], stdout=subprocess.PIPE, text=True)
 target = None
@@ -25,10 +27,7 @@ def pipe(a, b):
     b.shutdown(socket.SHUT_WR)
 
 
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", port))
-s.listen(64)
+s = listen(port)
 while True:
     c, _ = s.accept()
     u = socket.create_connection(target)
