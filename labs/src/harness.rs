@@ -237,6 +237,7 @@ impl Env {
             read,
             write,
             limits: options.limits,
+            private_tmp: own_folder,
         };
         let child = sandbox
             .start(&room, launch, output)
@@ -250,7 +251,7 @@ impl Env {
             files,
             running,
             _room: Some(room),
-            isolation: Some(sandbox.isolation(&options.limits)),
+            isolation: Some(sandbox.isolation(&options.limits, own_folder)),
             capture,
             step: options.step,
         })

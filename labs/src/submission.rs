@@ -87,7 +87,7 @@ impl Submission {
         use std::os::unix::fs::PermissionsExt as _;
         let holder = tempfile::Builder::new()
             .prefix("proxylab-submission-")
-            .tempdir()
+            .tempdir_in(crate::sandbox::scratch())
             .map_err(|e| format!("a folder for the copy: {e}"))?;
         std::fs::set_permissions(holder.path(), std::fs::Permissions::from_mode(0o711))
             .map_err(|e| e.to_string())?;
@@ -211,6 +211,7 @@ impl Submission {
             read: Vec::new(),
             write: vec![self.dir.clone()],
             limits: crate::sandbox::Limits::BUILD,
+            private_tmp: true,
         };
         let mut child = sandbox
             .start(&room, launch, output)

@@ -39,17 +39,13 @@ pub const SYSTEM_PATHS: &[&str] = &[
 /// Device files every program may write to.
 const DEVICES: &[&str] = &["/dev/null", "/dev/zero", "/dev/full", "/dev/tty"];
 
-/// Shared memory, which Python's multiprocessing and Java need.
-const SHM: &str = "/dev/shm";
-
 /// The rules for a subject whose own folders are `own` (read and written), that may also
 /// read `read` (a `--cmd` program's files).
 pub fn rules(own: &[PathBuf], read: &[PathBuf], path_var: &str) -> FsRules {
     let mut readable: Vec<PathBuf> = SYSTEM_PATHS.iter().map(PathBuf::from).collect();
     readable.extend(toolchains(path_var));
     readable.extend(read.iter().cloned());
-    let mut write: Vec<PathBuf> = own.to_vec();
-    write.push(PathBuf::from(SHM));
+    let write: Vec<PathBuf> = own.to_vec();
     FsRules {
         read: existing(readable),
         write: existing(write),

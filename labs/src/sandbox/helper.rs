@@ -88,10 +88,13 @@ fn keeper(spec: Spec) -> Result<i32, String> {
     match spec.containment {
         Containment::PidNamespace => {
             let mut flags = rustix::thread::UnshareFlags::NEWPID;
-            if spec.private_proc {
+            if spec.private_proc || spec.private_tmp.is_some() {
                 flags |= rustix::thread::UnshareFlags::NEWNS;
             }
             super::unshare(flags).map_err(|e| format!("unshare(PID namespace): {e}"))?;
+            if let Some((tmp, shm)) = &spec.private_tmp {
+                private_tmp(tmp, shm)?;
+            }
         }
         Containment::Cgroup => {
             let dir = spec.cgroup.as_ref().ok_or("no cgroup named")?;
@@ -145,6 +148,22 @@ fn keeper(spec: Spec) -> Result<i32, String> {
         }
     }
     Ok(status)
+}
+
+/// In the room's own mount namespace (nothing it mounts reaches the machine's): its folders
+/// `tmp` and `shm` become its `/tmp` and `/dev/shm`.
+fn private_tmp(tmp: &std::path::Path, shm: &std::path::Path) -> Result<(), String> {
+    use rustix::mount::{mount_bind, mount_change, MountPropagationFlags};
+    mount_change(
+        "/",
+        MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
+    )
+    .map_err(|e| format!("making mounts private: {e}"))?;
+    mount_bind(tmp, "/tmp").map_err(|e| format!("its own /tmp: {e}"))?;
+    if std::path::Path::new("/dev/shm").is_dir() {
+        mount_bind(shm, "/dev/shm").map_err(|e| format!("its own /dev/shm: {e}"))?;
+    }
+    Ok(())
 }
 
 /// Moves process `pid` into the cgroup `dir`.
@@ -297,6 +316,8 @@ fn limit(resource: Resource, value: u64) -> Result<(), String> {
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ProbeResult {
     pub pid_namespace: Result<(), String>,
+    /// A mount namespace of the room's own, for its private /tmp.
+    pub mount_namespace: Result<(), String>,
     pub network_namespace: Result<(), String>,
     pub landlock: Result<u8, String>,
 }
@@ -306,6 +327,7 @@ fn probe() -> i32 {
     let (uid, gid) = (rustix::process::getuid(), rustix::process::getgid());
     let mut result = ProbeResult {
         pid_namespace: Err("not tried".into()),
+        mount_namespace: Err("not tried".into()),
         network_namespace: Err("not tried".into()),
         landlock: Err("not tried".into()),
     };
@@ -321,6 +343,15 @@ fn probe() -> i32 {
         super::unshare(rustix::thread::UnshareFlags::NEWNET)
             .map_err(|e| format!("unshare: {e}"))?;
         super::network::loopback_up().map_err(|e| format!("bringing lo up: {e}"))
+    });
+    result.mount_namespace = userns.clone().and_then(|()| {
+        super::unshare(rustix::thread::UnshareFlags::NEWNS).map_err(|e| format!("unshare: {e}"))?;
+        rustix::mount::mount_change(
+            "/",
+            rustix::mount::MountPropagationFlags::REC
+                | rustix::mount::MountPropagationFlags::PRIVATE,
+        )
+        .map_err(|e| format!("making mounts private: {e}"))
     });
     result.pid_namespace = userns.and_then(|()| {
         super::unshare(rustix::thread::UnshareFlags::NEWPID)

@@ -90,6 +90,8 @@ pub struct Protections {
     /// The `lab` binary that runs the room's keeper and init.
     pub helper: Result<PathBuf, String>,
     pub pid_namespace: Result<(), String>,
+    /// A mount namespace of the room's own, for a submission's private /tmp.
+    pub mount_namespace: Result<(), String>,
     /// A cgroup v2 folder under which a room's cgroup can be made.
     pub cgroup: Result<PathBuf, String>,
     /// Whether a network namespace can be made (`lab` enters one when it grades).
@@ -106,9 +108,14 @@ impl Protections {
             Ok(path) => run_probe(path),
             Err(e) => Err(e.clone()),
         };
-        let (pid_namespace, network, landlock) = match probe {
-            Ok(p) => (p.pid_namespace, p.network_namespace, p.landlock),
-            Err(e) => (Err(e.clone()), Err(e.clone()), Err(e)),
+        let (pid_namespace, mount_namespace, network, landlock) = match probe {
+            Ok(p) => (
+                p.pid_namespace,
+                p.mount_namespace,
+                p.network_namespace,
+                p.landlock,
+            ),
+            Err(e) => (Err(e.clone()), Err(e.clone()), Err(e.clone()), Err(e)),
         };
         let pid_namespace = if without("pidns") {
             Err("switched off by PROXYLAB_SANDBOX_WITHOUT".into())
@@ -119,6 +126,7 @@ impl Protections {
             root: root && !without("user"),
             helper,
             pid_namespace,
+            mount_namespace,
             cgroup: cgroup_base(),
             network,
             landlock,
@@ -225,6 +233,26 @@ fn cgroup_base() -> Result<PathBuf, String> {
     } else {
         Err("cgroup.kill is missing (Linux 5.14 or newer has it)".into())
     }
+}
+
+/// Where rooms and submissions' private copies go: `/var/tmp` where it can be written
+/// (outside `/tmp`, which a submission's room replaces with its own), else the system's
+/// temporary folder.
+pub fn scratch() -> PathBuf {
+    static BASE: OnceLock<PathBuf> = OnceLock::new();
+    BASE.get_or_init(|| {
+        let var = Path::new("/var/tmp");
+        let writable = tempfile::Builder::new()
+            .prefix("proxylab-probe-")
+            .tempdir_in(var)
+            .is_ok();
+        if writable {
+            var.to_path_buf()
+        } else {
+            std::env::temp_dir()
+        }
+    })
+    .clone()
 }
 
 /// The isolation a subject was graded under, as every report names it.
@@ -355,8 +383,9 @@ fn account(name: &str) -> Result<(u32, u32, String), String> {
 }
 
 impl Sandbox {
-    /// The isolation every subject this sandbox starts with `limits` is graded under.
-    pub fn isolation(&self, limits: &Limits) -> Isolation {
+    /// The isolation every subject this sandbox starts with `limits` is graded under; a
+    /// `submission` works in its private copy, with a /tmp of its own where it can have one.
+    pub fn isolation(&self, limits: &Limits, submission: bool) -> Isolation {
         let p = &self.protections;
         let mut partial = Vec::new();
         if let Err(e) = &p.helper {
@@ -398,9 +427,16 @@ impl Sandbox {
                 "shared with this machine".to_string()
             }
         };
+        let writes = match (submission, &p.mount_namespace) {
+            (true, Ok(())) if p.containment() == Containment::PidNamespace => {
+                "its folder and a /tmp of its own"
+            }
+            (true, _) => "its folder (not /tmp)",
+            (false, _) => "its folder and /tmp",
+        };
         let files = match &p.landlock {
             Ok(abi) => format!(
-                "Landlock ABI {abi}: it reads system paths, the toolchains on PATH and its folder, and writes its folder only"
+                "Landlock ABI {abi}: it reads system paths, the toolchains on PATH and its folder, and writes only {writes}"
             ),
             Err(e) => {
                 partial.push(format!("files: no Landlock ({e})"));
@@ -423,10 +459,11 @@ impl Sandbox {
         use std::os::unix::fs::PermissionsExt as _;
         let dir = tempfile::Builder::new()
             .prefix("proxylab-room-")
-            .tempdir()?;
+            .tempdir_in(scratch())?;
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711))?;
         let own = dir.path().join("own");
         std::fs::create_dir_all(own.join("tmp"))?;
+        std::fs::create_dir_all(own.join("shm"))?;
         std::fs::set_permissions(&own, std::fs::Permissions::from_mode(0o700))?;
         if let Some((uid, gid, _)) = &self.user {
             files::chown_tree(&own, *uid, *gid)?;
@@ -500,8 +537,21 @@ impl Sandbox {
         let containment = p.containment();
         let user = self.user.as_ref().map(|(u, g, _)| (*u, *g));
         let path_var = self.subject_path();
+        // A submission's room has a /tmp and a /dev/shm of its own, where rooms are outside
+        // /tmp and it gets a mount namespace; a `--cmd` program shares the machine's.
+        let private_tmp = (launch.private_tmp
+            && containment == Containment::PidNamespace
+            && p.mount_namespace.is_ok()
+            && !room.own.starts_with("/tmp"))
+        .then(|| (room.own.join("tmp"), room.own.join("shm")));
         let mut own = vec![room.own.clone()];
         own.extend(launch.write.iter().cloned());
+        // /tmp: its own, or (a `--cmd` program's) the machine's; never the machine's for a
+        // submission. /dev/shm, which Python's multiprocessing needs: its own, or shared.
+        if private_tmp.is_some() || !launch.private_tmp {
+            own.push(PathBuf::from("/tmp"));
+        }
+        own.push(PathBuf::from("/dev/shm"));
         let landlock = p
             .landlock
             .is_ok()
@@ -515,11 +565,12 @@ impl Sandbox {
         Spec {
             command: launch.command.to_string(),
             cwd: launch.cwd.to_path_buf(),
-            env: self.subject_env(room, &path_var, &tag),
+            env: self.subject_env(room, &path_var, &tag, private_tmp.is_some()),
             user,
             containment,
             user_namespace: containment == Containment::PidNamespace && !p.root,
             private_proc: containment == Containment::PidNamespace && p.root,
+            private_tmp,
             cgroup: (containment == Containment::Cgroup).then(|| {
                 p.cgroup
                     .as_ref()
@@ -549,7 +600,13 @@ impl Sandbox {
 
     /// The subject's environment: nothing of the grader's but what programs need to run
     /// (a CI's tokens stay out), its own HOME and TMPDIR, and the room's tag.
-    fn subject_env(&self, room: &Room, path_var: &str, tag: &str) -> Vec<(String, String)> {
+    fn subject_env(
+        &self,
+        room: &Room,
+        path_var: &str,
+        tag: &str,
+        private_tmp: bool,
+    ) -> Vec<(String, String)> {
         const KEPT: &[&str] = &[
             "LANG",
             "LC_ALL",
@@ -586,10 +643,21 @@ impl Sandbox {
             None => std::env::var("USER").unwrap_or_else(|_| "proxylab".into()),
         };
         let own = room.own.display().to_string();
+        let tmp = if private_tmp {
+            "/tmp".to_string()
+        } else {
+            format!("{own}/tmp")
+        };
+        // Java reads neither TMPDIR nor HOME, and without an account for the uid its
+        // user.home is "?": tell it.
+        env.push((
+            "JAVA_TOOL_OPTIONS".into(),
+            format!("-Djava.io.tmpdir={tmp} -Duser.home={own}"),
+        ));
         env.extend([
             ("PATH".into(), path_var.to_string()),
             ("HOME".into(), own.clone()),
-            ("TMPDIR".into(), format!("{own}/tmp")),
+            ("TMPDIR".into(), tmp),
             ("USER".into(), name.clone()),
             ("LOGNAME".into(), name),
             (spec::TAG_VAR.into(), tag.to_string()),
@@ -644,6 +712,9 @@ pub struct Launch<'a> {
     /// What it may write besides its room (a submission's private copy).
     pub write: Vec<PathBuf>,
     pub limits: Limits,
+    /// A submission: it gets a /tmp and /dev/shm of its own (where the machine allows a
+    /// mount namespace) instead of the machine's, which it may then not write.
+    pub private_tmp: bool,
 }
 
 use spec::Spec;

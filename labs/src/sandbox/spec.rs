@@ -165,6 +165,9 @@ pub struct Spec {
     pub user_namespace: bool,
     /// Mount a /proc of the room's own, so it sees its processes only (root only).
     pub private_proc: bool,
+    /// Folders of the room's that become its `/tmp` and `/dev/shm` (bind mounts in its own
+    /// mount namespace), so a program that writes `/tmp/cache` works and meets nobody's.
+    pub private_tmp: Option<(PathBuf, PathBuf)>,
     /// For [`Containment::Cgroup`]: the cgroup to create, and remove at the end.
     pub cgroup: Option<PathBuf>,
     /// `None`: Landlock is not available here.

@@ -26,6 +26,10 @@ pub fn run() -> anyhow::Result<()> {
     }
     println!("  PID namespace:             {}", yes_no(&p.pid_namespace));
     println!(
+        "  mount namespace:           {}",
+        yes_no(&p.mount_namespace)
+    );
+    println!(
         "  cgroup v2 with cgroup.kill: {}",
         match &p.cgroup {
             Ok(dir) => format!("yes ({})", dir.display()),
@@ -40,14 +44,14 @@ pub fn run() -> anyhow::Result<()> {
             Err(e) => format!("no — {e}"),
         }
     );
-    let mut isolation = sandbox.isolation(&labs::sandbox::Limits::RUN);
+    let mut isolation = sandbox.isolation(&labs::sandbox::Limits::RUN, true);
     // `lab run` enters the namespace at its start; say what it would get.
     if p.network.is_ok() {
         isolation.network =
             "a network namespace of its own: only lo, shared with origin-sim and the grader".into();
         isolation.partial.retain(|l| !l.starts_with("network:"));
     }
-    println!("\nA program graded here runs under:");
+    println!("\nA submission graded here runs under:");
     for line in isolation.lines() {
         println!("  {line}");
     }
