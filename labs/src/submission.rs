@@ -229,10 +229,15 @@ impl Submission {
                 if status.success() {
                     return Ok(());
                 }
-                return Err(format!(
-                    "the build {build:?} failed ({status}):\n{}",
-                    child.output().last_lines(15).join("\n")
-                ));
+                let said = child.output().last_lines(15).join("\n");
+                if status.code() == Some(crate::sandbox::spec::SETUP_FAILED)
+                    && said.contains(crate::sandbox::spec::SETUP_FAILED_PREFIX)
+                {
+                    return Err(format!(
+                        "the grader could not start the build in its sandbox (this is not your submission's fault; tell your instructor): {said}"
+                    ));
+                }
+                return Err(format!("the build {build:?} failed ({status}):\n{said}"));
             }
             if tokio::time::Instant::now() > deadline {
                 return Err(format!(

@@ -104,8 +104,9 @@ fn keeper(spec: Spec) -> Result<i32, String> {
         Containment::ProcessGroup => {}
     }
     let json = serde_json::to_string(&spec).map_err(|e| e.to_string())?;
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let mut command = Command::new(exe);
+    // This very executable, by the link that reaches it whatever the room mounted over the
+    // path it was started from (a `lab` in /tmp, under the room's own /tmp).
+    let mut command = Command::new("/proc/self/exe");
     command
         .args([ARG, "init", &json])
         .stdin(Stdio::null())

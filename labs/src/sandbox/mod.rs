@@ -539,11 +539,15 @@ impl Sandbox {
         let path_var = self.subject_path();
         // A submission's room has a /tmp and a /dev/shm of its own, where rooms are outside
         // /tmp and it gets a mount namespace; a `--cmd` program shares the machine's.
+        let under_tmp = std::iter::once(&room.own)
+            .chain(launch.write.iter())
+            .chain(std::iter::once(&launch.cwd.to_path_buf()))
+            .any(|p| p.starts_with("/tmp") || p.starts_with("/dev/shm"));
         let private_tmp = (launch.private_tmp
             && containment == Containment::PidNamespace
             && p.mount_namespace.is_ok()
-            && !room.own.starts_with("/tmp"))
-        .then(|| (room.own.join("tmp"), room.own.join("shm")));
+            && !under_tmp)
+            .then(|| (room.own.join("tmp"), room.own.join("shm")));
         let mut own = vec![room.own.clone()];
         own.extend(launch.write.iter().cloned());
         // /tmp: its own, or (a `--cmd` program's) the machine's; never the machine's for a
