@@ -40,7 +40,9 @@ Examples:
   lab run 4 --addr 127.0.0.1:8080 --only hit
   lab run 5 --cmd './myproxy {port} --blacklist {rules} --log {log}' --json lab5.json
   lab repro 2 keep-alive --cmd 'python3 myproxy.py {port}'
-  lab grade --cmd 'python3 myproxy.py {port}' --gradescope results.json")]
+  lab grade --cmd 'python3 myproxy.py {port}' --gradescope results.json
+  lab grade-all submissions/ --lab 2 --out grades
+  lab doctor")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -129,10 +131,13 @@ pub enum Command {
         #[command(flatten)]
         limits: LimitArgs,
     },
-    /// Build a submission in place, as grading would (its proxylab.toml's `build`, or `make`
-    /// when it has a Makefile, `cargo build --release` when it has a Cargo.toml), in the
-    /// sandbox, and say which programs it has for which lab. (Grading itself builds a
-    /// private copy; this builds the folder, for `lab run --no-build` after it.)
+    /// Build a submission in place, as grading would, and say which program it has for
+    /// each lab.
+    ///
+    /// The build is its proxylab.toml's `build`, or `make` when it has a Makefile, `cargo
+    /// build --release` when it has a Cargo.toml; it runs in the sandbox (as root: as the
+    /// folder's owner). Grading itself builds a private copy; this builds the folder, for
+    /// `lab run --no-build` after it.
     Build {
         /// The submission's folder.
         #[arg(long, value_name = "DIR", default_value = ".")]
