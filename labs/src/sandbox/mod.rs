@@ -278,6 +278,12 @@ impl Isolation {
 
     /// Lines for the text report.
     pub fn lines(&self) -> Vec<String> {
+        let confined = [&self.user, &self.network, &self.files, &self.limits]
+            .iter()
+            .any(|t| !t.is_empty());
+        if !confined {
+            return vec![self.processes.clone()];
+        }
         let mut out = Vec::new();
         for (what, text) in [
             ("processes", &self.processes),
