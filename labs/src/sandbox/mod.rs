@@ -21,23 +21,33 @@
 //! grader died) ends the room; the keeper exits only when nothing of it is left, and
 //! [`Process`]'s drop waits for that, so a grade is written only once the subject is gone.
 //! Everything the room used and what it lacked is said in every report ([`Isolation`]).
+//!
+//! - [`spec`]: what one room is, as data (the JSON the helper gets), and the limits.
+//! - `protections`: what this machine allows, probed once ([`Protections`]).
+//! - `room`: a room from the grader's side: its folders, the running subject ([`Process`]), its end.
+//! - [`helper`]: the keeper, init and the probe, run from the `lab` binary.
+//! - [`network`], [`files`], [`watch`], [`identity`]: loopback only, Landlock and the private
+//!   copy, the limits counted, whose program it is.
 
 pub mod files;
 pub mod helper;
 pub mod identity;
 pub mod network;
+mod protections;
+mod room;
 pub mod spec;
 pub mod watch;
 
+pub use protections::Protections;
+pub use room::{end_all, Launch, Process, Room};
 pub use spec::{Containment, Limits};
 pub use watch::Stop;
 
 use crate::process::Output;
+use spec::Spec;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -79,160 +89,6 @@ const UID_BASE: u32 = 2_000_000_000;
 /// by side (`grade-all --jobs N`) never share one, and no account is needed.
 pub fn default_uid() -> u32 {
     UID_BASE + std::process::id()
-}
-
-/// What this machine allows, found once per process by trying each protection in a
-/// throwaway process (`lab __sandbox probe`).
-#[derive(Debug, Clone)]
-pub struct Protections {
-    /// `lab` runs as root (so it can give the subject another user).
-    pub root: bool,
-    /// The `lab` binary that runs the room's keeper and init.
-    pub helper: Result<PathBuf, String>,
-    pub pid_namespace: Result<(), String>,
-    /// A mount namespace of the room's own, for a submission's private /tmp.
-    pub mount_namespace: Result<(), String>,
-    /// A cgroup v2 folder under which a room's cgroup can be made.
-    pub cgroup: Result<PathBuf, String>,
-    /// Whether a network namespace can be made (`lab` enters one when it grades).
-    pub network: Result<(), String>,
-    /// The Landlock ABI enforced.
-    pub landlock: Result<u8, String>,
-}
-
-impl Protections {
-    pub fn detect() -> Protections {
-        let root = rustix::process::geteuid().is_root();
-        let helper = locate_helper();
-        let probe = match &helper {
-            Ok(path) => run_probe(path),
-            Err(e) => Err(e.clone()),
-        };
-        let (pid_namespace, mount_namespace, network, landlock) = match probe {
-            Ok(p) => (
-                p.pid_namespace,
-                p.mount_namespace,
-                p.network_namespace,
-                p.landlock,
-            ),
-            Err(e) => (Err(e.clone()), Err(e.clone()), Err(e.clone()), Err(e)),
-        };
-        let pid_namespace = if without("pidns") {
-            Err("switched off by PROXYLAB_SANDBOX_WITHOUT".into())
-        } else {
-            pid_namespace
-        };
-        Protections {
-            root: root && !without("user"),
-            helper,
-            pid_namespace,
-            mount_namespace,
-            cgroup: cgroup_base(),
-            network,
-            landlock,
-        }
-    }
-
-    /// How this machine's rooms keep every process of the subject.
-    pub fn containment(&self) -> Containment {
-        if self.pid_namespace.is_ok() {
-            Containment::PidNamespace
-        } else if self.cgroup.is_ok() {
-            Containment::Cgroup
-        } else {
-            Containment::ProcessGroup
-        }
-    }
-}
-
-/// The `lab` binary: `PROXYLAB_LAB_BIN`; this program when it is `lab`; else `lab` beside
-/// it or one folder up (a test binary in `target/debug/deps/`).
-fn locate_helper() -> Result<PathBuf, String> {
-    if let Some(path) = std::env::var_os("PROXYLAB_LAB_BIN") {
-        let path = PathBuf::from(path);
-        return if path.is_file() {
-            Ok(path)
-        } else {
-            Err(format!(
-                "PROXYLAB_LAB_BIN={} does not exist",
-                path.display()
-            ))
-        };
-    }
-    let me = std::env::current_exe().map_err(|e| format!("finding this program: {e}"))?;
-    if me.file_name().is_some_and(|n| n == "lab") {
-        return Ok(me);
-    }
-    let dir = me.parent().map(Path::to_path_buf).unwrap_or_default();
-    [dir.join("lab"), dir.join("../lab")]
-        .into_iter()
-        .find(|p| p.is_file())
-        .ok_or_else(|| {
-            format!(
-                "no `lab` binary to run the sandbox (beside {}; PROXYLAB_LAB_BIN names one)",
-                me.display()
-            )
-        })
-}
-
-fn run_probe(helper: &Path) -> Result<helper::ProbeResult, String> {
-    let mut child = std::process::Command::new(helper)
-        .args([helper::ARG, "probe"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("running {}: {e}", helper.display()))?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while child.try_wait().ok().flatten().is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err("the sandbox probe did not finish within 10 s".into());
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    let mut text = String::new();
-    if let Some(mut out) = child.stdout.take() {
-        use std::io::Read as _;
-        let _ = out.read_to_string(&mut text);
-    }
-    serde_json::from_str(text.trim()).map_err(|e| format!("the sandbox probe said {text:?}: {e}"))
-}
-
-/// Where rooms' cgroups go: this process's own cgroup v2, when a folder can be made in it.
-fn cgroup_base() -> Result<PathBuf, String> {
-    if without("cgroup") {
-        return Err("switched off by PROXYLAB_SANDBOX_WITHOUT".into());
-    }
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| e.to_string())?;
-    let mount = mounts
-        .lines()
-        .find(|l| {
-            l.split(" - ")
-                .nth(1)
-                .is_some_and(|t| t.starts_with("cgroup2 "))
-        })
-        .and_then(|l| l.split_whitespace().nth(4))
-        .ok_or("no cgroup v2 is mounted")?;
-    let own = std::fs::read_to_string("/proc/self/cgroup").map_err(|e| e.to_string())?;
-    let path = own
-        .lines()
-        .find_map(|l| l.strip_prefix("0::"))
-        .ok_or("this process is in no cgroup v2")?;
-    let base = Path::new(mount).join(path.trim_start_matches('/'));
-    if !base.join("cgroup.kill").exists() && !base.join("cgroup.procs").exists() {
-        return Err(format!("{} is not a cgroup", base.display()));
-    }
-    let test = base.join(format!("proxylab-probe-{}", std::process::id()));
-    std::fs::create_dir(&test).map_err(|e| format!("{}: {e}", base.display()))?;
-    let killable = test.join("cgroup.kill").exists();
-    let _ = std::fs::remove_dir(&test);
-    if killable {
-        Ok(base)
-    } else {
-        Err("cgroup.kill is missing (Linux 5.14 or newer has it)".into())
-    }
 }
 
 /// Where rooms and submissions' private copies go: `/var/tmp` where it can be written
@@ -500,39 +356,10 @@ impl Sandbox {
         let helper = self.protections.helper.as_ref().map_err(Clone::clone)?;
         let spec = self.spec(room, &launch);
         let json = serde_json::to_string(&spec).map_err(|e| e.to_string())?;
-        use std::os::unix::process::CommandExt as _;
-        let mut child = std::process::Command::new(helper)
-            .args([helper::ARG, "keeper", &json])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .spawn()
-            .map_err(|e| format!("cannot start the sandbox ({}): {e}", helper.display()))?;
-        if let Some(out) = child.stdout.take() {
-            output.drain(out);
-        }
-        if let Some(err) = child.stderr.take() {
-            output.drain(err);
-        }
-        let control = Arc::new(Control {
-            stdin: Mutex::new(child.stdin.take()),
-            stop: Mutex::new(None),
-            ended: AtomicBool::new(false),
-        });
-        lock(&LIVE).push(Arc::downgrade(&control));
-        let process = Process {
-            keeper: child,
-            control,
-            output,
-            limits: launch.limits,
-        };
-        process.watch(
-            std::iter::once(room.own.clone())
-                .chain(launch.write)
-                .collect(),
-        );
-        Ok(process)
+        let dirs = std::iter::once(room.own.clone())
+            .chain(launch.write)
+            .collect();
+        Process::start(helper, &json, output, launch.limits, dirs)
     }
 
     fn spec(&self, room: &Room, launch: &Launch<'_>) -> Spec {
@@ -701,167 +528,4 @@ fn tasks_of(uid: u32) -> u64 {
         }
     }
     n
-}
-
-/// One room's folders. Dropped when the check ends (the subject is gone by then).
-#[derive(Debug)]
-pub struct Room {
-    _dir: tempfile::TempDir,
-    /// The subject's own folder: its HOME, its TMPDIR (`tmp/`), lab 5's files.
-    pub own: PathBuf,
-}
-
-/// What to start in a room.
-#[derive(Debug)]
-pub struct Launch<'a> {
-    /// Run with `/bin/sh -c`.
-    pub command: &'a str,
-    pub cwd: &'a Path,
-    /// What it may read besides the system's paths (a `--cmd` program's files).
-    pub read: Vec<PathBuf>,
-    /// What it may write besides its room (a submission's private copy).
-    pub write: Vec<PathBuf>,
-    pub limits: Limits,
-    /// A submission: it gets a /tmp and /dev/shm of its own (where the machine allows a
-    /// mount namespace) instead of the machine's, which it may then not write.
-    pub private_tmp: bool,
-}
-
-use spec::Spec;
-
-/// How the grader and the watch end a room.
-#[derive(Debug)]
-struct Control {
-    /// The keeper's stdin: closing it ends the room.
-    stdin: Mutex<Option<ChildStdin>>,
-    /// Why the grader stopped the subject, if it did.
-    stop: Mutex<Option<Stop>>,
-    ended: AtomicBool,
-}
-
-impl Control {
-    fn end(&self) {
-        self.ended.store(true, Ordering::SeqCst);
-        drop(lock(&self.stdin).take());
-    }
-
-    fn stop(&self, why: Stop) {
-        lock(&self.stop).get_or_insert(why);
-        self.end();
-    }
-}
-
-/// Every room still open, for [`end_all`].
-static LIVE: Mutex<Vec<Weak<Control>>> = Mutex::new(Vec::new());
-
-/// Ends every room still open (for signal handlers: whatever ends the grader, the programs
-/// it started end with it). Their keepers finish the job once their stdin is closed.
-pub fn end_all() {
-    let rooms: Vec<Weak<Control>> = lock(&LIVE).drain(..).collect();
-    for room in rooms.iter().filter_map(Weak::upgrade) {
-        room.end();
-    }
-}
-
-/// A subject running in its room. Dropping it ends the room and waits until nothing of the
-/// subject is left.
-#[derive(Debug)]
-pub struct Process {
-    keeper: Child,
-    control: Arc<Control>,
-    output: Output,
-    limits: Limits,
-}
-
-/// How often the watch looks.
-const WATCH_EVERY: Duration = Duration::from_millis(50);
-/// How often it measures the disk the room's folders use.
-const DISK_EVERY: u32 = 20;
-
-impl Process {
-    /// The keeper's pid: every process of the subject descends from it.
-    pub fn pgid(&self) -> u32 {
-        self.keeper.id()
-    }
-
-    /// Its exit status, once the subject and all it started have exited.
-    pub fn exited(&mut self) -> Option<ExitStatus> {
-        self.keeper.try_wait().ok().flatten()
-    }
-
-    pub fn output(&self) -> &Output {
-        &self.output
-    }
-
-    /// Why it was stopped: a limit the watch saw, a refusal, or a limit the kernel
-    /// enforced (as its exit status says).
-    pub fn stopped(&mut self) -> Option<Stop> {
-        if let Some(stop) = lock(&self.control.stop).clone() {
-            return Some(stop);
-        }
-        let code = self.exited().and_then(|s| s.code());
-        watch::exit_reason(code, &self.limits).map(Stop::Limit)
-    }
-
-    /// Looks at the subject now (its programs, its use) and stops it if it must be.
-    pub fn inspect(&mut self) -> Option<Stop> {
-        let (usage, foreign) = watch::measure(self.keeper.id());
-        if let Some(why) = foreign.or_else(|| watch::over(&usage, &self.limits)) {
-            self.control.stop(why);
-        }
-        self.stopped()
-    }
-
-    /// Watches the room on a thread of its own until it ends.
-    fn watch(&self, dirs: Vec<PathBuf>) {
-        let control = Arc::downgrade(&self.control);
-        let (keeper, limits) = (self.keeper.id(), self.limits);
-        let _ = std::thread::Builder::new()
-            .name("lab-room-watch".into())
-            .spawn(move || {
-                let mut tick = 0u32;
-                loop {
-                    std::thread::sleep(WATCH_EVERY);
-                    let Some(control) = control.upgrade() else {
-                        return;
-                    };
-                    if control.ended.load(Ordering::SeqCst) {
-                        return;
-                    }
-                    let (usage, foreign) = watch::measure(keeper);
-                    let mut why = foreign.or_else(|| watch::over(&usage, &limits));
-                    tick += 1;
-                    if why.is_none() && tick.is_multiple_of(DISK_EVERY) {
-                        let dirs: Vec<&Path> = dirs.iter().map(PathBuf::as_path).collect();
-                        why = watch::disk_over(&dirs, limits.disk);
-                    }
-                    if let Some(why) = why {
-                        control.stop(why);
-                        return;
-                    }
-                }
-            });
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        self.control.end();
-        // The keeper exits once the room is empty; it was told by its stdin.
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while self.keeper.try_wait().ok().flatten().is_none() {
-            if std::time::Instant::now() > deadline {
-                // A keeper that does not answer: end it and its group the hard way.
-                if let Some(pid) = rustix::process::Pid::from_raw(self.keeper.id() as i32) {
-                    let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
-                }
-                let _ = self.keeper.kill();
-                let _ = self.keeper.wait();
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        let me = Arc::as_ptr(&self.control);
-        lock(&LIVE).retain(|w| w.strong_count() > 0 && w.as_ptr() != me);
-    }
 }
