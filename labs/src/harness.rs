@@ -2,7 +2,8 @@
 //!
 //! Takes: which subject to grade (the reference proxy, any program started with `--cmd`, or
 //! one already running at `--addr`). Returns: an [`Env`] the checks run against, torn down
-//! (the subject's whole process group killed) when it is dropped, even on panic.
+//! (the subject's room ended, every process it started with it) when it is dropped, even
+//! on panic.
 //!
 //! Every exchange with the subject has a deadline of its own (a *step*, 5 s unless told),
 //! and a step that runs out says which step it was: "sent GET …; no response head within

@@ -7,7 +7,7 @@
 //!
 //! How a check is run ([`run_lab`]): origin-sim and the subject start fresh for it (nothing
 //! one check does can change another's result), every step of it has a short deadline, and
-//! everything is torn down after it, the subject's whole process group included. Checks
+//! everything is torn down after it, every process of the subject included. Checks
 //! never wait a fixed time for something: they ask again until it happened or a deadline
 //! passed; concurrency is proven by responses the origin holds until the check lets them
 //! go, caching by `X-Origin-Hits` (how many requests reached the origin).

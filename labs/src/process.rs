@@ -6,9 +6,9 @@
 //!
 //! - **Readiness is seen, not tested.** On Linux a program is ready when a LISTEN socket on
 //!   its port appears in `/proc/net/tcp` or `/proc/net/tcp6` and belongs to a process of the
-//!   subject's process group. The grader never opens an empty connection to find out: a
-//!   CS:APP-style proxy dies of SIGPIPE answering one, and a chat server announces it as a
-//!   member. Elsewhere (no `/proc`) a connection is the fallback.
+//!   subject (a descendant of its room's keeper). The grader never opens an empty
+//!   connection to find out: a CS:APP-style proxy dies of SIGPIPE answering one, and a chat
+//!   server announces it as a member. Elsewhere (no `/proc`) a connection is the fallback.
 //! - **Its output is always drained.** stdout and stderr are read continuously by two
 //!   threads (a program that logs a lot never blocks on a full pipe), the last lines are
 //!   kept for the report, and with an output file everything up to a bound goes there.
