@@ -321,6 +321,28 @@ fn a_chat_server_without_join_notices_loses_only_join_announced() {
     );
 }
 
+/// Issue 23, item 3: a server that prefixes relayed lines with the sender's address (as C
+/// `select` and Go servers do) splits two lines in one write correctly; only `broadcast`
+/// grades the "[NAME] text" format, so only `broadcast` is lost.
+#[test]
+fn a_chat_server_naming_senders_by_address_loses_only_broadcast() {
+    insta::assert_snapshot!(
+        "chat_address_prefix",
+        graded_five_times(1, &student_chat("address-prefix"), &["broadcast"])
+    );
+}
+
+/// Issue 23, item 4: a half line relayed at EOF, glued to the next message, is what
+/// `vanish-mid-line` must not let through, even when that next message is the one it waits
+/// for.
+#[test]
+fn a_chat_server_relaying_a_vanished_half_line_loses_vanish_mid_line() {
+    insta::assert_snapshot!(
+        "chat_relay_half_line",
+        graded_five_times(1, &student_chat("relay-half-line"), &["vanish-mid-line"])
+    );
+}
+
 #[test]
 fn a_chat_server_relaying_disconnect_loses_only_disconnect() {
     insta::assert_snapshot!(

@@ -11,6 +11,12 @@ Defects:
   no-greeting       says nothing to a new client (it still announces arrivals and leavers)
   no-join           announces leavers but not arrivals
   relay-disconnect  relays !DISCONNECT to the others as a message and closes without a notice
+  address-prefix    relays a line as "ADDRESS: text" (the sender's address, as many C and
+                    Go servers do) instead of "[NAME] text"; everything else is right
+  relay-half-line   when a client vanishes in the middle of a line, relays what it had of
+                    that line, without a newline, and says nothing else of it: the half line
+                    is glued to the next message (as an asyncio server that flushes its
+                    buffer at EOF does)
 """
 import queue
 import socket
@@ -28,6 +34,8 @@ class Member:
     def __init__(self, conn):
         self.conn = conn
         self.name = "guest"
+        host, port = conn.getpeername()[:2]
+        self.address = "%s:%d" % (host, port)
         self.out = queue.Queue(maxsize=256)
         threading.Thread(target=self.write_loop, daemon=True).start()
 
@@ -67,8 +75,17 @@ def drop(member, why):
             member.conn.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
-        if not (why == "disconnect" and DEFECT == "relay-disconnect"):
+        quiet = (why == "disconnect" and DEFECT == "relay-disconnect") or (
+            why == "gone" and DEFECT == "relay-half-line"
+        )
+        if not quiet:
             broadcast(member, "* %s left\n" % member.name)
+
+
+def relayed(member, text):
+    if DEFECT == "address-prefix":
+        return "%s: %s\n" % (member.address, text)
+    return "[%s] %s\n" % (member.name, text)
 
 
 def serve(conn):
@@ -93,11 +110,13 @@ def serve(conn):
                         broadcast(member, "* %s joined\n" % member.name)
                 elif line == "!DISCONNECT":
                     if DEFECT == "relay-disconnect":
-                        broadcast(member, "[%s] %s\n" % (member.name, line))
+                        broadcast(member, relayed(member, line))
                     drop(member, "disconnect")
                     return
                 elif line:
-                    broadcast(member, "[%s] %s\n" % (member.name, line))
+                    broadcast(member, relayed(member, line))
+        if buf and DEFECT == "relay-half-line":
+            broadcast(member, relayed(member, buf.decode(errors="replace")).rstrip("\n"))
     except OSError:
         pass
     finally:
