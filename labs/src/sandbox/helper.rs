@@ -262,13 +262,18 @@ fn init(spec: Spec) -> Result<i32, String> {
     if let Some(rules) = &spec.landlock {
         super::files::restrict(rules)?;
     }
+    // stdin: open and silent, like an idle terminal. (/dev/null ends at once, and a program
+    // with a console loop then spins on end-of-file.) init holds the other end, writes
+    // nothing, and closes it only when it exits.
+    let (stdin, _silent) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| format!("a pipe for stdin: {e}"))?;
     let mut command = Command::new("/bin/sh");
     command
         .args(["-c", &spec.command])
         .current_dir(&spec.cwd)
         .env_clear()
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
+        .stdin(Stdio::from(stdin))
         .stdout(Stdio::inherit())
         .stderr(Stdio::inherit());
     if let Some((uid, gid)) = spec.user {

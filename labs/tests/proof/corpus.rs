@@ -321,6 +321,18 @@ fn a_chat_server_without_join_notices_loses_only_join_announced() {
     );
 }
 
+/// Issue 23, item 13: a program with a console loop on stdin waits on it, as at an idle
+/// terminal, instead of spinning on end-of-file: it gets the tiny proxy's score, and what it
+/// shows of its output is its own, not "EOF" a million times.
+#[test]
+fn a_console_loop_on_stdin_waits_instead_of_spinning() {
+    let report = super::grade(2, &Subject::Command(python("console_proxy.py", "")));
+    assert_eq!(report.score(), 60, "{}", report.table());
+    // (Given /dev/null, each lost check showed five lines of "EOF".)
+    let shown: Vec<&String> = report.outcomes.iter().flat_map(|o| &o.output).collect();
+    assert!(shown.iter().all(|l| l.as_str() != "EOF"), "{shown:?}");
+}
+
 /// Issue 23, item 3: a server that prefixes relayed lines with the sender's address (as C
 /// `select` and Go servers do) splits two lines in one write correctly; only `broadcast`
 /// grades the "[NAME] text" format, so only `broadcast` is lost.
