@@ -597,13 +597,21 @@ pub async fn start(config: Config) -> Result<Handle, StartError> {
 }
 
 /// A deterministic byte generator (SplitMix64): the same seed and length always give the
-/// same bytes, so tests can check every byte a proxy delivered.
+/// same bytes, so tests can check every byte a proxy delivered. In text mode
+/// ([`SeededBytes::text`]) the same stream becomes printable ASCII in lines of 64 bytes,
+/// the last byte a newline: a body that survives a program which reads text line by line,
+/// for checks that are about something other than binary safety.
 #[derive(Debug, Clone)]
 pub struct SeededBytes {
     state: u64,
     word: [u8; 8],
     used: usize,
+    /// Text mode: the body's length, and how many bytes have been given.
+    text: Option<(u64, u64)>,
 }
+
+/// The 64 characters a text body is made of.
+const TEXT: &[u8; 64] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .";
 
 impl SeededBytes {
     /// The stream for a body of `len` bytes under `seed`.
@@ -612,6 +620,15 @@ impl SeededBytes {
             state: seed ^ len.wrapping_mul(0x9E37_79B9_7F4A_7C15),
             word: [0; 8],
             used: 8,
+            text: None,
+        }
+    }
+
+    /// The stream for a text body of `len` bytes under `seed`.
+    pub fn text(seed: u64, len: u64) -> Self {
+        SeededBytes {
+            text: Some((len, 0)),
+            ..SeededBytes::new(seed, len)
         }
     }
 
@@ -633,6 +650,14 @@ impl SeededBytes {
             }
             *b = self.word[self.used];
             self.used += 1;
+            if let Some((len, at)) = &mut self.text {
+                *b = if *at % 64 == 63 || *at + 1 == *len {
+                    b'\n'
+                } else {
+                    TEXT[usize::from(*b % 64)]
+                };
+                *at += 1;
+            }
         }
     }
 }
@@ -644,11 +669,51 @@ pub fn seeded_body(seed: u64, len: u64) -> Vec<u8> {
     out
 }
 
+/// The seeded body of `len` bytes origin-sim sends for `target`: text for `/text/…`, a
+/// `text=1` query or `/cache/…?text=N`, binary otherwise.
+pub fn seeded_for(seed: u64, target: &str, len: u64) -> Vec<u8> {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let text = path.starts_with("/text/")
+        || query
+            .split('&')
+            .any(|kv| kv == "text=1" || (path.starts_with("/cache/") && kv.starts_with("text=")));
+    if text {
+        seeded_text(seed, len)
+    } else {
+        seeded_body(seed, len)
+    }
+}
+
+/// The body `/text/{len}` (and `/chunked` and `/close` with `?text=1`, `/cache` with
+/// `?text=N`) sends: printable ASCII in lines of 64 bytes, ending with a newline.
+pub fn seeded_text(seed: u64, len: u64) -> Vec<u8> {
+    let mut out = vec![0; len as usize];
+    SeededBytes::text(seed, len).fill(&mut out);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use tokio::io::AsyncReadExt;
+
+    #[test]
+    fn a_text_body_is_printable_lines_ending_with_a_newline_and_deterministic() {
+        let text = seeded_text(7, 1000);
+        assert_eq!(text.len(), 1000);
+        assert_eq!(text, seeded_text(7, 1000));
+        assert!(text.ends_with(b"\n"));
+        assert!(text
+            .split(|&b| b == b'\n')
+            .all(|line| line.len() <= 63 && line.iter().all(|b| TEXT.contains(b))));
+        assert_eq!(seeded_text(7, 1), b"\n");
+        assert_ne!(seeded_text(7, 1000), seeded_text(8, 1000));
+        assert_eq!(seeded_for(7, "/text/9?lab=x", 9), seeded_text(7, 9));
+        assert_eq!(seeded_for(7, "/chunked/9?text=1", 9), seeded_text(7, 9));
+        assert_eq!(seeded_for(7, "/cache/60?text=9", 9), seeded_text(7, 9));
+        assert_eq!(seeded_for(7, "/bytes/9?lab=text", 9), seeded_body(7, 9));
+    }
 
     #[test]
     fn origin_form_of_every_target_form() {

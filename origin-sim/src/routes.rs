@@ -12,6 +12,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("/", "this index"),
     ("/bytes/N", "N seeded bytes with Content-Length"),
     (
+        "/text/N",
+        "N seeded bytes of printable text in lines, with Content-Length (?text=1 on /chunked and /close too)",
+    ),
+    (
         "/chunked/N?chunk=K",
         "N seeded bytes, chunked (seeded chunk sizes, or K each); to HTTP/1.0, ended by the close",
     ),
@@ -58,7 +62,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ),
     (
         "/cache/N",
-        "Cache-Control: max-age=N, an ETag and a fixed Last-Modified; 304 to matching conditionals; 206 to one byte Range (If-Range honoured); ?bytes=M for a body of M seeded bytes",
+        "Cache-Control: max-age=N, an ETag and a fixed Last-Modified; 304 to matching conditionals; 206 to one byte Range (If-Range honoured); ?bytes=M for a body of M seeded bytes, ?text=M for M bytes of seeded text",
     ),
     (
         "/etag/TAG?max-age=N",
@@ -165,6 +169,8 @@ pub(crate) async fn respond<R: Rd, W: Wr>(
         return Ok(After::Close);
     }
     let seed = ex.origin.seed;
+    // `?text=1`: a framing route sends printable text in lines instead of binary bytes.
+    let text = query_value(&query, "text") == Some("1");
     match (segments.as_slice(), number(1)) {
         ([""], _) => {
             let mut page = String::from("origin-sim: a deterministic origin for proxylab.\n\n");
@@ -173,29 +179,29 @@ pub(crate) async fn respond<R: Rd, W: Wr>(
             }
             simple(&ex, conn, 200, page.as_bytes(), true).await
         }
-        (["bytes", _], Some(n)) => {
+        ([kind @ ("bytes" | "text"), _], Some(n)) => {
+            let body = Seeded::of(seed, n, *kind == "text");
             let mut head = base(&ex, 200);
-            head.headers
-                .push("Content-Type", "application/octet-stream");
+            head.headers.push("Content-Type", body.content_type());
             head.headers.push("Content-Length", n.to_string());
-            send_seeded(&ex, conn, head, seed, n, BodyStyle::Plain).await
+            send_seeded(&ex, conn, head, body, BodyStyle::Plain).await
         }
         // No chunked coding to an HTTP/1.0 request (RFC 9112 §6.1): the body ends at the
         // close instead.
         (["chunked", _], Some(n)) if ex.head.version == Version::Http10 => {
-            send_until_close(&ex, conn, seed, n).await
+            send_until_close(&ex, conn, Seeded::of(seed, n, text)).await
         }
         (["chunked", _], Some(n)) => {
             let fixed = query_value(&query, "chunk")
                 .and_then(|v| v.parse().ok())
                 .filter(|&k| k > 0);
+            let body = Seeded::of(seed, n, text);
             let mut head = base(&ex, 200);
-            head.headers
-                .push("Content-Type", "application/octet-stream");
+            head.headers.push("Content-Type", body.content_type());
             head.headers.push("Transfer-Encoding", "chunked");
-            send_seeded(&ex, conn, head, seed, n, BodyStyle::Chunked(fixed)).await
+            send_seeded(&ex, conn, head, body, BodyStyle::Chunked(fixed)).await
         }
-        (["close", _], Some(n)) => send_until_close(&ex, conn, seed, n).await,
+        (["close", _], Some(n)) => send_until_close(&ex, conn, Seeded::of(seed, n, text)).await,
         (["delay", _], Some(ms)) => {
             let ms = ms.min(60_000);
             tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -220,8 +226,7 @@ pub(crate) async fn respond<R: Rd, W: Wr>(
                 &ex,
                 conn,
                 head,
-                seed,
-                n,
+                Seeded::of(seed, n, false),
                 BodyStyle::Drip(Duration::from_millis(ms)),
             )
             .await
@@ -235,11 +240,14 @@ pub(crate) async fn respond<R: Rd, W: Wr>(
                 modified: Some(fixed_last_modified()),
             };
             let cc = format!("max-age={secs}");
-            // `?bytes=M`: a body of M seeded bytes (at most 64 MiB), for size limits.
-            let body = match query_value(&query, "bytes").and_then(|b| b.parse::<u64>().ok()) {
-                // The same bytes as /bytes/M.
-                Some(n) => crate::seeded_body(seed, n.min(64 << 20)),
-                None => format!("fresh for {secs} s\n").into_bytes(),
+            // `?bytes=M` (or `?text=M`): a body of M seeded bytes (at most 64 MiB), for size
+            // limits.
+            let sized = |key| query_value(&query, key).and_then(|b| b.parse::<u64>().ok());
+            let body = match (sized("bytes"), sized("text")) {
+                // The same bytes as /bytes/M (or /text/M).
+                (Some(n), _) => crate::seeded_body(seed, n.min(64 << 20)),
+                (None, Some(n)) => crate::seeded_text(seed, n.min(64 << 20)),
+                (None, None) => format!("fresh for {secs} s\n").into_bytes(),
             };
             cached(&ex, conn, &validators, &[("Cache-Control", &cc)], body).await
         }
@@ -545,30 +553,58 @@ enum BodyStyle {
     Drip(Duration),
 }
 
-/// Streams `n` seeded bytes after `head`, without holding them all.
-/// `n` seeded bytes without a length: the body ends when the connection closes.
+/// A seeded body: its seed, its length, binary or text.
+#[derive(Debug, Clone, Copy)]
+struct Seeded {
+    seed: u64,
+    n: u64,
+    text: bool,
+}
+
+impl Seeded {
+    fn of(seed: u64, n: u64, text: bool) -> Seeded {
+        Seeded { seed, n, text }
+    }
+
+    fn content_type(&self) -> &'static str {
+        if self.text {
+            "text/plain"
+        } else {
+            "application/octet-stream"
+        }
+    }
+
+    fn bytes(&self) -> SeededBytes {
+        if self.text {
+            SeededBytes::text(self.seed, self.n)
+        } else {
+            SeededBytes::new(self.seed, self.n)
+        }
+    }
+}
+
+/// `body` without a length: it ends when the connection closes.
 async fn send_until_close<R: Rd, W: Wr>(
     ex: &Exchange<'_>,
     conn: &mut Conn<R, W>,
-    seed: u64,
-    n: u64,
+    body: Seeded,
 ) -> io::Result<After> {
     let mut head = base(ex, 200);
-    head.headers
-        .push("Content-Type", "application/octet-stream");
+    head.headers.push("Content-Type", body.content_type());
     head.headers.push("Connection", "close");
-    send_seeded(ex, conn, head, seed, n, BodyStyle::Plain).await?;
+    send_seeded(ex, conn, head, body, BodyStyle::Plain).await?;
     Ok(After::Close)
 }
 
+/// Streams `body` after `head`, without holding it all.
 async fn send_seeded<R: Rd, W: Wr>(
     ex: &Exchange<'_>,
     conn: &mut Conn<R, W>,
     head: ResponseHead,
-    seed: u64,
-    n: u64,
+    body: Seeded,
     style: BodyStyle,
 ) -> io::Result<After> {
+    let (seed, n) = (body.seed, body.n);
     let mut out = Vec::with_capacity(64 * 1024 + 256);
     head.write_to(&mut out);
     let stream = &mut conn.writer;
@@ -576,7 +612,7 @@ async fn send_seeded<R: Rd, W: Wr>(
         stream.write_all(&out).await?;
         return Ok(keep_alive(ex));
     }
-    let mut bytes = SeededBytes::new(seed, n);
+    let mut bytes = body.bytes();
     // Chunk sizes come from their own seeded stream, so they do not disturb the body bytes.
     let mut sizes = SeededBytes::new(seed.rotate_left(17), n);
     let mut left = n;

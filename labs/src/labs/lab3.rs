@@ -58,7 +58,7 @@ fn overlap(env: &Env) -> CheckFuture<'_> {
         single_get_works(env).await?;
         let before = env.origin.origin().requests();
         let held = env.url("/gate/overlap");
-        let quick = env.url("/bytes/10");
+        let quick = env.url("/text/10");
         let reproduce = format!(
             "{} & {}   (the first is held by the origin until {} is fetched)",
             env.curl("", &held),
@@ -133,7 +133,7 @@ fn fifty(env: &Env) -> CheckFuture<'_> {
 fn slow_client(env: &Env) -> CheckFuture<'_> {
     Box::pin(async move {
         single_get_works(env).await?;
-        let url = env.url("/bytes/10");
+        let url = env.url("/text/10");
         let reproduce = format!(
             "(printf 'GET {url} HTTP/1.1\\r\\nHo'; sleep 30) | {} echo --server {} & {}",
             crate::harness::client_bin(),
@@ -232,7 +232,7 @@ pub async fn sweep(
     let env = Env::start(subject, &lab, "sweep", options)
         .await
         .map_err(|e| e.to_string())?;
-    let url = env.url("/bytes/100");
+    let url = env.url("/text/100");
     let mut out = format!(
         "\nConcurrency sweep (reported, not graded): up to 200 requests per client, at most {} per level\n",
         secs(SWEEP_LEVEL)

@@ -207,15 +207,15 @@ fn invalidation(env: &Env) -> CheckFuture<'_> {
 fn size_limit(env: &Env) -> CheckFuture<'_> {
     Box::pin(async move {
         caching_works(env).await?;
-        let small = "/cache/60?bytes=51200";
-        let large = "/cache/60?bytes=204800";
+        let small = "/cache/60?text=51200";
+        let large = "/cache/60?text=204800";
         let mut fetched = Vec::new();
         for (path, len) in [(small, 51_200u64), (large, 204_800)] {
             for _ in 0..2 {
                 let f = fetch(env, path, &[]).await?;
                 expect_body(
                     &f.res.body,
-                    &origin_sim::seeded_body(SEED, len),
+                    &origin_sim::seeded_for(SEED, path, len),
                     &env.curl("", &env.url(path)),
                 )?;
                 fetched.push(f);
@@ -244,7 +244,7 @@ fn eviction(env: &Env) -> CheckFuture<'_> {
         // Objects of 100,000 bytes through a 1 MiB cache: ten fit. Ten are stored, the first
         // is used again, then two more arrive. Least-recently-used evicts the second and the
         // third; first-in-first-out (or emptying the whole cache) evicts the first.
-        let path = |i: usize| format!("/cache/60?bytes=100000&n={i}");
+        let path = |i: usize| format!("/cache/60?text=100000&n={i}");
         let mut stored: Vec<Fetched> = Vec::new();
         for i in 0..10 {
             stored.push(fetch(env, &path(i), &[]).await?);

@@ -278,7 +278,7 @@ fn block_wildcard(env: &Env) -> CheckFuture<'_> {
         expect_blocked(env, "http://wild.lab.test/").await?;
         // `*.calhost` must not match `localhost`: "calhost" is not a label of it. localhost
         // resolves without DNS, so the answer is the page, unless the rule matched.
-        let path = "/bytes/10?lab=wildcard";
+        let path = "/text/10?lab=wildcard";
         let url = format!("http://localhost:{}{path}", env.origin.addr().port());
         let reproduce = env.curl("", &url);
         let res = env
@@ -292,7 +292,11 @@ fn block_wildcard(env: &Env) -> CheckFuture<'_> {
             ));
         }
         expect_status(&res, 200, &reproduce)?;
-        expect_body(&res.body, &origin_sim::seeded_body(SEED, 10), &reproduce)
+        expect_body(
+            &res.body,
+            &origin_sim::seeded_for(SEED, path, 10),
+            &reproduce,
+        )
     })
 }
 
@@ -322,7 +326,7 @@ fn rule_added(env: &Env) -> CheckFuture<'_> {
         single_get_works(env).await?;
         // The origin's own address becomes the blocked host (no name to resolve, and not
         // `localhost`, which the lookalike rule is about).
-        let path = "/bytes/10?lab=rule-added";
+        let path = "/text/10?lab=rule-added";
         let url = env.url(path);
         let host = env.origin.addr().ip().to_string();
         let reproduce = env.curl("", &url);
@@ -346,7 +350,7 @@ fn rule_added(env: &Env) -> CheckFuture<'_> {
 fn access_log(env: &Env) -> CheckFuture<'_> {
     Box::pin(async move {
         single_get_works(env).await?;
-        let path = "/bytes/7?lab=access-log";
+        let path = "/text/7?lab=access-log";
         get_seeded(env, path, 7).await?;
         let url = env.url(path);
         let deadline = tokio::time::Instant::now() + RELOAD;

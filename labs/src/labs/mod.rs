@@ -14,7 +14,8 @@ pub mod lab5;
 use crate::harness::{Env, Response};
 use crate::Fail;
 
-/// The seed origin-sim runs with (bodies are `origin_sim::seeded_body(SEED, n)`).
+/// The seed origin-sim runs with (bodies are `origin_sim::seeded_body(SEED, n)`, or
+/// `seeded_text` for text routes: `origin_sim::seeded_for` says which).
 pub const SEED: u64 = origin_sim::DEFAULT_SEED;
 
 /// A failure of the request itself (no response), with its reproducer.
@@ -61,15 +62,30 @@ pub fn expect_body(body: &[u8], expected: &[u8], reproduce: &str) -> Result<(), 
     let diff = crate::Diff::between(body, expected);
     let mut fail = Fail::new(
         format!(
-            "the body differs from what the origin sent: {} bytes arrived, {} expected, first difference at byte {}",
+            "the body differs from what the origin sent: {} bytes arrived, {} expected, first difference at byte {}{}",
             body.len(),
             expected.len(),
-            diff.at
+            diff.at,
+            body_cause(body, expected)
         ),
         reproduce,
     );
     fail.diff = Some(Box::new(diff));
     Err(fail)
+}
+
+/// What a wrong body says of its cause, when it says something: text decoding (U+FFFD where
+/// the origin sent bytes that are not UTF-8) or a C string (cut at the origin's first NUL).
+fn body_cause(body: &[u8], expected: &[u8]) -> &'static str {
+    let replacement = "\u{FFFD}".as_bytes();
+    let has = |b: &[u8]| memchr::memmem::find(b, replacement).is_some();
+    if has(body) && !has(expected) {
+        return "; it holds U+FFFD (the bytes EF BF BD) where the origin sent bytes that are not UTF-8: the body went through a text decoder (readLine(), a String, a text stream) — relay a body as bytes";
+    }
+    if expected.starts_with(body) && expected.get(body.len()) == Some(&0) {
+        return "; it stops where the origin sent its first zero byte: the body was handled as a C string (strlen, strcpy, printf \"%s\") — use the byte counts recv() returns";
+    }
+    ""
 }
 
 /// GET `path` on the origin through the subject, expecting 200.
@@ -85,8 +101,9 @@ pub async fn get_expecting(env: &Env, url: &str, status: u16) -> Result<Response
     Ok(res)
 }
 
-/// GET `path` through the subject and check the body is the origin's seeded `len` bytes;
-/// a failure carries a hint chosen from what the origin saw.
+/// GET `path` through the subject and check the body is the origin's seeded `len` bytes
+/// (text or binary, as origin-sim sends them for `path`); a failure carries a hint chosen
+/// from what the origin saw.
 pub async fn get_seeded(env: &Env, path: &str, len: u64) -> Result<Response, Fail> {
     let url = env.url(path);
     let reproduce = env.curl("", &url);
@@ -96,7 +113,11 @@ pub async fn get_seeded(env: &Env, path: &str, len: u64) -> Result<Response, Fai
             .await
             .map_err(|e| no_response(e, &reproduce))?;
         expect_status(&res, 200, &reproduce)?;
-        expect_body(&res.body, &origin_sim::seeded_body(SEED, len), &reproduce)?;
+        expect_body(
+            &res.body,
+            &origin_sim::seeded_for(SEED, path, len),
+            &reproduce,
+        )?;
         Ok(res)
     }
     .await;
@@ -137,7 +158,10 @@ pub fn diagnose(env: &Env, path: &str, what: &str) -> String {
 /// Proves a single GET through the subject works (100 bytes, byte-exact); otherwise the
 /// check is not judged: lab 2 get-small grades that.
 pub async fn single_get_works(env: &Env) -> Result<(), Fail> {
-    get_seeded(env, "/bytes/100?lab=single-get", 100)
+    // Plain text in lines, with a Content-Length: what every later check builds on is
+    // forwarding, not binary safety, which lab 2's get-small and get-large-binary grade —
+    // a program that mangles binary bodies loses those, not every check after them.
+    get_seeded(env, "/text/100?lab=single-get", 100)
         .await
         .map(|_| ())
         .map_err(|f| Fail::not_judged(f, "a single GET already fails", "lab 2 get-small"))
@@ -273,6 +297,14 @@ pub async fn caching_works(env: &Env) -> Result<(), Fail> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_wrong_body_names_text_decoding_and_c_strings() {
+        let binary = [b'a', 0xff, b'b', 0, b'c'];
+        assert!(super::body_cause("a\u{FFFD}b\0c".as_bytes(), &binary).contains("text decoder"));
+        assert!(super::body_cause(b"a", &[b'a', 0, b'c']).contains("C string"));
+        assert_eq!(super::body_cause(b"ab", b"abc"), "");
+    }
+
     use super::first_line;
 
     #[test]

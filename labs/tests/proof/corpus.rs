@@ -221,6 +221,17 @@ fn defect(lab: u8, name: &str, lost: &[&str]) -> String {
     graded_five_times(lab, &student_proxy(name), lost)
 }
 
+/// Issue 23, item 1: a relay that mangles binary bodies (Java's readLine(), C's strlen())
+/// but is concurrent and caches right loses lab 2's binary checks, and nothing in labs 3
+/// and 4: what they build on is a plain text GET.
+#[test]
+fn passing_bodies_as_text_costs_only_the_binary_checks() {
+    let lab2 = defect(2, "text-only", &["get-small", "get-large-binary"]);
+    let lab3 = defect(3, "text-only", &[]);
+    let lab4 = defect(4, "text-only", &[]);
+    insta::assert_snapshot!("defect_text_only", format!("{lab2}\n{lab3}\n{lab4}"));
+}
+
 #[test]
 fn forwarding_the_absolute_url_costs_only_origin_form() {
     insta::assert_snapshot!("defect_absolute", defect(2, "absolute", &["origin-form"]));

@@ -424,7 +424,7 @@ fn the_html_report_shows_each_lost_checks_exchange_and_renders_in_chromium() {
         .map_or(head.len(), |i| i + 1)];
     assert!(head.contains("→ #3 HEAD http://127.0.0.1:"), "{head}");
     assert!(
-        head.contains("→ #2 GET /bytes/100?lab=single-get HTTP/1.0"),
+        head.contains("→ #2 GET /text/100?lab=single-get HTTP/1.0"),
         "{head}"
     );
     assert!(head.contains("← #3 HTTP/1.1 501 Not Implemented"), "{head}");

@@ -24,6 +24,9 @@ Defects (each one mistake students make):
   fifo            evicts the oldest stored object instead of the least recently used
   flip-byte       changes byte 4242 of every body longer than that (a relay that mangles
                   data; the HTML report's test marks the byte)
+  text-only       passes bodies through as text, as a Java proxy that reads them with
+                  readLine() into Strings does: bytes that are not UTF-8 come out as U+FFFD
+                  (it is concurrent and caches well: binary bodies are all it gets wrong)
 
 To keep the grader's tests offline it resolves only localhost and IP literals (like the
 reference's --offline): any other name gets 502 without a DNS query.
@@ -396,6 +399,8 @@ def exchange(client, conn, addr):
                 "stored": time.time(), "max_age": max_age, "etag": etag})
     if method not in ("GET", "HEAD") and 200 <= status < 400:
         invalidate(url)
+    if DEFECT == "text-only":
+        rbody = rbody.decode("utf-8", "replace").encode("utf-8")
     if DEFECT == "flip-byte" and len(rbody) > 4242:
         rbody = rbody[:4242] + bytes([rbody[4242] ^ 0xFF]) + rbody[4243:]
     if DEFECT == "http10":
