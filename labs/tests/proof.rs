@@ -70,7 +70,7 @@ pub(crate) fn open_tempdir() -> tempfile::TempDir {
     dir
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -105,6 +105,8 @@ pub struct Origin {
     gates: Mutex<HashMap<String, watch::Sender<bool>>>,
     /// The last requests, as they arrived ([`Origin::seen`]).
     seen: Mutex<VecDeque<Seen>>,
+    /// The connections open now, by id.
+    open: Mutex<std::collections::HashSet<u64>>,
 }
 
 /// How many requests [`Origin::seen`] remembers.
@@ -125,6 +127,9 @@ pub struct Seen {
     pub version: &'static str,
     /// Which connection it came on (as `X-Origin-Conn`).
     pub conn: u64,
+    /// origin-sim wrote its whole response (a grader can then tell a program that waits for
+    /// the origin to close from one the origin failed).
+    pub answered: bool,
 }
 
 /// The origin-form (path and query) of a request-target, and whether it was absolute-form.
@@ -156,6 +161,40 @@ impl Origin {
             capture: None,
             gates: Mutex::new(HashMap::new()),
             seen: Mutex::new(VecDeque::new()),
+            open: Mutex::new(std::collections::HashSet::new()),
+        }
+    }
+
+    /// Whether connection `conn` (as `X-Origin-Conn` and [`Seen::conn`] name it) is still
+    /// open: origin-sim keeps HTTP/1.1 connections open after a response, as RFC 9112 §9.3
+    /// lets it, until the client closes them.
+    pub fn connection_open(&self, conn: u64) -> bool {
+        match self.open.lock() {
+            Ok(o) => o.contains(&conn),
+            Err(poisoned) => poisoned.into_inner().contains(&conn),
+        }
+    }
+
+    fn set_open(&self, conn: u64, open: bool) {
+        let mut all = match self.open.lock() {
+            Ok(o) => o,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if open {
+            all.insert(conn);
+        } else {
+            all.remove(&conn);
+        }
+    }
+
+    /// The request in progress on `conn` has had its whole response.
+    fn answered(&self, conn: u64) {
+        let mut all = match self.seen.lock() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(seen) = all.iter_mut().rev().find(|s| s.conn == conn) {
+            seen.answered = true;
         }
     }
 
@@ -348,6 +387,18 @@ pub(crate) enum After {
 /// Serves requests on one connection; returns it when the route asked for a reset.
 async fn connection<R: routes::Rd, W: routes::Wr>(
     origin: Arc<Origin>,
+    conn: routes::Conn<R, W>,
+    conn_id: u64,
+    stop: watch::Receiver<bool>,
+) -> io::Result<Option<routes::Conn<R, W>>> {
+    origin.set_open(conn_id, true);
+    let served = requests(&origin, conn, conn_id, stop).await;
+    origin.set_open(conn_id, false);
+    served
+}
+
+async fn requests<R: routes::Rd, W: routes::Wr>(
+    origin: &Arc<Origin>,
     mut conn: routes::Conn<R, W>,
     conn_id: u64,
     mut stop: watch::Receiver<bool>,
@@ -384,16 +435,19 @@ async fn connection<R: routes::Rd, W: routes::Wr>(
             absolute,
             version: head.version.as_str(),
             conn: conn_id,
+            answered: false,
         });
         let hits = origin.count_hit(&head.target);
         let exchange = routes::Exchange {
-            origin: &origin,
+            origin,
             received,
             head,
             hits,
             conn_id,
         };
-        match routes::respond(exchange, &mut conn).await? {
+        let after = routes::respond(exchange, &mut conn).await?;
+        origin.answered(conn_id);
+        match after {
             After::KeepAlive => continue,
             After::Close => {
                 let _ = conn.writer.shutdown().await;

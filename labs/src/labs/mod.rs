@@ -121,10 +121,37 @@ pub async fn get_seeded(env: &Env, path: &str, len: u64) -> Result<Response, Fai
         Ok(res)
     }
     .await;
-    result.map_err(|f: Fail| {
-        let hint = diagnose(env, path, &f.what);
-        f.hint(hint)
+    result.map_err(|f: Fail| match waits_for_close(env, path, &f) {
+        Some(cause) => cause,
+        None => {
+            let hint = diagnose(env, path, &f.what);
+            f.hint(hint)
+        }
     })
+}
+
+/// A step that ran out while origin-sim had sent its whole response to `path` and kept the
+/// connection open, as HTTP/1.1 allows: the program waits for the origin to close before
+/// it forwards (a CS:APP-style loop that reads to EOF). That is the cause, not "0 bytes
+/// came".
+pub fn waits_for_close(env: &Env, path: &str, f: &Fail) -> Option<Fail> {
+    let waited = f.what.contains(" within ") || f.what.contains("then nothing for");
+    let seen = env.seen(path);
+    let last = seen.last()?;
+    let open = env.origin.origin().connection_open(last.conn);
+    if !waited || !last.answered || !open || seen.len() != 1 {
+        return None;
+    }
+    Some(
+        Fail::new(
+            format!(
+                "origin-sim sent its whole response to `{} {} {}` and kept the connection open, as HTTP/1.1 allows; your program did not pass it on (the client: {}): it seems to wait for the origin to close",
+                last.method, last.target, last.version, f.what
+            ),
+            f.reproduce.clone(),
+        )
+        .hint("read the response by its Content-Length (or its chunks) and forward it as it comes, without waiting for the connection to end — or send `Connection: close` upstream (or speak HTTP/1.0 there), so the origin closes after it"),
+    )
 }
 
 /// A hint for a GET of `path` that failed with `what`, from what the origin saw of it.

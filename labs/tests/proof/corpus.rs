@@ -221,6 +221,32 @@ fn defect(lab: u8, name: &str, lost: &[&str]) -> String {
     graded_five_times(lab, &student_proxy(name), lost)
 }
 
+/// Issue 23, item 2: a proxy that reads each response to the end of the connection, from an
+/// origin that keeps it open (as HTTP/1.1 allows), is told that — not "0 bytes came". (With
+/// one-second steps: every check waits one out.)
+#[test]
+fn waiting_for_the_origin_to_close_is_named_as_the_cause() {
+    let lab = labs::lab(2).unwrap();
+    let options = labs::Options {
+        step: Duration::from_secs(1),
+        ..labs::Options::default()
+    };
+    let subject = Subject::Command(student_proxy("waits-for-close"));
+    let mut runs = Vec::new();
+    for _ in 0..2 {
+        let report =
+            super::runtime().block_on(labs::run_lab(&lab, &subject, None, &options, |_, _, _| {}));
+        runs.push(summary(&report));
+    }
+    assert_eq!(runs[0], runs[1]);
+    let get_small = &runs[0];
+    assert!(
+        get_small.contains("origin-sim sent its whole response to `GET /bytes/100 HTTP/1.1` and kept the connection open"),
+        "{get_small}"
+    );
+    insta::assert_snapshot!("defect_waits_for_close", runs[0]);
+}
+
 /// Issue 23, item 1: a relay that mangles binary bodies (Java's readLine(), C's strlen())
 /// but is concurrent and caches right loses lab 2's binary checks, and nothing in labs 3
 /// and 4: what they build on is a plain text GET.

@@ -24,6 +24,9 @@ Defects (each one mistake students make):
   fifo            evicts the oldest stored object instead of the least recently used
   flip-byte       changes byte 4242 of every body longer than that (a relay that mangles
                   data; the HTML report's test marks the byte)
+  waits-for-close reads each response to the end of the connection instead of by its
+                  length, as a CS:APP-style loop over rio_readlineb does, while it asks
+                  for HTTP/1.1 keep-alive upstream (the origin keeps the connection open)
   text-only       passes bodies through as text, as a Java proxy that reads them with
                   readLine() into Strings does: bytes that are not UTF-8 come out as U+FFFD
                   (it is concurrent and caches well: binary bodies are all it gets wrong)
@@ -350,7 +353,9 @@ def exchange(client, conn, addr):
         (k, v) for k, v in headers
         if k.lower() not in HOP and k.lower() not in named
         and k.lower() not in ("host", "content-length")]
-    forward = [("Host", hostport)] + forward + [("Via", "1.1 student-proxy"), ("Connection", "close")]
+    forward = [("Host", hostport)] + forward + [("Via", "1.1 student-proxy")]
+    if DEFECT != "waits-for-close":
+        forward.append(("Connection", "close"))
     if entry and entry["etag"]:
         forward.append(("If-None-Match", entry["etag"]))
     if body or method in ("POST", "PUT"):
@@ -374,6 +379,8 @@ def exchange(client, conn, addr):
         status = int(status_line.split(" ")[1])
         if method == "HEAD" or status in (204, 304) or status < 200:
             rbody = b""
+        elif DEFECT == "waits-for-close":
+            rbody = upstream.rest()
         elif get(rheaders, "transfer-encoding") or get(rheaders, "content-length"):
             rbody = read_body(upstream, rheaders, None)
         else:
