@@ -776,7 +776,7 @@ impl Conn {
             .await
         {
             Ok(head) => head,
-            Err(e) => return Err(head_error(e, &after, step)),
+            Err(e) => return Err(head_error(e, &after, step, self.reader.buffered())),
         };
         let framing = wire::response_framing(method, &head).map_err(|e| {
             format!(
@@ -808,9 +808,22 @@ fn closed(e: &std::io::Error) -> bool {
     matches!(e.kind(), ConnectionReset | ConnectionAborted | BrokenPipe)
 }
 
-/// What a failed head read means, in words.
-fn head_error(e: HeadError, after: &str, step: Duration) -> String {
+/// What a failed head read means, in words; `arrived` is what came of it.
+fn head_error(e: HeadError, after: &str, step: Duration, arrived: &[u8]) -> String {
+    let began = || {
+        let text: String = String::from_utf8_lossy(&arrived[..arrived.len().min(40)])
+            .chars()
+            .map(|c| if c.is_control() && c != '\n' { '·' } else { c })
+            .collect();
+        format!("{text:?}{}", if arrived.len() > 40 { "…" } else { "" })
+    };
+    let not_http = !arrived.is_empty() && !arrived.starts_with(b"HTTP/");
     match e {
+        HeadError::Incomplete | HeadError::Closed if not_http => format!(
+            "{after}; {} bytes came and the connection closed, but no response head: they began {} — a response starts with a status line such as `HTTP/1.1 200 OK` (RFC 9112 §4)",
+            arrived.len(),
+            began()
+        ),
         HeadError::Timeout { partial: false } => {
             format!("{after}; no response head within {}", secs(step))
         }
@@ -823,11 +836,20 @@ fn head_error(e: HeadError, after: &str, step: Duration) -> String {
         HeadError::Io(e) if closed(&e) => {
             format!("{after}; the connection closed without a response")
         }
-        HeadError::Incomplete => {
-            format!("{after}; the connection closed in the middle of the response head")
-        }
+        HeadError::Incomplete => format!(
+            "{after}; the connection closed in the middle of the response head, after {} bytes: {}",
+            arrived.len(),
+            began()
+        ),
         HeadError::Io(e) => format!("{after}; reading the response failed: {e}"),
-        other => format!("{after}; the response head is not valid HTTP/1.x: {other}"),
+        _ if not_http => format!(
+            "{after}; what came back is not an HTTP response: it began {} — a response starts with a status line such as `HTTP/1.1 200 OK` (RFC 9112 §4)",
+            began()
+        ),
+        other => format!(
+            "{after}; the response head is not valid HTTP/1.x: {other} (it began {})",
+            began()
+        ),
     }
 }
 

@@ -421,10 +421,17 @@ fn malformed(env: &Env) -> CheckFuture<'_> {
         conn.send(b"THIS IS NOT HTTP\r\n\r\n")
             .await
             .map_err(|e| no_response(e, &reproduce))?;
-        let res = conn
-            .read("GET")
-            .await
-            .map_err(|e| Fail::new(format!("no 400 came back: {e}"), &reproduce))?;
+        let res = conn.read("GET").await.map_err(|e| {
+            // A 400 whose end never comes is a 400 without a length, not no 400.
+            match e.strip_prefix("the response (400 ") {
+                Some(_) => Fail::new(
+                    format!("a 400 came back, but the client cannot tell where it ends: {e}"),
+                    &reproduce,
+                )
+                .hint("give every response you write a length (`Content-Length: 0` for an empty body), or close the connection after it"),
+                None => Fail::new(format!("no 400 came back: {e}"), &reproduce),
+            }
+        })?;
         expect_status(&res, 400, &reproduce)
     })
 }

@@ -221,6 +221,23 @@ fn defect(lab: u8, name: &str, lost: &[&str]) -> String {
     graded_five_times(lab, &student_proxy(name), lost)
 }
 
+/// Issue 23, item 14: an error page without a status line is said to be one, with what it
+/// began with; a 400 without a length is a 400 whose end never comes, not "no 400".
+#[test]
+fn an_error_page_without_a_status_line_and_a_400_without_a_length_are_named() {
+    let html = defect(2, "bare-html", &["unreachable-502", "malformed-400"]);
+    assert!(
+        html.contains("but no response head: they began \"<html><body><h1>502 Bad Gateway</h1>"),
+        "{html}"
+    );
+    let unframed = defect(2, "unframed-400", &["malformed-400"]);
+    assert!(
+        unframed.contains("a 400 came back, but the client cannot tell where it ends"),
+        "{unframed}"
+    );
+    insta::assert_snapshot!("defect_error_pages", format!("{html}\n{unframed}"));
+}
+
 /// Issue 23, item 2: a proxy that reads each response to the end of the connection, from an
 /// origin that keeps it open (as HTTP/1.1 allows), is told that — not "0 bytes came". (With
 /// one-second steps: every check waits one out.)

@@ -27,6 +27,10 @@ Defects (each one mistake students make):
   waits-for-close reads each response to the end of the connection instead of by its
                   length, as a CS:APP-style loop over rio_readlineb does, while it asks
                   for HTTP/1.1 keep-alive upstream (the origin keeps the connection open)
+  bare-html       answers its own errors (400, 403, 502) with an HTML page and no status
+                  line, then closes
+  unframed-400    answers a malformed request with a 400 that has no Content-Length, and
+                  keeps the connection open (so the client cannot tell where it ends)
   text-only       passes bodies through as text, as a Java proxy that reads them with
                   readLine() into Strings does: bytes that are not UTF-8 come out as U+FFFD
                   (it is concurrent and caches well: binary bodies are all it gets wrong)
@@ -151,6 +155,16 @@ def read_body(conn, headers, out):
 
 
 def answer(client, status, reason, text, close=True):
+    if DEFECT == "bare-html":
+        client.sendall(("<html><body><h1>%d %s</h1><p>%s</p></body></html>\n"
+                        % (status, reason, text)).encode())
+        client.shutdown(socket.SHUT_WR)
+        return
+    if DEFECT == "unframed-400" and status == 400:
+        client.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n\r\n")
+        while client.recv(4096):  # and keeps the connection open until the client leaves
+            pass
+        return
     body = (text + "\n").encode()
     client.sendall(("HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n%s\r\n"
                     % (status, reason, len(body), "Connection: close\r\n" if close else "")).encode() + body)
