@@ -723,14 +723,12 @@ pub fn seeded_body(seed: u64, len: u64) -> Vec<u8> {
     out
 }
 
-/// The seeded body of `len` bytes origin-sim sends for `target`: text for `/text/…`, a
-/// `text=1` query or `/cache/…?text=N`, binary otherwise.
+/// The seeded body of `len` bytes origin-sim sends for `target`: text for `/text/…` and
+/// `/cache/…?text=N`, binary otherwise.
 pub fn seeded_for(seed: u64, target: &str, len: u64) -> Vec<u8> {
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let text = path.starts_with("/text/")
-        || query
-            .split('&')
-            .any(|kv| kv == "text=1" || (path.starts_with("/cache/") && kv.starts_with("text=")));
+        || (path.starts_with("/cache/") && query.split('&').any(|kv| kv.starts_with("text=")));
     if text {
         seeded_text(seed, len)
     } else {
@@ -738,7 +736,7 @@ pub fn seeded_for(seed: u64, target: &str, len: u64) -> Vec<u8> {
     }
 }
 
-/// The body `/text/{len}` (and `/chunked` and `/close` with `?text=1`, `/cache` with
+/// The body `/text/{len}` (and `/text/chunked/{len}`, `/text/close/{len}`, `/cache` with
 /// `?text=N`) sends: printable ASCII in lines of 64 bytes, ending with a newline.
 pub fn seeded_text(seed: u64, len: u64) -> Vec<u8> {
     let mut out = vec![0; len as usize];
@@ -764,7 +762,7 @@ mod tests {
         assert_eq!(seeded_text(7, 1), b"\n");
         assert_ne!(seeded_text(7, 1000), seeded_text(8, 1000));
         assert_eq!(seeded_for(7, "/text/9?lab=x", 9), seeded_text(7, 9));
-        assert_eq!(seeded_for(7, "/chunked/9?text=1", 9), seeded_text(7, 9));
+        assert_eq!(seeded_for(7, "/text/chunked/9", 9), seeded_text(7, 9));
         assert_eq!(seeded_for(7, "/cache/60?text=9", 9), seeded_text(7, 9));
         assert_eq!(seeded_for(7, "/bytes/9?lab=text", 9), seeded_body(7, 9));
     }

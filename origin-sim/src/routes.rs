@@ -13,7 +13,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("/bytes/N", "N seeded bytes with Content-Length"),
     (
         "/text/N",
-        "N seeded bytes of printable text in lines, with Content-Length (?text=1 on /chunked and /close too)",
+        "N seeded bytes of printable text in lines, with Content-Length (/text/chunked/N and /text/close/N: those framings with text)",
     ),
     (
         "/chunked/N?chunk=K",
@@ -155,7 +155,14 @@ pub(crate) async fn respond<R: Rd, W: Wr>(
         .unwrap_or((ex.head.target.as_str(), ""));
     let path = path.to_string();
     let query = query.to_string();
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let mut segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    // `/text/chunked/N`, `/text/close/N`: those framings with a text body. (In the path, not
+    // the query: a program that drops queries still gets the body it asked for.)
+    let text =
+        segments.len() == 3 && segments[0] == "text" && matches!(segments[1], "chunked" | "close");
+    if text {
+        segments.remove(0);
+    }
     let number = |i: usize| segments.get(i).and_then(|s| s.parse::<u64>().ok());
 
     if segments.first() == Some(&"echo") && segments.len() == 1 {
@@ -169,8 +176,6 @@ pub(crate) async fn respond<R: Rd, W: Wr>(
         return Ok(After::Close);
     }
     let seed = ex.origin.seed;
-    // `?text=1`: a framing route sends printable text in lines instead of binary bytes.
-    let text = query_value(&query, "text") == Some("1");
     match (segments.as_slice(), number(1)) {
         ([""], _) => {
             let mut page = String::from("origin-sim: a deterministic origin for proxylab.\n\n");

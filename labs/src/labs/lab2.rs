@@ -145,7 +145,7 @@ fn put_chunked(env: &Env) -> CheckFuture<'_> {
 fn chunked_response(env: &Env) -> CheckFuture<'_> {
     Box::pin(async move {
         single_get_works(env).await?;
-        get_seeded(env, "/chunked/50000?text=1", 50_000)
+        get_seeded(env, "/text/chunked/50000", 50_000)
             .await
             .map(|_| ())
     })
@@ -154,7 +154,7 @@ fn chunked_response(env: &Env) -> CheckFuture<'_> {
 fn close_delimited(env: &Env) -> CheckFuture<'_> {
     Box::pin(async move {
         single_get_works(env).await?;
-        get_seeded(env, "/close/50000?text=1", 50_000)
+        get_seeded(env, "/text/close/50000", 50_000)
             .await
             .map(|_| ())
     })
@@ -194,7 +194,10 @@ fn origin_form(env: &Env) -> CheckFuture<'_> {
                 reproduce,
             )),
             Some(_) => Ok(()),
-            None => Err(Fail::new("the request never reached the origin", reproduce)),
+            None => Err(match super::dropped_query(env, path) {
+                Some(dropped) => Fail::new(dropped, reproduce),
+                None => Fail::new("the request never reached the origin", reproduce),
+            }),
         }
     })
 }
@@ -381,6 +384,13 @@ fn keep_alive(env: &Env) -> CheckFuture<'_> {
             first_close = !res.head.keeps_alive();
         }
         for path in paths {
+            if let Some(dropped) = super::dropped_query(env, path) {
+                return Err(Fail::not_judged(
+                    Fail::new(dropped, &reproduce),
+                    "the query string does not reach the origin",
+                    "lab 2 origin-form",
+                ));
+            }
             let hits = env.hits(path);
             if hits != 1 {
                 return Err(Fail::new(

@@ -221,6 +221,35 @@ fn defect(lab: u8, name: &str, lost: &[&str]) -> String {
     graded_five_times(lab, &student_proxy(name), lost)
 }
 
+/// Issue 23, item 8: a proxy that drops the query string is told so by origin-form, the
+/// check it costs, and lab 4 does not judge caching on top of it (its checks tell their
+/// requests apart by their queries).
+#[test]
+fn dropping_the_query_string_costs_origin_form_and_says_so() {
+    let lab2 = defect(2, "drop-query", &["origin-form", "keep-alive"]);
+    assert!(
+        lab2.contains("the request without its query `?lab=origin-form`"),
+        "{lab2}"
+    );
+    // Lab 4: what does not build on told-apart URLs passes (its cache works), the rest is
+    // not judged and points at origin-form; nothing blames the cache.
+    let lab4 = super::grade(4, &Subject::Command(student_proxy("drop-query")));
+    let pointed = |o: &labs::Outcome| {
+        o.failure
+            .as_deref()
+            .is_some_and(|f| f.contains("see lab 2 origin-form"))
+    };
+    assert!(
+        lab4.outcomes.iter().all(
+            |o| o.verdict == Verdict::Passed || (o.verdict == Verdict::NotJudged && pointed(o))
+        ),
+        "{}",
+        lab4.table()
+    );
+    assert!(lab4.outcomes.iter().any(pointed), "{}", lab4.table());
+    insta::assert_snapshot!("defect_drop_query", lab2);
+}
+
 /// Issue 23, item 14: an error page without a status line is said to be one, with what it
 /// began with; a 400 without a length is a 400 whose end never comes, not "no 400".
 #[test]

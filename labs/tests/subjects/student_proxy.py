@@ -27,6 +27,7 @@ Defects (each one mistake students make):
   waits-for-close reads each response to the end of the connection instead of by its
                   length, as a CS:APP-style loop over rio_readlineb does, while it asks
                   for HTTP/1.1 keep-alive upstream (the origin keeps the connection open)
+  drop-query      forwards the path without its query (GET /bytes/10 for /bytes/10?x=1)
   bare-html       answers its own errors (400, 403, 502) with an HTML page and no status
                   line, then closes
   unframed-400    answers a malformed request with a 400 that has no Content-Length, and
@@ -375,6 +376,8 @@ def exchange(client, conn, addr):
     if body or method in ("POST", "PUT"):
         forward.append(("Content-Length", str(len(body))))
     target = url if DEFECT == "absolute" else path
+    if DEFECT == "drop-query":
+        target = path.split("?", 1)[0]
     proto = "HTTP/1.0" if DEFECT == "http10" else "HTTP/1.1"
     request = ("%s %s %s\r\n" % (method, target, proto)
                + "".join("%s: %s\r\n" % kv for kv in forward) + "\r\n").encode("latin-1") + body
